@@ -1,0 +1,113 @@
+//! What each CLI verb does, composed from the pipeline modules. Output for people goes
+//! to stdout; problems go to stderr through the error the verb returns.
+
+use crate::fsutil::{write_atomic, PUBLIC};
+use crate::pki::{describe_all, Pki};
+use crate::render::{self, base64_len, RenderOptions};
+use crate::spec::{self, Problem, Spec};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+pub fn init(file: &Path, force: bool) -> Result<()> {
+    if file.exists() && !force {
+        bail!("{} exists; pass --force to replace it", file.display());
+    }
+    write_atomic(file, spec::EXAMPLE.as_bytes(), PUBLIC)?;
+    println!(
+        "wrote {}: edit it, then run `paasgen render -f {}`",
+        file.display(),
+        file.display()
+    );
+    Ok(())
+}
+
+fn print_warnings(warnings: &[Problem]) {
+    for w in warnings {
+        eprintln!("{w}");
+    }
+}
+
+/// Loads and validates the spec, printing its warnings.
+pub fn load_spec(file: &Path) -> Result<Spec> {
+    let (spec, warnings) = spec::load(file)?;
+    print_warnings(&warnings);
+    Ok(spec)
+}
+
+pub fn validate(file: &Path) -> Result<()> {
+    load_spec(file)?;
+    println!("ok");
+    Ok(())
+}
+
+/// The state directory: given, or `.paasgen` next to the spec.
+pub fn state_dir_for(file: &Path, given: Option<&Path>) -> PathBuf {
+    match given {
+        Some(dir) => dir.to_path_buf(),
+        None => file.parent().unwrap_or(Path::new("")).join(".paasgen"),
+    }
+}
+
+pub fn render(file: &Path, out: &Path, state_dir: Option<&Path>) -> Result<()> {
+    let spec = load_spec(file)?;
+    let state = state_dir_for(file, state_dir);
+    let mut pki = Pki::ensure(&state, &spec).context("preparing the PKI")?;
+    let docs = render::render(&spec, &pki, &RenderOptions::default())?;
+    let kubeconfig = render::admin_kubeconfig(&spec, &pki)?;
+    pki.stage_file("admin.kubeconfig", kubeconfig.into_bytes(), true)?;
+    // Only now, with every document rendered, is anything written.
+    pki.save()?;
+    let manifest = render::write_output(out, &spec, &docs)?;
+    for change in pki.changes() {
+        println!("pki: {change}");
+    }
+    println!(
+        "{:<12} {:<8} {:<15} {:<15} {:>9} {:>9}",
+        "NODE", "ROLE", "PRIVATE IP", "PUBLIC IP", "BYTES", "BASE64"
+    );
+    for n in &manifest.nodes {
+        println!(
+            "{:<12} {:<8} {:<15} {:<15} {:>9} {:>9}",
+            n.name,
+            n.role.as_str(),
+            n.private_ip,
+            n.public_ip.as_deref().unwrap_or("-"),
+            n.bytes,
+            base64_len(n.bytes)
+        );
+    }
+    println!(
+        "wrote {} documents and manifest.json to {}; admin kubeconfig: {}",
+        manifest.nodes.len(),
+        out.display(),
+        state.join("admin.kubeconfig").display()
+    );
+    Ok(())
+}
+
+pub fn pki_show(file: &Path, state_dir: Option<&Path>) -> Result<()> {
+    let pki_dir = state_dir_for(file, state_dir).join("pki");
+    if !pki_dir.exists() {
+        bail!(
+            "no PKI at {}: run `paasgen render` first",
+            pki_dir.display()
+        );
+    }
+    for (path, c) in describe_all(&pki_dir)? {
+        println!("{path}");
+        println!("  subject:  {}", c.subject);
+        println!("  issuer:   {}", c.issuer);
+        if c.is_ca {
+            println!("  CA:       yes");
+        }
+        if !c.sans.is_empty() {
+            println!("  SANs:     {}", c.sans.join(", "));
+        }
+        println!("  usages:   {}", c.key_usages.join(", "));
+        if !c.extended_key_usages.is_empty() {
+            println!("  EKUs:     {}", c.extended_key_usages.join(", "));
+        }
+        println!("  expires:  {}", c.not_after);
+    }
+    Ok(())
+}

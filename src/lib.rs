@@ -1,0 +1,11 @@
+//! paasgen: one cluster spec in, a self-configuring Kubernetes platform out.
+//!
+//! The pipeline, one module per step:
+//! `spec` (parse + validate) -> `pki` (keys and certs, kept in the state dir) ->
+//! `render` (one cloud-init document per node) -> `commands` (what the CLI verbs do).
+
+pub mod commands;
+pub mod fsutil;
+pub mod pki;
+pub mod render;
+pub mod spec;

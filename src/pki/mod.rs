@@ -1,0 +1,155 @@
+//! The cluster's PKI, generated once and kept in the state directory.
+//!
+//! `Pki::ensure` loads what exists, issues only what is missing or no longer matches the
+//! spec, and keeps every change in memory until `save`: a failed render writes nothing.
+//! A CA is never generated over an existing one.
+
+mod inspect;
+mod issue;
+mod store;
+
+pub use inspect::{describe_all, hex, signed_by, spki_sha256, summarize, CertSummary};
+pub use issue::{Profile, Usage};
+
+use crate::spec::{Role, Spec};
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::Path;
+use store::Store;
+
+/// A certificate and its private key, PEM encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertKey {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// The service-account signing key pair (no certificate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPairPem {
+    pub private_pem: String,
+    pub public_pem: String,
+}
+
+/// What `ensure` did to one item, for the user's report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Created(String),
+    Reissued { name: String, why: String },
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Created(name) => write!(f, "created {name}"),
+            Change::Reissued { name, why } => write!(f, "re-issued {name}: {why}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Pki {
+    pub etcd_ca: CertKey,
+    pub kubernetes_ca: CertKey,
+    pub front_proxy_ca: CertKey,
+    pub service_account: KeyPairPem,
+    /// Per etcd node: server certificate (clients -> etcd).
+    pub etcd_server: BTreeMap<String, CertKey>,
+    /// Per etcd node: peer certificate (etcd <-> etcd).
+    pub etcd_peer: BTreeMap<String, CertKey>,
+    pub apiserver_etcd_client: CertKey,
+    pub etcd_healthcheck_client: CertKey,
+    /// The operator's cluster-admin client certificate (for admin.kubeconfig).
+    pub admin: CertKey,
+    /// kubeadm bootstrap token `[a-z0-9]{6}.[a-z0-9]{16}` for joins.
+    pub bootstrap_token: String,
+    /// sha256 of the Kubernetes CA's SubjectPublicKeyInfo, as kubeadm's discovery wants it.
+    pub ca_cert_hash: String,
+    store: Store,
+}
+
+/// Subject alternative names of an etcd member: how peers and clients reach it.
+fn etcd_sans(spec: &Spec, name: &str, ip: std::net::Ipv4Addr) -> Vec<String> {
+    let node = spec.node(name).expect("etcd member is a node of the spec");
+    vec![
+        ip.to_string(),
+        name.to_string(),
+        spec.fqdn(node),
+        "127.0.0.1".into(),
+        "localhost".into(),
+    ]
+}
+
+impl Pki {
+    /// Loads the PKI under `state_dir/pki`, filling in what the spec needs and is missing.
+    pub fn ensure(state_dir: &Path, spec: &Spec) -> Result<Pki> {
+        let mut store = Store::open(state_dir)?;
+        let etcd_ca = store.ca("etcd/ca", "etcd-ca")?;
+        let kubernetes_ca = store.ca("ca", "kubernetes")?;
+        let front_proxy_ca = store.ca("front-proxy-ca", "front-proxy-ca")?;
+        let service_account = store.key_pair("sa")?;
+
+        let mut etcd_server = BTreeMap::new();
+        let mut etcd_peer = BTreeMap::new();
+        for node in spec.nodes_with_role(Role::Etcd) {
+            let sans = etcd_sans(spec, &node.name, node.private_ip);
+            let server = Profile::new(&node.name, Usage::Server, sans.clone());
+            let peer = Profile::new(&node.name, Usage::Peer, sans);
+            etcd_server.insert(
+                node.name.clone(),
+                store.leaf(&format!("etcd/{}-server", node.name), &server, &etcd_ca)?,
+            );
+            etcd_peer.insert(
+                node.name.clone(),
+                store.leaf(&format!("etcd/{}-peer", node.name), &peer, &etcd_ca)?,
+            );
+        }
+        let apiserver_etcd_client = store.leaf(
+            "apiserver-etcd-client",
+            &Profile::new("kube-apiserver-etcd-client", Usage::Client, vec![]),
+            &etcd_ca,
+        )?;
+        let etcd_healthcheck_client = store.leaf(
+            "etcd/healthcheck-client",
+            &Profile::new("kube-etcd-healthcheck-client", Usage::Client, vec![]),
+            &etcd_ca,
+        )?;
+        let admin = store.leaf(
+            "admin",
+            &Profile::new("paasgen-admin", Usage::Client, vec![]).organization("system:masters"),
+            &kubernetes_ca,
+        )?;
+        let bootstrap_token = store.bootstrap_token()?;
+        let ca_cert_hash = format!("sha256:{}", spki_sha256(&kubernetes_ca.cert_pem)?);
+        Ok(Pki {
+            etcd_ca,
+            kubernetes_ca,
+            front_proxy_ca,
+            service_account,
+            etcd_server,
+            etcd_peer,
+            apiserver_etcd_client,
+            etcd_healthcheck_client,
+            admin,
+            bootstrap_token,
+            ca_cert_hash,
+            store,
+        })
+    }
+
+    /// What `ensure` created or re-issued (empty when everything was reused).
+    pub fn changes(&self) -> &[Change] {
+        self.store.changes()
+    }
+
+    /// Writes new and re-issued items (keys 0600, dirs 0700); untouched files stay as they are.
+    pub fn save(&self) -> Result<()> {
+        self.store.save()
+    }
+
+    /// Queues an extra file in the state dir (e.g. admin.kubeconfig), written by `save`
+    /// only when its content differs.
+    pub fn stage_file(&mut self, relative: &str, bytes: Vec<u8>, private: bool) -> Result<()> {
+        self.store.stage_file(relative, bytes, private)
+    }
+}

@@ -1,0 +1,213 @@
+//! The on-disk PKI: loads what exists, stages what must be written.
+
+use super::inspect::{signed_by, summarize};
+use super::issue::{new_ca, new_key_pair, new_leaf, Profile, RENEW_BEFORE};
+use super::{CertKey, Change, KeyPairPem};
+use crate::fsutil::{private_dir, write_atomic, PRIVATE, PUBLIC};
+use anyhow::{bail, Context, Result};
+use rand::Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    state_dir: PathBuf,
+    /// Files to write on `save`: path -> (content, mode).
+    pending: BTreeMap<PathBuf, (Vec<u8>, u32)>,
+    changes: Vec<Change>,
+}
+
+fn read_pair(a: &Path, b: &Path) -> Result<Option<(String, String)>> {
+    match (a.exists(), b.exists()) {
+        (true, true) => Ok(Some((
+            std::fs::read_to_string(a).with_context(|| format!("reading {}", a.display()))?,
+            std::fs::read_to_string(b).with_context(|| format!("reading {}", b.display()))?,
+        ))),
+        (false, false) => Ok(None),
+        (true, false) => bail!(
+            "{} exists without {}: restore it from your backup; paasgen will not replace it",
+            a.display(),
+            b.display()
+        ),
+        (false, true) => bail!(
+            "{} exists without {}: restore it from your backup; paasgen will not replace it",
+            b.display(),
+            a.display()
+        ),
+    }
+}
+
+/// Why an existing leaf certificate no longer fits its profile, if it does not.
+fn mismatch(existing: &CertKey, profile: &Profile, ca: &CertKey) -> Result<Option<String>> {
+    if !signed_by(&existing.cert_pem, &ca.cert_pem)? {
+        return Ok(Some("not signed by the current CA".into()));
+    }
+    let summary = summarize(&existing.cert_pem)?;
+    let have: BTreeSet<&str> = summary.sans.iter().map(String::as_str).collect();
+    let want: BTreeSet<&str> = profile.sans.iter().map(String::as_str).collect();
+    if have != want {
+        return Ok(Some(format!(
+            "SANs changed from [{}] to [{}]",
+            summary.sans.join(", "),
+            profile.sans.join(", ")
+        )));
+    }
+    if !summary
+        .subject
+        .contains(&format!("CN={}", profile.common_name))
+    {
+        return Ok(Some(format!("subject {} differs", summary.subject)));
+    }
+    let renew_at = (time::OffsetDateTime::now_utc() + RENEW_BEFORE).unix_timestamp();
+    if summary.not_after_unix < renew_at {
+        return Ok(Some(format!("expires {}", summary.not_after)));
+    }
+    Ok(None)
+}
+
+impl Store {
+    pub fn open(state_dir: &Path) -> Result<Store> {
+        Ok(Store {
+            state_dir: state_dir.to_path_buf(),
+            pending: BTreeMap::new(),
+            changes: Vec::new(),
+        })
+    }
+
+    fn pki_path(&self, rel: &str, ext: &str) -> PathBuf {
+        self.state_dir.join("pki").join(format!("{rel}.{ext}"))
+    }
+
+    fn stage(&mut self, path: PathBuf, bytes: impl Into<Vec<u8>>, mode: u32) {
+        self.pending.insert(path, (bytes.into(), mode));
+    }
+
+    fn stage_cert_key(&mut self, rel: &str, ck: &CertKey) {
+        self.stage(self.pki_path(rel, "crt"), ck.cert_pem.clone(), PUBLIC);
+        self.stage(self.pki_path(rel, "key"), ck.key_pem.clone(), PRIVATE);
+    }
+
+    /// The CA stored as `rel`.crt/.key, created only when neither file exists.
+    pub fn ca(&mut self, rel: &str, common_name: &str) -> Result<CertKey> {
+        if let Some((cert_pem, key_pem)) =
+            read_pair(&self.pki_path(rel, "crt"), &self.pki_path(rel, "key"))?
+        {
+            return Ok(CertKey { cert_pem, key_pem });
+        }
+        let ca = new_ca(common_name)?;
+        self.stage_cert_key(rel, &ca);
+        self.changes.push(Change::Created(format!("CA {rel}")));
+        Ok(ca)
+    }
+
+    pub fn key_pair(&mut self, rel: &str) -> Result<KeyPairPem> {
+        if let Some((private_pem, public_pem)) =
+            read_pair(&self.pki_path(rel, "key"), &self.pki_path(rel, "pub"))?
+        {
+            return Ok(KeyPairPem {
+                private_pem,
+                public_pem,
+            });
+        }
+        let kp = new_key_pair()?;
+        self.stage(self.pki_path(rel, "key"), kp.private_pem.clone(), PRIVATE);
+        self.stage(self.pki_path(rel, "pub"), kp.public_pem.clone(), PUBLIC);
+        self.changes
+            .push(Change::Created(format!("key pair {rel}")));
+        Ok(kp)
+    }
+
+    /// The leaf stored as `rel`, re-issued from `ca` when it no longer fits `profile`.
+    pub fn leaf(&mut self, rel: &str, profile: &Profile, ca: &CertKey) -> Result<CertKey> {
+        let existing = read_pair(&self.pki_path(rel, "crt"), &self.pki_path(rel, "key"))?
+            .map(|(cert_pem, key_pem)| CertKey { cert_pem, key_pem });
+        let change = match &existing {
+            None => Change::Created(format!("certificate {rel}")),
+            Some(cert) => match mismatch(cert, profile, ca)
+                .with_context(|| format!("checking pki/{rel}.crt"))?
+            {
+                None => return Ok(existing.expect("matched Some")),
+                Some(why) => Change::Reissued {
+                    name: format!("certificate {rel}"),
+                    why,
+                },
+            },
+        };
+        let cert = new_leaf(profile, ca).with_context(|| format!("issuing {rel}"))?;
+        self.stage_cert_key(rel, &cert);
+        self.changes.push(change);
+        Ok(cert)
+    }
+
+    /// The kubeadm bootstrap token, generated once.
+    pub fn bootstrap_token(&mut self) -> Result<String> {
+        let path = self.state_dir.join("secrets/bootstrap-token");
+        if path.exists() {
+            let token = std::fs::read_to_string(&path)?.trim().to_string();
+            if !is_bootstrap_token(&token) {
+                bail!(
+                    "{} does not hold a token like abcdef.0123456789abcdef",
+                    path.display()
+                );
+            }
+            return Ok(token);
+        }
+        let token = format!("{}.{}", random_token_part(6), random_token_part(16));
+        self.stage(path, format!("{token}\n"), PRIVATE);
+        self.changes.push(Change::Created("bootstrap token".into()));
+        Ok(token)
+    }
+
+    pub fn stage_file(&mut self, relative: &str, bytes: Vec<u8>, private: bool) -> Result<()> {
+        let path = self.state_dir.join(relative);
+        if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
+            self.stage(path, bytes, if private { PRIVATE } else { PUBLIC });
+        }
+        Ok(())
+    }
+
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
+    pub fn save(&self) -> Result<()> {
+        private_dir(&self.state_dir)?;
+        for (path, (bytes, mode)) in &self.pending {
+            if let Some(parent) = path.parent() {
+                private_dir(parent)?;
+            }
+            write_atomic(path, bytes, *mode)?;
+        }
+        Ok(())
+    }
+}
+
+fn is_bootstrap_token(t: &str) -> bool {
+    let ok = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    matches!(t.split_once('.'), Some((id, secret)) if ok(id, 6) && ok(secret, 16))
+}
+
+fn random_token_part(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_have_kubeadm_format() {
+        let t = format!("{}.{}", random_token_part(6), random_token_part(16));
+        assert!(is_bootstrap_token(&t), "{t}");
+        assert!(!is_bootstrap_token("ABCDEF.0123456789abcdef"));
+        assert!(!is_bootstrap_token("abcdef0123456789abcdef"));
+    }
+}

@@ -1,0 +1,177 @@
+//! Turns a node's files into a `#cloud-config` document that fits OpenStack's limit.
+
+use super::files::File;
+use super::templates::Templates;
+use anyhow::{bail, Result};
+use base64::Engine;
+use flate2::write::GzEncoder;
+use flate2::{Compression, GzBuilder};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write;
+
+/// Nova refuses user_data longer than this once base64 encoded.
+pub const NOVA_USER_DATA_LIMIT: usize = 65_535;
+
+/// Length of `n` bytes after base64 encoding.
+pub fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// A write_files entry as the role template lays it out.
+#[derive(Debug, Serialize)]
+struct Entry<'a> {
+    path: &'a str,
+    permissions: String,
+    encoding: Option<&'static str>,
+    /// A YAML scalar, ready to follow `content: `.
+    content: String,
+}
+
+/// Compressed file contents, shared across the nodes of one render (/etc/hosts and the
+/// like are the same on every node).
+#[derive(Default)]
+pub struct GzCache {
+    by_digest: HashMap<[u8; 32], String>,
+}
+
+impl GzCache {
+    fn gz_base64(&mut self, content: &[u8]) -> String {
+        let digest: [u8; 32] = Sha256::digest(content).into();
+        self.by_digest
+            .entry(digest)
+            .or_insert_with(|| {
+                // mtime 0 and no file name: the same input gives the same bytes.
+                let mut gz: GzEncoder<Vec<u8>> = GzBuilder::new()
+                    .mtime(0)
+                    .write(Vec::new(), Compression::best());
+                gz.write_all(content).expect("writing to memory");
+                let bytes = gz.finish().expect("writing to memory");
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            })
+            .clone()
+    }
+}
+
+/// Indentation of file content lines under `  - path:` / `    content: |`.
+const CONTENT_INDENT: &str = "      ";
+
+/// `content` as a YAML literal block, when it can be written as one faithfully.
+fn literal_block(content: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(content).ok()?;
+    let plain = |c: char| c == '\n' || c == '\t' || (!c.is_control() && c != '\u{feff}');
+    if text.is_empty() || !text.chars().all(plain) || text.starts_with([' ', '\n']) {
+        return None;
+    }
+    let body = text.trim_end_matches('\n');
+    let trailing = text.len() - body.len();
+    let chomp = match trailing {
+        0 => "|-",
+        1 => "|",
+        _ => "|+",
+    };
+    let mut out =
+        String::with_capacity(text.len() + text.lines().count() * CONTENT_INDENT.len() + 4);
+    out.push_str(chomp);
+    for line in text.split_inclusive('\n') {
+        out.push('\n');
+        if line != "\n" {
+            out.push_str(CONTENT_INDENT);
+        }
+        out.push_str(line.trim_end_matches('\n'));
+    }
+    Some(out)
+}
+
+fn entry<'a>(file: &'a File, compress: bool, gz: &mut GzCache) -> Entry<'a> {
+    let permissions = format!("{:04o}", file.mode);
+    if !compress {
+        if let Some(block) = literal_block(&file.content) {
+            return Entry {
+                path: &file.path,
+                permissions,
+                encoding: None,
+                content: block,
+            };
+        }
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&file.content);
+        return Entry {
+            path: &file.path,
+            permissions,
+            encoding: Some("b64"),
+            content: format!("\"{b64}\""),
+        };
+    }
+    Entry {
+        path: &file.path,
+        permissions,
+        encoding: Some("gz+b64"),
+        content: format!("\"{}\"", gz.gz_base64(&file.content)),
+    }
+}
+
+/// Renders `role_template` with `files`; when the document is over Nova's limit, the
+/// largest files are sent compressed (gz+b64) one by one until it fits.
+pub fn assemble(
+    t: &Templates,
+    role_template: &str,
+    ctx: &mut tera::Context,
+    node: &str,
+    files: &[File],
+    gz: &mut GzCache,
+) -> Result<String> {
+    let mut by_size: Vec<usize> = (0..files.len()).collect();
+    by_size.sort_by_key(|&i| std::cmp::Reverse(files[i].content.len()));
+    let mut compressed = 0;
+    loop {
+        let entries: Vec<Entry> = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| entry(f, by_size[..compressed].contains(&i), gz))
+            .collect();
+        ctx.insert("files", &entries);
+        let doc = t.render(role_template, ctx)?;
+        if base64_len(doc.len()) <= NOVA_USER_DATA_LIMIT {
+            return Ok(doc);
+        }
+        if compressed == files.len() {
+            bail!(
+                "the user-data of node {node} is {} bytes ({} base64), over OpenStack's limit of {} even with every file compressed",
+                doc.len(),
+                base64_len(doc.len()),
+                NOVA_USER_DATA_LIMIT
+            );
+        }
+        compressed += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_blocks_keep_trailing_newlines_exactly() {
+        assert_eq!(literal_block(b"a\nb\n").unwrap(), "|\n      a\n      b");
+        assert_eq!(literal_block(b"a\nb").unwrap(), "|-\n      a\n      b");
+        assert_eq!(literal_block(b"a\n\n").unwrap(), "|+\n      a\n");
+        assert_eq!(literal_block(b"a\n\nb\n").unwrap(), "|\n      a\n\n      b");
+    }
+
+    #[test]
+    fn odd_content_is_not_a_literal_block() {
+        assert!(literal_block(b" leading space").is_none());
+        assert!(literal_block(b"nul\0").is_none());
+        assert!(literal_block(&[0xff, 0xfe]).is_none());
+        assert!(literal_block(b"").is_none());
+    }
+
+    #[test]
+    fn base64_length() {
+        assert_eq!(base64_len(0), 0);
+        assert_eq!(base64_len(1), 4);
+        assert_eq!(base64_len(3), 4);
+        assert_eq!(base64_len(49_149), 65_532);
+    }
+}

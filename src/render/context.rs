@@ -1,0 +1,318 @@
+//! The data templates see: plain values derived from the spec (and, per role, from the
+//! PKI). Secrets enter a node's context only for the roles that need them.
+
+use crate::pki::Pki;
+use crate::spec::versions::{self, Download};
+use crate::spec::{EtcdSource, Node, Role, Spec};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// How a render differs from a first build of the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    /// etcd members that replace a lost member of a running cluster: their config says
+    /// `initial-cluster-state: existing`.
+    pub etcd_joining: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterView {
+    pub name: String,
+    pub domain: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkView {
+    pub private_cidr: String,
+    pub private_prefix: u8,
+    pub private_interface: String,
+    pub private_vip: String,
+    pub public_cidr: String,
+    pub public_prefix: u8,
+    pub public_interface: String,
+    pub public_vip: String,
+    pub public_gateway: String,
+    pub vrrp_router_id: u8,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PortsView {
+    pub api: u16,
+    pub ingress_http: u16,
+    pub ingress_https: u16,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    pub name: String,
+    pub fqdn: String,
+    pub role: Role,
+    pub private_ip: String,
+    pub public_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayView {
+    pub priority: u8,
+    pub advert_interval: &'static str,
+    pub peers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EtcdView {
+    pub version: String,
+    pub source: EtcdSource,
+    pub binary: &'static str,
+    pub download: Option<Download>,
+    pub initial_cluster: String,
+    pub initial_cluster_state: &'static str,
+    pub client_endpoints: String,
+    pub snapshot_schedule: String,
+    pub snapshot_keep: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BinaryView {
+    pub name: &'static str,
+    pub download: Download,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KubernetesView {
+    pub version: String,
+    pub containerd_version: String,
+    pub pod_cidr: String,
+    pub service_cidr: String,
+    pub api_cert_sans: Vec<String>,
+    pub binaries: Vec<BinaryView>,
+    pub crictl: Download,
+    pub cni_plugins: Download,
+    /// Secret: present only in master and worker contexts.
+    pub bootstrap_token: Option<String>,
+    pub ca_cert_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KubeadmView {
+    /// The first master may run `kubeadm init`; everyone else only joins.
+    pub may_init: bool,
+}
+
+/// What every template of one node sees.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeContext {
+    pub cluster: ClusterView,
+    pub network: NetworkView,
+    pub ports: PortsView,
+    pub node: NodeView,
+    pub masters: Vec<NodeView>,
+    /// Gateways only (haproxy backends): large clusters have many workers.
+    pub workers: Vec<NodeView>,
+    pub etcd_members: Vec<NodeView>,
+    pub ssh_authorized_keys: Vec<String>,
+    pub gateway: Option<GatewayView>,
+    pub etcd: Option<EtcdView>,
+    pub kubernetes: Option<KubernetesView>,
+    pub kubeadm: Option<KubeadmView>,
+}
+
+/// The parts of a context that are the same for every node: built once per render.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    cluster: ClusterView,
+    network: NetworkView,
+    ports: PortsView,
+    nodes: Vec<NodeView>,
+    masters: Vec<NodeView>,
+    workers: Vec<NodeView>,
+    etcd_members: Vec<NodeView>,
+    gateways: Vec<NodeView>,
+    ssh_authorized_keys: Vec<String>,
+}
+
+fn node_view(spec: &Spec, n: &Node) -> NodeView {
+    NodeView {
+        name: n.name.clone(),
+        fqdn: spec.fqdn(n),
+        role: n.role,
+        private_ip: n.private_ip.to_string(),
+        public_ip: n.public_ip.map(|ip| ip.to_string()),
+    }
+}
+
+impl Shared {
+    pub fn new(spec: &Spec) -> Shared {
+        let net = &spec.network;
+        let nodes: Vec<NodeView> = spec.nodes().map(|n| node_view(spec, n)).collect();
+        let with_role = |role| nodes.iter().filter(|n| n.role == role).cloned().collect();
+        Shared {
+            masters: with_role(Role::Master),
+            workers: with_role(Role::Worker),
+            etcd_members: with_role(Role::Etcd),
+            gateways: with_role(Role::Gateway),
+            cluster: ClusterView {
+                name: spec.name.clone(),
+                domain: spec.domain.clone(),
+            },
+            network: NetworkView {
+                private_cidr: net.private_cidr.to_string(),
+                private_prefix: net.private_cidr.prefix_len(),
+                private_interface: net.private_interface.clone(),
+                private_vip: net.private_vip.to_string(),
+                public_cidr: net.public_cidr.to_string(),
+                public_prefix: net.public_cidr.prefix_len(),
+                public_interface: net.public_interface.clone(),
+                public_vip: net.public_vip.to_string(),
+                public_gateway: net.public_gateway.to_string(),
+                vrrp_router_id: net.vrrp_router_id,
+            },
+            ports: PortsView {
+                api: 6443,
+                ingress_http: spec.kubernetes.ingress_http_node_port,
+                ingress_https: spec.kubernetes.ingress_https_node_port,
+            },
+            nodes,
+            ssh_authorized_keys: spec.ssh_authorized_keys.clone(),
+        }
+    }
+
+    pub fn node_context(
+        &self,
+        spec: &Spec,
+        pki: &Pki,
+        opts: &RenderOptions,
+        node: &Node,
+    ) -> NodeContext {
+        let this = node_view(spec, node);
+        let role = node.role;
+        NodeContext {
+            cluster: self.cluster.clone(),
+            network: self.network.clone(),
+            ports: self.ports.clone(),
+            masters: self.masters.clone(),
+            workers: match role {
+                Role::Gateway => self.workers.clone(),
+                _ => Vec::new(),
+            },
+            etcd_members: self.etcd_members.clone(),
+            ssh_authorized_keys: self.ssh_authorized_keys.clone(),
+            gateway: (role == Role::Gateway).then(|| self.gateway(node)),
+            etcd: (role == Role::Etcd).then(|| self.etcd(spec, opts, node)),
+            kubernetes: matches!(role, Role::Master | Role::Worker)
+                .then(|| self.kubernetes(spec, pki)),
+            kubeadm: matches!(role, Role::Master | Role::Worker).then(|| KubeadmView {
+                may_init: spec.first_master().is_some_and(|m| m.name == node.name),
+            }),
+            node: this,
+        }
+    }
+
+    fn gateway(&self, node: &Node) -> GatewayView {
+        let gateways = &self.gateways;
+        let index = gateways
+            .iter()
+            .position(|g| g.name == node.name)
+            .unwrap_or(0);
+        GatewayView {
+            // Distinct priorities only break ties at start; nopreempt keeps the holder.
+            priority: 150u8.saturating_sub(10 * index as u8),
+            // VRRPv3 in keepalived takes fractional intervals: failover in about 1.5 s.
+            advert_interval: "0.5",
+            peers: gateways
+                .iter()
+                .filter(|g| g.name != node.name)
+                .map(|g| g.private_ip.clone())
+                .collect(),
+        }
+    }
+
+    fn etcd(&self, spec: &Spec, opts: &RenderOptions, node: &Node) -> EtcdView {
+        let e = &spec.etcd;
+        let members = &self.etcd_members;
+        let download = match e.source {
+            EtcdSource::Debian => None,
+            EtcdSource::Release => match &e.sha256 {
+                Some(sum) => Some(versions::etcd_download(&e.version, sum)),
+                None => versions::etcd_release(&e.version),
+            },
+        };
+        EtcdView {
+            version: e.version.clone(),
+            source: e.source,
+            binary: match e.source {
+                EtcdSource::Debian => "/usr/bin/etcd",
+                EtcdSource::Release => "/usr/local/bin/etcd",
+            },
+            download,
+            initial_cluster: members
+                .iter()
+                .map(|m| format!("{}=https://{}:2380", m.name, m.private_ip))
+                .collect::<Vec<_>>()
+                .join(","),
+            initial_cluster_state: if opts.etcd_joining.contains(&node.name) {
+                "existing"
+            } else {
+                "new"
+            },
+            client_endpoints: "https://127.0.0.1:2379".into(),
+            snapshot_schedule: e.snapshot_schedule.clone(),
+            snapshot_keep: e.snapshot_keep,
+        }
+    }
+
+    fn kubernetes(&self, spec: &Spec, pki: &Pki) -> KubernetesView {
+        let k = &spec.kubernetes;
+        let release = versions::kubernetes(&k.version).expect("validated: version is pinned");
+        let mut api_cert_sans = vec![
+            spec.network.private_vip.to_string(),
+            spec.network.public_vip.to_string(),
+            format!("api.{}", spec.domain),
+        ];
+        api_cert_sans.extend(self.masters.iter().map(|m| m.private_ip.clone()));
+        KubernetesView {
+            version: k.version.clone(),
+            containerd_version: k.containerd_version.clone(),
+            pod_cidr: k.pod_cidr.to_string(),
+            service_cidr: k.service_cidr.to_string(),
+            api_cert_sans,
+            binaries: vec![
+                BinaryView {
+                    name: "kubeadm",
+                    download: release.kubeadm,
+                },
+                BinaryView {
+                    name: "kubelet",
+                    download: release.kubelet,
+                },
+                BinaryView {
+                    name: "kubectl",
+                    download: release.kubectl,
+                },
+            ],
+            crictl: release.crictl,
+            cni_plugins: release.cni_plugins,
+            bootstrap_token: Some(pki.bootstrap_token.clone()),
+            ca_cert_hash: pki.ca_cert_hash.clone(),
+        }
+    }
+}
+
+/// What cluster-wide files (the same on every node) see.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterContext<'a> {
+    pub cluster: &'a ClusterView,
+    pub network: &'a NetworkView,
+    pub ports: &'a PortsView,
+    pub nodes: &'a [NodeView],
+}
+
+impl Shared {
+    pub fn cluster_context(&self) -> ClusterContext<'_> {
+        ClusterContext {
+            cluster: &self.cluster,
+            network: &self.network,
+            ports: &self.ports,
+            nodes: &self.nodes,
+        }
+    }
+}

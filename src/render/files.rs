@@ -1,0 +1,214 @@
+//! Which files each role gets. The single place where key material becomes files, so
+//! what a node holds can be read off here.
+
+use super::templates::Templates;
+use crate::pki::{CertKey, Pki};
+use crate::spec::{Node, Role, Spec};
+use anyhow::Result;
+
+/// One file cloud-init writes on the node (owner root:root).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    pub path: String,
+    pub mode: u32,
+    pub content: Vec<u8>,
+}
+
+const PRIVATE: u32 = 0o600;
+const CONFIG: u32 = 0o644;
+const SCRIPT: u32 = 0o755;
+
+fn file(path: &str, mode: u32, content: impl Into<Vec<u8>>) -> File {
+    File {
+        path: path.to_string(),
+        mode,
+        content: content.into(),
+    }
+}
+
+/// A certificate (0644) and its key (0600) as `<dir>/<name>.crt` and `.key`.
+fn cert_and_key(dir: &str, name: &str, ck: &CertKey) -> [File; 2] {
+    [
+        file(&format!("{dir}/{name}.crt"), CONFIG, ck.cert_pem.as_bytes()),
+        file(&format!("{dir}/{name}.key"), PRIVATE, ck.key_pem.as_bytes()),
+    ]
+}
+
+/// Renders the files of `node`. `hosts` is the cluster-wide /etc/hosts, rendered once.
+pub fn for_node(
+    t: &Templates,
+    ctx: &tera::Context,
+    pki: &Pki,
+    spec: &Spec,
+    node: &Node,
+    hosts: &str,
+) -> Result<Vec<File>> {
+    let render = |name: &str| t.render(&format!("files/{name}.tera"), ctx);
+    let mut files = vec![
+        file("/etc/hosts", CONFIG, hosts),
+        file(
+            "/usr/local/sbin/paasgen-ensure-packages",
+            SCRIPT,
+            render("ensure-packages.sh")?,
+        ),
+    ];
+    if node.role != Role::Gateway {
+        files.push(file(
+            "/etc/systemd/system/paasgen-default-route.service",
+            CONFIG,
+            render("default-route.service")?,
+        ));
+    }
+    match node.role {
+        Role::Gateway => {
+            files.extend([
+                file(
+                    "/etc/sysctl.d/60-paasgen-gateway.conf",
+                    CONFIG,
+                    render("gateway-sysctl.conf")?,
+                ),
+                file("/etc/nftables.conf", SCRIPT, render("nftables.conf")?),
+                file(
+                    "/etc/keepalived/keepalived.conf",
+                    CONFIG,
+                    render("keepalived.conf")?,
+                ),
+                file("/etc/haproxy/haproxy.cfg", CONFIG, render("haproxy.cfg")?),
+            ]);
+        }
+        Role::Etcd => {
+            let dir = "/etc/etcd/pki";
+            files.push(file(
+                &format!("{dir}/ca.crt"),
+                CONFIG,
+                pki.etcd_ca.cert_pem.as_bytes(),
+            ));
+            files.extend(cert_and_key(dir, "server", &pki.etcd_server[&node.name]));
+            files.extend(cert_and_key(dir, "peer", &pki.etcd_peer[&node.name]));
+            files.extend(cert_and_key(
+                dir,
+                "healthcheck-client",
+                &pki.etcd_healthcheck_client,
+            ));
+            files.extend([
+                file("/etc/etcd/etcd.conf.yml", CONFIG, render("etcd.conf.yml")?),
+                file(
+                    "/etc/systemd/system/etcd.service",
+                    CONFIG,
+                    render("etcd.service")?,
+                ),
+                file(
+                    "/usr/local/sbin/paasgen-install-etcd",
+                    SCRIPT,
+                    render("install-etcd.sh")?,
+                ),
+                file("/etc/profile.d/etcdctl.sh", CONFIG, render("etcdctl.sh")?),
+                file(
+                    "/usr/local/sbin/paasgen-etcd-snapshot",
+                    SCRIPT,
+                    render("etcd-snapshot.sh")?,
+                ),
+                file(
+                    "/etc/systemd/system/paasgen-etcd-snapshot.service",
+                    CONFIG,
+                    render("etcd-snapshot.service")?,
+                ),
+                file(
+                    "/etc/systemd/system/paasgen-etcd-snapshot.timer",
+                    CONFIG,
+                    render("etcd-snapshot.timer")?,
+                ),
+            ]);
+        }
+        Role::Master => {
+            // Pre-shared control-plane material: a master joins without a certificate key.
+            let dir = "/etc/kubernetes/pki";
+            files.extend(cert_and_key(dir, "ca", &pki.kubernetes_ca));
+            files.extend(cert_and_key(dir, "front-proxy-ca", &pki.front_proxy_ca));
+            files.extend([
+                file(
+                    &format!("{dir}/sa.key"),
+                    PRIVATE,
+                    pki.service_account.private_pem.as_bytes(),
+                ),
+                file(
+                    &format!("{dir}/sa.pub"),
+                    CONFIG,
+                    pki.service_account.public_pem.as_bytes(),
+                ),
+                file(
+                    &format!("{dir}/etcd/ca.crt"),
+                    CONFIG,
+                    pki.etcd_ca.cert_pem.as_bytes(),
+                ),
+            ]);
+            files.extend(cert_and_key(
+                dir,
+                "apiserver-etcd-client",
+                &pki.apiserver_etcd_client,
+            ));
+            if spec.first_master().is_some_and(|m| m.name == node.name) {
+                files.push(file(
+                    "/etc/kubernetes/kubeadm-init.yaml",
+                    PRIVATE,
+                    render("kubeadm-init.yaml")?,
+                ));
+            }
+            files.extend(kubernetes_node(&render)?);
+        }
+        Role::Worker => files.extend(kubernetes_node(&render)?),
+    }
+    Ok(files)
+}
+
+/// What masters and workers share: software, kubelet, kubeadm join.
+fn kubernetes_node(render: &dyn Fn(&str) -> Result<String>) -> Result<Vec<File>> {
+    Ok(vec![
+        file(
+            "/usr/local/sbin/paasgen-install-kubernetes",
+            SCRIPT,
+            render("install-kubernetes.sh")?,
+        ),
+        file(
+            "/etc/containerd/config.toml",
+            CONFIG,
+            render("containerd-config.toml")?,
+        ),
+        file(
+            "/etc/systemd/system/kubelet.service",
+            CONFIG,
+            render("kubelet.service")?,
+        ),
+        file(
+            "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
+            CONFIG,
+            render("kubelet-kubeadm.conf")?,
+        ),
+        file(
+            "/etc/modules-load.d/kubernetes.conf",
+            CONFIG,
+            render("kubernetes-modules.conf")?,
+        ),
+        file(
+            "/etc/sysctl.d/99-kubernetes.conf",
+            CONFIG,
+            render("kubernetes-sysctl.conf")?,
+        ),
+        // Holds the bootstrap token.
+        file(
+            "/etc/kubernetes/kubeadm-join.yaml",
+            PRIVATE,
+            render("kubeadm-join.yaml")?,
+        ),
+        file(
+            "/usr/local/sbin/paasgen-kubeadm",
+            SCRIPT,
+            render("kubeadm.sh")?,
+        ),
+        file(
+            "/etc/systemd/system/paasgen-kubeadm.service",
+            CONFIG,
+            render("kubeadm.service")?,
+        ),
+    ])
+}

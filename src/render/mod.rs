@@ -1,0 +1,67 @@
+//! Spec + PKI -> one `#cloud-config` document per node. A pure function of its inputs:
+//! the same spec and PKI give the same bytes.
+
+mod cloud_config;
+mod context;
+mod files;
+mod output;
+mod templates;
+
+pub use cloud_config::{base64_len, NOVA_USER_DATA_LIMIT};
+pub use context::RenderOptions;
+pub use files::File;
+pub use output::{read_manifest, write_output, Manifest, ManifestNode};
+pub use templates::Templates;
+
+use crate::pki::Pki;
+use crate::spec::{Role, Spec};
+use anyhow::{Context as _, Result};
+use std::net::Ipv4Addr;
+
+/// The rendered user-data of one node.
+#[derive(Debug, Clone)]
+pub struct NodeDocument {
+    pub name: String,
+    pub role: Role,
+    pub private_ip: Ipv4Addr,
+    pub public_ip: Option<Ipv4Addr>,
+    pub user_data: String,
+}
+
+/// Renders every node of `spec`, in spec order.
+pub fn render(spec: &Spec, pki: &Pki, opts: &RenderOptions) -> Result<Vec<NodeDocument>> {
+    let t = Templates::load()?;
+    let shared = context::Shared::new(spec);
+    let hosts = t.render_value("files/hosts.tera", &shared.cluster_context())?;
+    let mut gz = cloud_config::GzCache::default();
+    spec.nodes()
+        .map(|node| {
+            let node_ctx = shared.node_context(spec, pki, opts, node);
+            let mut ctx = tera::Context::from_serialize(&node_ctx)?;
+            let files = files::for_node(&t, &ctx, pki, spec, node, &hosts)
+                .with_context(|| format!("node {}", node.name))?;
+            let template = format!("roles/{}.yaml.tera", node.role);
+            let user_data =
+                cloud_config::assemble(&t, &template, &mut ctx, &node.name, &files, &mut gz)?;
+            Ok(NodeDocument {
+                name: node.name.clone(),
+                role: node.role,
+                private_ip: node.private_ip,
+                public_ip: node.public_ip,
+                user_data,
+            })
+        })
+        .collect()
+}
+
+/// The operator's kubeconfig (cluster-admin through the public VIP).
+pub fn admin_kubeconfig(spec: &Spec, pki: &Pki) -> Result<String> {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let shared = context::Shared::new(spec);
+    let mut value = serde_json::to_value(shared.cluster_context())?;
+    value["ca_data"] = b64(&pki.kubernetes_ca.cert_pem).into();
+    value["cert_data"] = b64(&pki.admin.cert_pem).into();
+    value["key_data"] = b64(&pki.admin.key_pem).into();
+    Templates::load()?.render_value("state/admin.kubeconfig.tera", &value)
+}

@@ -1,0 +1,256 @@
+//! The cluster spec: what the user writes, parsed strictly (unknown fields are errors).
+//!
+//! Parsing (`load`) turns YAML into these types and reports syntax and type errors with
+//! line and column; `validate` then checks the rules that span several fields.
+
+mod parse;
+mod validate;
+pub mod versions;
+
+pub use parse::{load, parse};
+pub use validate::validate;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// The commented example written by `paasgen init`.
+pub const EXAMPLE: &str = include_str!("../../examples/cluster.yaml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Cluster name: prefixes cloud resources and tags them.
+    pub name: String,
+    /// DNS suffix for node names in /etc/hosts.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    pub ssh_authorized_keys: Vec<String>,
+    pub network: Network,
+    #[serde(default)]
+    pub kubernetes: Kubernetes,
+    #[serde(default)]
+    pub etcd: Etcd,
+    pub nodes: Vec<Spanned<Node>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub private_cidr: Ipv4Net,
+    /// Name the image gives the NIC on the private network (virtio on OpenStack: ens3).
+    #[serde(default = "default_private_interface")]
+    pub private_interface: String,
+    /// Held by the gateways: Kubernetes API endpoint and default route of private nodes.
+    pub private_vip: Ipv4Addr,
+    pub public_cidr: Ipv4Net,
+    pub public_gateway: Ipv4Addr,
+    #[serde(default = "default_public_interface")]
+    pub public_interface: String,
+    /// Held by the gateways next to the private VIP: users' entry point.
+    pub public_vip: Ipv4Addr,
+    /// Resolvers handed to nodes by the cloud's subnet.
+    #[serde(default)]
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// VRRP virtual router id; must be unique on the private L2 segment.
+    #[serde(default = "default_vrrp_id")]
+    pub vrrp_router_id: u8,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kubernetes {
+    pub version: String,
+    /// Debian package version of containerd (apt pins it; apt checks its signature).
+    pub containerd_version: String,
+    pub pod_cidr: Ipv4Net,
+    pub service_cidr: Ipv4Net,
+    pub ingress_http_node_port: u16,
+    pub ingress_https_node_port: u16,
+}
+
+impl Default for Kubernetes {
+    fn default() -> Self {
+        Kubernetes {
+            version: "1.34.4".into(),
+            containerd_version: "1.6.20~ds1-1+deb12u3".into(),
+            pod_cidr: "10.244.0.0/16".parse().expect("literal CIDR"),
+            service_cidr: "10.96.0.0/12".parse().expect("literal CIDR"),
+            ingress_http_node_port: 30080,
+            ingress_https_node_port: 30443,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EtcdSource {
+    /// Debian's etcd-server package (apt verifies it); what the baked image carries.
+    Debian,
+    /// The upstream release tarball, checked against a pinned sha256 at boot.
+    Release,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Etcd {
+    pub version: String,
+    pub source: EtcdSource,
+    /// sha256 of the release tarball; needed for versions paasgen has no checksum for.
+    pub sha256: Option<String>,
+    /// systemd OnCalendar expression for local snapshots.
+    pub snapshot_schedule: String,
+    /// How many local snapshots to keep.
+    pub snapshot_keep: u32,
+    /// Allow fewer than three members (no fault tolerance): labs only.
+    pub allow_fewer_than_three: bool,
+}
+
+impl Default for Etcd {
+    fn default() -> Self {
+        Etcd {
+            version: "3.4.23".into(),
+            source: EtcdSource::Debian,
+            sha256: None,
+            snapshot_schedule: "hourly".into(),
+            snapshot_keep: 24,
+            allow_fewer_than_three: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    pub role: Role,
+    pub private_ip: Ipv4Addr,
+    /// Gateways only: the gateway's own address on the public network.
+    #[serde(default)]
+    pub public_ip: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Gateway,
+    Etcd,
+    Master,
+    Worker,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Gateway, Role::Etcd, Role::Master, Role::Worker];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::Etcd => "etcd",
+            Role::Master => "master",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Spec {
+    /// Nodes without their source spans, in spec order.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().map(|n| &n.value)
+    }
+
+    pub fn nodes_with_role(&self, role: Role) -> impl Iterator<Item = &Node> {
+        self.nodes().filter(move |n| n.role == role)
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes().find(|n| n.name == name)
+    }
+
+    /// The master that runs `kubeadm init`: the first one in the spec.
+    pub fn first_master(&self) -> Option<&Node> {
+        self.nodes_with_role(Role::Master).next()
+    }
+
+    pub fn fqdn(&self, node: &Node) -> String {
+        format!("{}.{}", node.name, self.domain)
+    }
+}
+
+fn default_domain() -> String {
+    "cluster.internal".into()
+}
+fn default_private_interface() -> String {
+    "ens3".into()
+}
+fn default_public_interface() -> String {
+    "ens4".into()
+}
+fn default_vrrp_id() -> u8 {
+    51
+}
+
+/// How bad a problem found in a spec is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem in a spec, located by field path and, where known, line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub severity: Severity,
+    pub path: String,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{kind}")?;
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, " at line {l}, column {c}")?,
+            (Some(l), None) => write!(f, " at line {l}")?,
+            _ => {}
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A spec that cannot be used, with every problem found.
+#[derive(Debug, thiserror::Error)]
+pub struct SpecError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let errors = self
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .count();
+        writeln!(f, "{}: {} error(s)", self.file, errors)?;
+        for p in &self.problems {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,454 @@
+//! Rules that span several fields of a parsed spec.
+
+use super::versions;
+use super::{EtcdSource, Problem, Role, Severity, Spec};
+use base64::Engine;
+use ipnet::Ipv4Net;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+/// Every problem in the spec; an empty list or warnings only means the spec is usable.
+pub fn validate(spec: &Spec) -> Vec<Problem> {
+    let mut c = Checker::default();
+    check_names(spec, &mut c);
+    check_ssh_keys(spec, &mut c);
+    check_network(spec, &mut c);
+    check_nodes(spec, &mut c);
+    check_roles(spec, &mut c);
+    check_kubernetes(spec, &mut c);
+    check_etcd(spec, &mut c);
+    c.problems
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn error(&mut self, path: impl Into<String>, line: Option<u64>, message: impl Into<String>) {
+        self.push(Severity::Error, path.into(), line, message.into());
+    }
+
+    fn warning(&mut self, path: impl Into<String>, line: Option<u64>, message: impl Into<String>) {
+        self.push(Severity::Warning, path.into(), line, message.into());
+    }
+
+    fn push(&mut self, severity: Severity, path: String, line: Option<u64>, message: String) {
+        self.problems.push(Problem {
+            severity,
+            path,
+            line,
+            column: None,
+            message,
+        });
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn check_names(spec: &Spec, c: &mut Checker) {
+    if !is_dns_label(&spec.name) || spec.name.len() > 40 {
+        c.error(
+            "name",
+            None,
+            format!(
+                "`{}` is not a valid cluster name: use 1-40 lowercase letters, digits and '-'",
+                spec.name
+            ),
+        );
+    }
+    if !spec.domain.split('.').all(is_dns_label) {
+        c.error(
+            "domain",
+            None,
+            format!("`{}` is not a valid DNS domain", spec.domain),
+        );
+    }
+}
+
+const SSH_KEY_TYPES: [&str; 6] = [
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+];
+
+/// A public key line is "type base64 [comment]" and the blob names the same type.
+fn ssh_key_problem(key: &str) -> Option<String> {
+    let mut parts = key.split_whitespace();
+    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
+        return Some("expected `<type> <base64> [comment]`".into());
+    };
+    if !SSH_KEY_TYPES.contains(&kind) {
+        return Some(format!("unknown key type `{kind}`"));
+    }
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(blob) else {
+        return Some("the key is not valid base64".into());
+    };
+    let embedded = bytes
+        .get(..4)
+        .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+        .and_then(|len| bytes.get(4..4 + len));
+    if embedded != Some(kind.as_bytes()) {
+        return Some(format!("the key data does not hold a `{kind}` key"));
+    }
+    None
+}
+
+fn check_ssh_keys(spec: &Spec, c: &mut Checker) {
+    if spec.ssh_authorized_keys.is_empty() {
+        c.error(
+            "ssh_authorized_keys",
+            None,
+            "give at least one SSH public key: nodes have no password login",
+        );
+    }
+    for (i, key) in spec.ssh_authorized_keys.iter().enumerate() {
+        if let Some(why) = ssh_key_problem(key) {
+            c.error(
+                format!("ssh_authorized_keys[{i}]"),
+                None,
+                format!("malformed SSH public key: {why}"),
+            );
+        }
+    }
+}
+
+fn is_interface_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// A usable host address of `net`: inside it, not its network or broadcast address.
+fn host_in(net: &Ipv4Net, ip: Ipv4Addr) -> bool {
+    net.contains(&ip) && (net.prefix_len() >= 31 || (ip != net.network() && ip != net.broadcast()))
+}
+
+fn check_network(spec: &Spec, c: &mut Checker) {
+    let n = &spec.network;
+    if n.private_cidr.prefix_len() > 29 {
+        c.error(
+            "network.private_cidr",
+            None,
+            format!("{} is too small for a cluster", n.private_cidr),
+        );
+    }
+    let within = [
+        (
+            "network.private_vip",
+            n.private_vip,
+            n.private_cidr,
+            "network.private_cidr",
+        ),
+        (
+            "network.public_vip",
+            n.public_vip,
+            n.public_cidr,
+            "network.public_cidr",
+        ),
+        (
+            "network.public_gateway",
+            n.public_gateway,
+            n.public_cidr,
+            "network.public_cidr",
+        ),
+    ];
+    for (path, ip, net, net_path) in within {
+        if !host_in(&net, ip) {
+            c.error(
+                path,
+                None,
+                format!("{ip} is not a host address of {net_path} {net}"),
+            );
+        }
+    }
+    if n.public_vip == n.public_gateway {
+        c.error("network.public_vip", None, "equals network.public_gateway");
+    }
+    if n.private_cidr.contains(&n.public_cidr.network())
+        || n.public_cidr.contains(&n.private_cidr.network())
+    {
+        c.error("network.public_cidr", None, "overlaps network.private_cidr");
+    }
+    for (path, name) in [
+        ("network.private_interface", &n.private_interface),
+        ("network.public_interface", &n.public_interface),
+    ] {
+        if !is_interface_name(name) {
+            c.error(
+                path,
+                None,
+                format!("`{name}` is not a valid interface name"),
+            );
+        }
+    }
+    if n.private_interface == n.public_interface {
+        c.error(
+            "network.public_interface",
+            None,
+            "must differ from network.private_interface",
+        );
+    }
+    if n.vrrp_router_id == 0 {
+        c.error("network.vrrp_router_id", None, "must be 1-255");
+    }
+}
+
+fn check_nodes(spec: &Spec, c: &mut Checker) {
+    let n = &spec.network;
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut ips: HashMap<Ipv4Addr, String> = HashMap::new();
+    for (i, spanned) in spec.nodes.iter().enumerate() {
+        let node = &spanned.value;
+        let line = Some(spanned.referenced.line());
+        let at = |field: &str| format!("nodes[{i}].{field}");
+        if !is_dns_label(&node.name) {
+            c.error(
+                at("name"),
+                line,
+                format!("`{}` is not a valid host name", node.name),
+            );
+        }
+        if let Some(first) = names.insert(&node.name, i) {
+            c.error(
+                at("name"),
+                line,
+                format!("duplicate node name `{}` (also nodes[{first}])", node.name),
+            );
+        }
+        if !host_in(&n.private_cidr, node.private_ip) {
+            c.error(
+                at("private_ip"),
+                line,
+                format!(
+                    "{} is outside network.private_cidr {}",
+                    node.private_ip, n.private_cidr
+                ),
+            );
+        }
+        let mut claim = |ip: Ipv4Addr, field: &str, c: &mut Checker| {
+            if ip == n.private_vip || ip == n.public_vip || ip == n.public_gateway {
+                c.error(
+                    at(field),
+                    line,
+                    format!("{ip} collides with a VIP or the public gateway"),
+                );
+            } else if let Some(owner) = ips.insert(ip, node.name.clone()) {
+                c.error(
+                    at(field),
+                    line,
+                    format!("duplicate IP {ip} (also used by `{owner}`)"),
+                );
+            }
+        };
+        claim(node.private_ip, "private_ip", c);
+        match (node.role, node.public_ip) {
+            (Role::Gateway, None) => c.error(at("public_ip"), line, "a gateway needs a public_ip"),
+            (Role::Gateway, Some(ip)) => {
+                if !host_in(&n.public_cidr, ip) {
+                    c.error(
+                        at("public_ip"),
+                        line,
+                        format!("{ip} is outside network.public_cidr {}", n.public_cidr),
+                    );
+                }
+                claim(ip, "public_ip", c);
+            }
+            (role, Some(_)) => c.error(
+                at("public_ip"),
+                line,
+                format!(
+                    "only gateways have a public_ip; `{}` is a {role} and is reached through them",
+                    node.name
+                ),
+            ),
+            (_, None) => {}
+        }
+    }
+}
+
+fn check_roles(spec: &Spec, c: &mut Checker) {
+    for role in Role::ALL {
+        if spec.nodes_with_role(role).next().is_none() {
+            c.error(
+                "nodes",
+                None,
+                format!("missing role: the cluster needs at least one {role} node"),
+            );
+        }
+    }
+    if spec.nodes_with_role(Role::Gateway).count() == 1 {
+        c.warning("nodes", None, "one gateway only: the VIPs have no failover");
+    }
+    let etcd = spec.nodes_with_role(Role::Etcd).count();
+    if etcd > 0 && etcd < 3 && !spec.etcd.allow_fewer_than_three {
+        c.error(
+            "nodes",
+            None,
+            format!("{etcd} etcd node(s): at least 3 are needed to survive a failure (set etcd.allow_fewer_than_three for a lab)"),
+        );
+    }
+    if etcd >= 2 && etcd % 2 == 0 {
+        c.warning(
+            "nodes",
+            None,
+            format!(
+                "{etcd} etcd nodes: an even count tolerates no more failures than {} nodes",
+                etcd - 1
+            ),
+        );
+    }
+}
+
+fn is_semver(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn check_kubernetes(spec: &Spec, c: &mut Checker) {
+    let k = &spec.kubernetes;
+    if !is_semver(&k.version) {
+        c.error(
+            "kubernetes.version",
+            None,
+            format!("`{}` is not a version like 1.34.4", k.version),
+        );
+    } else if versions::kubernetes(&k.version).is_none() {
+        c.error(
+            "kubernetes.version",
+            None,
+            format!(
+                "no pinned checksums for Kubernetes {}; known: {}",
+                k.version,
+                versions::known_kubernetes().join(", ")
+            ),
+        );
+    }
+    if k.containerd_version.trim().is_empty() || k.containerd_version.contains(char::is_whitespace)
+    {
+        c.error(
+            "kubernetes.containerd_version",
+            None,
+            "give the Debian package version, e.g. 1.6.20~ds1-1+deb12u3",
+        );
+    }
+    let nets = [
+        ("kubernetes.pod_cidr", k.pod_cidr),
+        ("kubernetes.service_cidr", k.service_cidr),
+        ("network.private_cidr", spec.network.private_cidr),
+    ];
+    for (i, (path_a, a)) in nets.iter().enumerate() {
+        for (path_b, b) in &nets[i + 1..] {
+            if overlaps(a, b) {
+                c.error(*path_a, None, format!("{a} overlaps {path_b} {b}"));
+            }
+        }
+    }
+    for (path, port) in [
+        (
+            "kubernetes.ingress_http_node_port",
+            k.ingress_http_node_port,
+        ),
+        (
+            "kubernetes.ingress_https_node_port",
+            k.ingress_https_node_port,
+        ),
+    ] {
+        if !(30000..=32767).contains(&port) {
+            c.error(
+                path,
+                None,
+                format!("{port} is outside the NodePort range 30000-32767"),
+            );
+        }
+    }
+}
+
+fn check_etcd(spec: &Spec, c: &mut Checker) {
+    let e = &spec.etcd;
+    if !is_semver(&e.version) {
+        c.error(
+            "etcd.version",
+            None,
+            format!("`{}` is not a version like 3.5.27", e.version),
+        );
+    }
+    if !(e.version.starts_with("3.4.") || e.version.starts_with("3.5.")) {
+        c.error(
+            "etcd.version",
+            None,
+            format!("etcd {} is not supported: use 3.4 or 3.5", e.version),
+        );
+    }
+    if let Some(sum) = &e.sha256 {
+        if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            c.error("etcd.sha256", None, "expected 64 hex digits");
+        }
+    }
+    if e.source == EtcdSource::Release
+        && e.sha256.is_none()
+        && versions::etcd_release(&e.version).is_none()
+    {
+        c.error(
+            "etcd.sha256",
+            None,
+            format!(
+                "no pinned checksum for the etcd {} release: give etcd.sha256 (known: {})",
+                e.version,
+                versions::known_etcd().join(", ")
+            ),
+        );
+    }
+    if e.snapshot_keep == 0 {
+        c.error("etcd.snapshot_keep", None, "keep at least one snapshot");
+    }
+    if e.snapshot_schedule.trim().is_empty() {
+        c.error(
+            "etcd.snapshot_schedule",
+            None,
+            "give a systemd OnCalendar expression, e.g. hourly",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_key_type_must_match_its_blob() {
+        // An ed25519 blob labelled as RSA.
+        let blob = "AAAAC3NzaC1lZDI1NTE5AAAAIDcVv5d0UeSbW8dtF9o2Qjvz0Y4MqGhE6nqg7Wb4dJ2x";
+        assert!(ssh_key_problem(&format!("ssh-ed25519 {blob} me")).is_none());
+        assert!(ssh_key_problem(&format!("ssh-rsa {blob} me")).is_some());
+        assert!(ssh_key_problem("ssh-ed25519 not*base64").is_some());
+    }
+
+    #[test]
+    fn host_addresses_exclude_network_and_broadcast() {
+        let net: Ipv4Net = "192.168.0.0/24".parse().unwrap();
+        assert!(host_in(&net, "192.168.0.1".parse().unwrap()));
+        assert!(!host_in(&net, "192.168.0.0".parse().unwrap()));
+        assert!(!host_in(&net, "192.168.0.255".parse().unwrap()));
+        assert!(!host_in(&net, "192.168.1.1".parse().unwrap()));
+    }
+}
