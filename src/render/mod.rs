@@ -3,12 +3,14 @@
 
 mod cloud_config;
 mod context;
+mod decode;
 mod files;
 mod output;
 mod templates;
 
 pub use cloud_config::{base64_len, NOVA_USER_DATA_LIMIT};
 pub use context::RenderOptions;
+pub use decode::{decode_files, DecodedFile};
 pub use files::File;
 pub use output::{read_manifest, write_output, Manifest, ManifestNode};
 pub use templates::Templates;

@@ -4,10 +4,12 @@
 //! line and column; `validate` then checks the rules that span several fields.
 
 mod parse;
+mod scaled;
 mod validate;
 pub mod versions;
 
 pub use parse::{load, parse};
+pub use scaled::example_with_workers;
 pub use validate::validate;
 
 use ipnet::Ipv4Net;

@@ -300,7 +300,7 @@ fn check_roles(spec: &Spec, c: &mut Checker) {
             format!("{etcd} etcd node(s): at least 3 are needed to survive a failure (set etcd.allow_fewer_than_three for a lab)"),
         );
     }
-    if etcd >= 2 && etcd % 2 == 0 {
+    if etcd >= 2 && etcd.is_multiple_of(2) {
         c.warning(
             "nodes",
             None,

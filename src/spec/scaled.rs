@@ -1,0 +1,26 @@
+//! The bundled example grown to many workers: for scale tests and benchmarks.
+
+use super::EXAMPLE;
+
+/// The example spec text with a /16 private network and `workers` workers.
+pub fn example_with_workers(workers: usize) -> String {
+    let mut text: String = EXAMPLE
+        .lines()
+        .filter(|l| !l.contains("role: worker"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text = text.replacen(
+        "private_cidr: 192.168.0.0/24",
+        "private_cidr: 192.168.0.0/16",
+        1,
+    );
+    for i in 0..workers {
+        text.push_str(&format!(
+            "  - {{ name: worker-{}, role: worker, private_ip: 192.168.{}.{} }}\n",
+            i + 1,
+            1 + i / 250,
+            1 + i % 250
+        ));
+    }
+    text
+}

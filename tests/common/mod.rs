@@ -1,0 +1,67 @@
+//! Shared by the integration tests: the bundled example rendered into a temp dir, and
+//! access to the real programs the tests run.
+#![allow(dead_code)]
+
+use paasgen::pki::Pki;
+use paasgen::render::{self, DecodedFile, NodeDocument, RenderOptions};
+use paasgen::spec::{self, Spec};
+use std::path::Path;
+use std::process::Command;
+
+pub fn example_spec() -> Spec {
+    spec::parse("cluster.yaml", spec::EXAMPLE)
+        .expect("the example is valid")
+        .0
+}
+
+/// Renders `spec` with a PKI kept in `state_dir` (created there on first use).
+pub fn render_in(state_dir: &Path, spec: &Spec) -> (Pki, Vec<NodeDocument>) {
+    let pki = Pki::ensure(state_dir, spec).expect("PKI");
+    pki.save().expect("saving the PKI");
+    let docs = render::render(spec, &pki, &RenderOptions::default()).expect("render");
+    (pki, docs)
+}
+
+pub fn files_of(doc: &NodeDocument) -> Vec<DecodedFile> {
+    render::decode_files(&doc.user_data).expect("user-data decodes")
+}
+
+pub fn file<'a>(files: &'a [DecodedFile], path: &str) -> &'a DecodedFile {
+    files
+        .iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("{path} is not in the user-data"))
+}
+
+/// Whether `program` can be run. Missing in CI is a failure, not a skip: CI installs it.
+pub fn have(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is missing in CI: .ci/run must install it"
+        );
+        eprintln!("SKIPPED: {program} is not installed (run .ci/run's install step)");
+    }
+    found
+}
+
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Runs a command, returning (success, stdout + stderr).
+pub fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}

@@ -1,0 +1,88 @@
+//! Decodes every node's user-data and checks which private keys (and tokens) it holds.
+
+mod common;
+
+use common::{example_spec, files_of, render_in};
+use paasgen::spec::Role;
+use std::collections::BTreeSet;
+
+#[test]
+fn each_role_holds_only_the_keys_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = example_spec();
+    let (pki, docs) = render_in(dir.path(), &spec);
+    // Every private key paasgen has, by name.
+    let mut keys: Vec<(String, &str)> = vec![
+        ("etcd CA".into(), pki.etcd_ca.key_pem.as_str()),
+        ("kubernetes CA".into(), pki.kubernetes_ca.key_pem.as_str()),
+        ("front-proxy CA".into(), pki.front_proxy_ca.key_pem.as_str()),
+        (
+            "service-account".into(),
+            pki.service_account.private_pem.as_str(),
+        ),
+        (
+            "apiserver-etcd-client".into(),
+            pki.apiserver_etcd_client.key_pem.as_str(),
+        ),
+        (
+            "etcd healthcheck client".into(),
+            pki.etcd_healthcheck_client.key_pem.as_str(),
+        ),
+        ("admin".into(), pki.admin.key_pem.as_str()),
+    ];
+    for (node, ck) in &pki.etcd_server {
+        keys.push((format!("{node} server"), ck.key_pem.as_str()));
+    }
+    for (node, ck) in &pki.etcd_peer {
+        keys.push((format!("{node} peer"), ck.key_pem.as_str()));
+    }
+    for doc in &docs {
+        let files = files_of(doc);
+        let held: BTreeSet<String> = keys
+            .iter()
+            .filter(|(_, pem)| files.iter().any(|f| f.bytes == pem.as_bytes()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let expected: BTreeSet<String> = match doc.role {
+            Role::Gateway | Role::Worker => BTreeSet::new(),
+            Role::Etcd => [
+                format!("{} server", doc.name),
+                format!("{} peer", doc.name),
+                "etcd healthcheck client".into(),
+            ]
+            .into(),
+            Role::Master => [
+                "kubernetes CA",
+                "front-proxy CA",
+                "service-account",
+                "apiserver-etcd-client",
+            ]
+            .map(String::from)
+            .into(),
+        };
+        assert_eq!(held, expected, "{} ({})", doc.name, doc.role);
+        // No private key hides anywhere else in the files.
+        let pem_keys = files
+            .iter()
+            .filter(|f| String::from_utf8_lossy(&f.bytes).contains("PRIVATE KEY-----"))
+            .count();
+        assert_eq!(
+            pem_keys,
+            expected.len(),
+            "{}: unexpected private key files",
+            doc.name
+        );
+        let key_files_private = files
+            .iter()
+            .filter(|f| String::from_utf8_lossy(&f.bytes).contains("PRIVATE KEY-----"))
+            .all(|f| f.permissions.as_deref() == Some("0600"));
+        assert!(key_files_private, "{}: a key file is not 0600", doc.name);
+        let has_token = doc.user_data.contains(&pki.bootstrap_token);
+        assert_eq!(
+            has_token,
+            matches!(doc.role, Role::Master | Role::Worker),
+            "{}: bootstrap token presence",
+            doc.name
+        );
+    }
+}

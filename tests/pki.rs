@@ -1,0 +1,167 @@
+//! The PKI is generated once and kept: reuse, issue only what is new, re-issue from the
+//! same CA when SANs change, never replace a CA.
+
+mod common;
+
+use common::{example_spec, have, run};
+use paasgen::pki::{signed_by, Change, Pki};
+use paasgen::spec;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+fn ensure_and_save(dir: &std::path::Path, spec: &spec::Spec) -> Pki {
+    let pki = Pki::ensure(dir, spec).unwrap();
+    pki.save().unwrap();
+    pki
+}
+
+fn spec_with(from: &str, to: &str) -> spec::Spec {
+    let text = spec::EXAMPLE.replacen(from, to, 1);
+    spec::parse("cluster.yaml", &text).unwrap().0
+}
+
+#[test]
+fn a_second_run_reuses_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = ensure_and_save(dir.path(), &example_spec());
+    assert!(!first.changes().is_empty());
+    let second = ensure_and_save(dir.path(), &example_spec());
+    assert_eq!(second.changes(), &[] as &[Change]);
+    assert_eq!(first.etcd_ca, second.etcd_ca);
+    assert_eq!(first.kubernetes_ca, second.kubernetes_ca);
+    assert_eq!(first.etcd_server, second.etcd_server);
+    assert_eq!(first.bootstrap_token, second.bootstrap_token);
+}
+
+#[test]
+fn adding_a_node_issues_only_its_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = ensure_and_save(dir.path(), &example_spec());
+    let bigger = spec_with(
+        "  - { name: master-1,",
+        "  - { name: etcd-4,   role: etcd,    private_ip: 192.168.0.13 }\n  - { name: master-1,",
+    );
+    let after = ensure_and_save(dir.path(), &bigger);
+    assert_eq!(
+        after.changes(),
+        &[
+            Change::Created("certificate etcd/etcd-4-server".into()),
+            Change::Created("certificate etcd/etcd-4-peer".into()),
+        ]
+    );
+    assert_eq!(before.etcd_ca, after.etcd_ca);
+    assert_eq!(before.etcd_server["etcd-1"], after.etcd_server["etcd-1"]);
+}
+
+#[test]
+fn changed_sans_are_reissued_from_the_same_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = ensure_and_save(dir.path(), &example_spec());
+    let moved = spec_with("private_ip: 192.168.0.11", "private_ip: 192.168.0.14");
+    let after = ensure_and_save(dir.path(), &moved);
+    let names: Vec<String> = after.changes().iter().map(ToString::to_string).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    for (name, kind) in names.iter().zip(["server", "peer"]) {
+        assert!(
+            name.starts_with(&format!(
+                "re-issued certificate etcd/etcd-2-{kind}: SANs changed"
+            )),
+            "{name}"
+        );
+        assert!(name.contains("192.168.0.14"), "{name}");
+    }
+    assert_eq!(before.etcd_ca, after.etcd_ca);
+    assert_ne!(before.etcd_server["etcd-2"], after.etcd_server["etcd-2"]);
+    assert!(signed_by(
+        &after.etcd_server["etcd-2"].cert_pem,
+        &before.etcd_ca.cert_pem
+    )
+    .unwrap());
+    // The re-issued cert is kept: the next run changes nothing.
+    assert!(ensure_and_save(dir.path(), &moved).changes().is_empty());
+}
+
+#[test]
+fn a_ca_without_its_key_is_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = ensure_and_save(dir.path(), &example_spec());
+    let key = dir.path().join("pki/etcd/ca.key");
+    std::fs::remove_file(&key).unwrap();
+    let err = Pki::ensure(dir.path(), &example_spec())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ca.crt exists without") && err.contains("ca.key"),
+        "{err}"
+    );
+    let cert = std::fs::read_to_string(dir.path().join("pki/etcd/ca.crt")).unwrap();
+    assert_eq!(cert, first.etcd_ca.cert_pem);
+    assert!(!key.exists());
+}
+
+#[test]
+fn keys_are_0600_and_dirs_0700() {
+    let dir = tempfile::tempdir().unwrap();
+    ensure_and_save(dir.path(), &example_spec());
+    let mut checked = 0;
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            if p.is_dir() {
+                assert_eq!(mode, 0o700, "{}", p.display());
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "key") || p.ends_with("bootstrap-token") {
+                assert_eq!(mode, 0o600, "{}", p.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 13, "only {checked} key files");
+}
+
+#[test]
+fn pki_show_lists_subjects_sans_usages_and_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.yaml"), spec::EXAMPLE).unwrap();
+    let bin = env!("CARGO_BIN_EXE_paasgen");
+    let (ok, out) = run(Command::new(bin).current_dir(dir.path()).args(["render"]));
+    assert!(ok, "{out}");
+    let (ok, out) = run(Command::new(bin)
+        .current_dir(dir.path())
+        .args(["pki", "show"]));
+    assert!(ok, "{out}");
+    let block: String = out
+        .split("\netcd/etcd-1-peer.crt\n")
+        .nth(1)
+        .expect("etcd-1 peer cert listed")
+        .lines()
+        .take(6)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(block.contains("subject:  CN=etcd-1"), "{block}");
+    assert!(
+        block
+            .contains("SANs:     192.168.0.10, etcd-1, etcd-1.demo.internal, 127.0.0.1, localhost"),
+        "{block}"
+    );
+    assert!(
+        block.contains("usages:   digitalSignature, keyEncipherment"),
+        "{block}"
+    );
+    assert!(
+        block.contains("EKUs:     serverAuth, clientAuth"),
+        "{block}"
+    );
+    assert!(block.contains("expires:"), "{block}");
+    if have("openssl") {
+        // What we print agrees with openssl's reading of the same file.
+        let (ok, text) = run(Command::new("openssl")
+            .args(["x509", "-noout", "-enddate", "-in"])
+            .arg(dir.path().join(".paasgen/pki/etcd/etcd-1-peer.crt")));
+        assert!(ok, "{text}");
+        let year = text.trim().rsplit(' ').nth(1).unwrap();
+        assert!(block.contains(year), "{block} vs {text}");
+    }
+}

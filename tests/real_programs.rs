@@ -1,0 +1,277 @@
+//! The rendered configs, run through the real programs that will read them on the nodes:
+//! cloud-init's schema check, openssl, haproxy, keepalived and nft from Debian.
+
+mod common;
+
+use common::{example_spec, file, files_of, have, is_root, render_in, run};
+use std::path::Path;
+use std::process::Command;
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn cloud_init_schema_accepts_every_document() {
+    if !have("cloud-init") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, docs) = render_in(&dir.path().join("state"), &example_spec());
+    for doc in &docs {
+        let path = write(
+            dir.path(),
+            &format!("{}.yaml", doc.name),
+            doc.user_data.as_bytes(),
+        );
+        let (ok, out) = run(Command::new("cloud-init")
+            .args(["schema", "--config-file"])
+            .arg(&path));
+        assert!(
+            ok && out.contains("Valid cloud-config"),
+            "{}: {out}",
+            doc.name
+        );
+    }
+}
+
+#[test]
+fn cloud_init_schema_rejects_a_broken_document() {
+    // Shows the check above can fail: a key cloud-init does not know, of the wrong type.
+    if !have("cloud-init") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, docs) = render_in(&dir.path().join("state"), &example_spec());
+    let broken = docs[0]
+        .user_data
+        .replace("ssh_pwauth: false", "ssh_pwauth: [not, a, bool]");
+    let path = write(dir.path(), "broken.yaml", broken.as_bytes());
+    let (ok, out) = run(Command::new("cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(&path));
+    assert!(!ok, "cloud-init accepted a broken document: {out}");
+}
+
+/// `openssl x509 -text` of a certificate: the fields as openssl reads them.
+fn x509_text(cert: &Path) -> String {
+    let (ok, out) = run(Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(cert));
+    assert!(ok, "{out}");
+    out
+}
+
+fn verify(ca: &Path, cert: &Path) -> (bool, String) {
+    run(Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(ca)
+        .arg(cert))
+}
+
+#[test]
+fn etcd_certificates_verify_and_carry_their_usages() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec = example_spec();
+    let (_, docs) = render_in(&dir.path().join("state"), &spec);
+    for doc in docs.iter().filter(|d| d.name.starts_with("etcd-")) {
+        let files = files_of(doc);
+        let ca = write(
+            dir.path(),
+            "ca.crt",
+            &file(&files, "/etc/etcd/pki/ca.crt").bytes,
+        );
+        for (name, ekus) in [
+            ("server", vec!["TLS Web Server Authentication"]),
+            (
+                "peer",
+                vec![
+                    "TLS Web Server Authentication",
+                    "TLS Web Client Authentication",
+                ],
+            ),
+            ("healthcheck-client", vec!["TLS Web Client Authentication"]),
+        ] {
+            let cert = write(
+                dir.path(),
+                "leaf.crt",
+                &file(&files, &format!("/etc/etcd/pki/{name}.crt")).bytes,
+            );
+            let (ok, out) = verify(&ca, &cert);
+            assert!(ok, "{} {name}: {out}", doc.name);
+            let text = x509_text(&cert);
+            assert!(
+                text.contains("Digital Signature, Key Encipherment"),
+                "{} {name}: {text}",
+                doc.name
+            );
+            let eku_line = text
+                .lines()
+                .skip_while(|l| !l.contains("X509v3 Extended Key Usage"))
+                .nth(1)
+                .unwrap_or_else(|| panic!("{} {name} has no EKU: {text}", doc.name))
+                .trim()
+                .to_string();
+            assert_eq!(eku_line, ekus.join(", "), "{} {name}", doc.name);
+            if name != "healthcheck-client" {
+                let ip = spec.node(&doc.name).unwrap().private_ip;
+                for san in [
+                    format!("IP Address:{ip}"),
+                    format!("DNS:{}", doc.name),
+                    format!("DNS:{}.demo.internal", doc.name),
+                    "IP Address:127.0.0.1".into(),
+                    "DNS:localhost".into(),
+                ] {
+                    assert!(
+                        text.contains(&san),
+                        "{} {name} lacks {san}: {text}",
+                        doc.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn master_material_verifies_and_a_foreign_ca_does_not() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec = example_spec();
+    let (_, docs) = render_in(&dir.path().join("state"), &spec);
+    let master = files_of(docs.iter().find(|d| d.name == "master-1").unwrap());
+    let etcd_ca = write(
+        dir.path(),
+        "etcd-ca.crt",
+        &file(&master, "/etc/kubernetes/pki/etcd/ca.crt").bytes,
+    );
+    let client = write(
+        dir.path(),
+        "client.crt",
+        &file(&master, "/etc/kubernetes/pki/apiserver-etcd-client.crt").bytes,
+    );
+    let (ok, out) = verify(&etcd_ca, &client);
+    assert!(ok, "{out}");
+    assert!(x509_text(&client).contains("TLS Web Client Authentication"));
+    // The Kubernetes CA did not sign the etcd client: openssl must say so.
+    let k8s_ca = write(
+        dir.path(),
+        "k8s-ca.crt",
+        &file(&master, "/etc/kubernetes/pki/ca.crt").bytes,
+    );
+    let (ok, out) = verify(&k8s_ca, &client);
+    assert!(!ok, "a foreign CA verified the etcd client: {out}");
+    for ca in ["ca.crt", "front-proxy-ca.crt"] {
+        let path = write(
+            dir.path(),
+            ca,
+            &file(&master, &format!("/etc/kubernetes/pki/{ca}")).bytes,
+        );
+        let text = x509_text(&path);
+        assert!(text.contains("CA:TRUE"), "{ca}: {text}");
+        assert!(text.contains("Certificate Sign"), "{ca}: {text}");
+    }
+    let sa = write(
+        dir.path(),
+        "sa.key",
+        &file(&master, "/etc/kubernetes/pki/sa.key").bytes,
+    );
+    let (ok, out) = run(Command::new("openssl")
+        .args(["pkey", "-noout", "-check", "-in"])
+        .arg(&sa));
+    assert!(ok, "sa.key: {out}");
+}
+
+#[test]
+fn discovery_hash_matches_openssl() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (pki, _) = render_in(&dir.path().join("state"), &example_spec());
+    let ca = write(dir.path(), "ca.crt", pki.kubernetes_ca.cert_pem.as_bytes());
+    // kubeadm's documented way to compute --discovery-token-ca-cert-hash.
+    let (ok, out) = run(Command::new("sh").arg("-c").arg(format!(
+        "openssl x509 -pubkey -noout -in {} | openssl pkey -pubin -outform der | sha256sum | cut -d' ' -f1",
+        ca.display()
+    )));
+    assert!(ok, "{out}");
+    assert_eq!(pki.ca_cert_hash, format!("sha256:{}", out.trim()));
+}
+
+fn gateway_file(path: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, docs) = render_in(&dir.path().join("state"), &example_spec());
+    let files = files_of(docs.iter().find(|d| d.name == "gw-1").unwrap());
+    let name = path.rsplit('/').next().unwrap();
+    let out = write(dir.path(), name, &file(&files, path).bytes);
+    (dir, out)
+}
+
+#[test]
+fn haproxy_accepts_the_gateway_config() {
+    if !have("haproxy") {
+        return;
+    }
+    let (_dir, cfg) = gateway_file("/etc/haproxy/haproxy.cfg");
+    let (ok, out) = run(Command::new("haproxy").arg("-c").arg("-f").arg(&cfg));
+    assert!(ok && out.contains("Configuration file is valid"), "{out}");
+}
+
+/// Runs `command` in a network namespace holding the gateway's ens3 and ens4, the way
+/// the config expects the node; the namespace is removed afterwards.
+fn in_gateway_netns(name: &str, command: &[&str]) -> (bool, String) {
+    let ns = format!("paasgen-test-{name}-{}", std::process::id());
+    let setup = format!(
+        "ip netns add {ns} && ip -n {ns} link add ens3 type veth peer name p3 && ip -n {ns} link add ens4 type veth peer name p4"
+    );
+    let (ok, out) = run(Command::new("sh").arg("-c").arg(&setup));
+    let result = if ok {
+        run(Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .args(command))
+    } else {
+        (false, format!("setting up the namespace: {out}"))
+    };
+    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    result
+}
+
+#[test]
+fn keepalived_accepts_the_gateway_config() {
+    if !have("keepalived") || !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        return;
+    }
+    let (_dir, cfg) = gateway_file("/etc/keepalived/keepalived.conf");
+    let (ok, out) = in_gateway_netns(
+        "ka",
+        &[
+            "keepalived",
+            "--config-test",
+            "-l",
+            "-f",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(!out.contains("WARNING"), "{out}");
+}
+
+#[test]
+fn nft_accepts_the_nat_rules() {
+    if !have("nft") || !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        return;
+    }
+    let (_dir, cfg) = gateway_file("/etc/nftables.conf");
+    let (ok, out) = in_gateway_netns("nft", &["nft", "-c", "-f", cfg.to_str().unwrap()]);
+    assert!(ok, "{out}");
+}

@@ -1,0 +1,239 @@
+//! Bad specs: each rule gives its message naming the field (and line where known),
+//! the command exits non-zero, and nothing is written.
+
+use std::path::Path;
+use std::process::Command;
+
+const EXAMPLE: &str = include_str!("../examples/cluster.yaml");
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    wrote_anything: bool,
+}
+
+fn render(spec_text: &str) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("cluster.yaml");
+    std::fs::write(&spec, spec_text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_paasgen"))
+        .arg("render")
+        .arg("-f")
+        .arg(&spec)
+        .arg("-o")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let written = |p: &str| Path::new(&dir.path().join(p)).exists();
+    Outcome {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+        wrote_anything: written("out") || written(".paasgen"),
+    }
+}
+
+/// The example with `from` replaced by `to` (which must occur).
+fn example_with(from: &str, to: &str) -> String {
+    assert!(EXAMPLE.contains(from), "the example has no `{from}`");
+    EXAMPLE.replacen(from, to, 1)
+}
+
+fn rejects(spec_text: &str, expected: &[&str]) -> Outcome {
+    let o = render(spec_text);
+    assert_eq!(
+        o.code,
+        Some(2),
+        "stdout: {}\nstderr: {}",
+        o.stdout,
+        o.stderr
+    );
+    for e in expected {
+        assert!(o.stderr.contains(e), "expected `{e}` in:\n{}", o.stderr);
+    }
+    assert!(!o.wrote_anything, "a rejected spec wrote files");
+    o
+}
+
+#[test]
+fn the_example_renders() {
+    let o = render(EXAMPLE);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(o.wrote_anything);
+}
+
+#[test]
+fn duplicate_node_name() {
+    let o = rejects(
+        &example_with("name: etcd-2,", "name: etcd-1,"),
+        &[
+            "nodes[3].name",
+            "duplicate node name `etcd-1` (also nodes[2])",
+        ],
+    );
+    assert!(o.stderr.contains("at line 49"), "{}", o.stderr);
+}
+
+#[test]
+fn duplicate_ip() {
+    rejects(
+        &example_with("private_ip: 192.168.0.11", "private_ip: 192.168.0.10"),
+        &[
+            "nodes[3].private_ip",
+            "duplicate IP 192.168.0.10 (also used by `etcd-1`)",
+        ],
+    );
+}
+
+#[test]
+fn ip_outside_the_private_network() {
+    rejects(
+        &example_with("private_ip: 192.168.0.31", "private_ip: 10.1.1.1"),
+        &[
+            "nodes[9].private_ip",
+            "10.1.1.1 is outside network.private_cidr 192.168.0.0/24",
+            "at line 55",
+        ],
+    );
+}
+
+#[test]
+fn vip_colliding_with_a_node() {
+    rejects(
+        &example_with("private_ip: 192.168.0.22", "private_ip: 192.168.0.5"),
+        &["nodes[7].private_ip", "192.168.0.5 collides with a VIP"],
+    );
+}
+
+#[test]
+fn fewer_than_three_etcd_members() {
+    let two = example_with(
+        "  - { name: etcd-3,   role: etcd,    private_ip: 192.168.0.12 }\n",
+        "",
+    );
+    rejects(
+        &two,
+        &[
+            "nodes: 2 etcd node(s): at least 3",
+            "etcd.allow_fewer_than_three",
+        ],
+    );
+    let allowed = two.replace(
+        "  snapshot_keep: 24\n",
+        "  snapshot_keep: 24\n  allow_fewer_than_three: true\n",
+    );
+    let o = render(&allowed);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("warning") && o.stderr.contains("even count"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn even_etcd_count_is_a_warning() {
+    let four = example_with(
+        "  - { name: master-1,",
+        "  - { name: etcd-4,   role: etcd,    private_ip: 192.168.0.13 }\n  - { name: master-1,",
+    );
+    let o = render(&four);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("warning: nodes: 4 etcd nodes: an even count"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn missing_role() {
+    let no_workers: String = EXAMPLE
+        .lines()
+        .filter(|l| !l.contains("role: worker"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    rejects(
+        &no_workers,
+        &["missing role: the cluster needs at least one worker node"],
+    );
+}
+
+#[test]
+fn malformed_version() {
+    rejects(
+        &example_with("version: 1.34.4", "version: 1.34"),
+        &["kubernetes.version", "`1.34` is not a version like 1.34.4"],
+    );
+    rejects(
+        &example_with("version: 1.34.4", "version: 1.99.0"),
+        &[
+            "kubernetes.version",
+            "no pinned checksums for Kubernetes 1.99.0; known: 1.34.4",
+        ],
+    );
+}
+
+#[test]
+fn malformed_cidr() {
+    rejects(
+        &example_with(
+            "private_cidr: 192.168.0.0/24",
+            "private_cidr: 192.168.0.0/33",
+        ),
+        &["at line 17"],
+    );
+}
+
+#[test]
+fn malformed_ssh_key() {
+    rejects(
+        &example_with("ssh-ed25519 AAAAC3Nza", "ssh-ed25519 AAAA*C3Nza"),
+        &[
+            "ssh_authorized_keys[0]",
+            "malformed SSH public key: the key is not valid base64",
+        ],
+    );
+}
+
+#[test]
+fn unknown_field_with_a_suggestion() {
+    rejects(
+        &example_with("private_cidr:", "privat_cidr:"),
+        &[
+            "unknown field `privat_cidr`",
+            "did you mean `private_cidr`?",
+            "at line 17",
+        ],
+    );
+}
+
+#[test]
+fn unknown_role_with_a_suggestion() {
+    rejects(
+        &example_with("role: gateway,", "role: gatway,"),
+        &[
+            "unknown variant `gatway`",
+            "did you mean `gateway`?",
+            "at line 46",
+        ],
+    );
+}
+
+#[test]
+fn yaml_syntax_error_has_a_line() {
+    rejects(
+        &example_with("name: demo", "name: [demo"),
+        &["error at line"],
+    );
+}
+
+#[test]
+fn gateway_without_public_ip() {
+    rejects(
+        &example_with(", public_ip: 203.0.113.12", ""),
+        &["nodes[1].public_ip", "a gateway needs a public_ip"],
+    );
+}
