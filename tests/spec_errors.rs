@@ -72,7 +72,7 @@ fn duplicate_node_name() {
             "duplicate node name `etcd-1` (also nodes[2])",
         ],
     );
-    assert!(o.stderr.contains("at line 49"), "{}", o.stderr);
+    assert!(o.stderr.contains("at line 56"), "{}", o.stderr);
 }
 
 #[test]
@@ -93,7 +93,7 @@ fn ip_outside_the_private_network() {
         &[
             "nodes[9].private_ip",
             "10.1.1.1 is outside network.private_cidr 192.168.0.0/24",
-            "at line 55",
+            "at line 62",
         ],
     );
 }
@@ -217,7 +217,7 @@ fn unknown_role_with_a_suggestion() {
         &[
             "unknown variant `gatway`",
             "did you mean `gateway`?",
-            "at line 46",
+            "at line 53",
         ],
     );
 }

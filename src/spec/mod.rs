@@ -35,7 +35,44 @@ pub struct Spec {
     pub kubernetes: Kubernetes,
     #[serde(default)]
     pub etcd: Etcd,
+    /// Where `paasgen launch --cloud openstack` builds the platform.
+    #[serde(default)]
+    pub openstack: Option<OpenStack>,
     pub nodes: Vec<Spanned<Node>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenStack {
+    /// Glance image every node boots (baked from images/).
+    pub image: String,
+    /// Provider network carrying `network.public_cidr`: gateways and the public VIP get
+    /// fixed addresses on it.
+    pub public_network: String,
+    pub flavors: Flavors,
+    /// Who may reach the gateways' SSH port.
+    #[serde(default = "default_admin_cidrs")]
+    pub admin_cidrs: Vec<Ipv4Net>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flavors {
+    pub gateway: String,
+    pub etcd: String,
+    pub master: String,
+    pub worker: String,
+}
+
+impl Flavors {
+    pub fn for_role(&self, role: Role) -> &str {
+        match role {
+            Role::Gateway => &self.gateway,
+            Role::Etcd => &self.etcd,
+            Role::Master => &self.master,
+            Role::Worker => &self.worker,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,6 +221,10 @@ impl Spec {
     pub fn fqdn(&self, node: &Node) -> String {
         format!("{}.{}", node.name, self.domain)
     }
+}
+
+fn default_admin_cidrs() -> Vec<Ipv4Net> {
+    vec!["0.0.0.0/0".parse().expect("literal CIDR")]
 }
 
 fn default_domain() -> String {
