@@ -1,5 +1,6 @@
 use clap::{Parser, Subcommand};
 use paasgen::commands;
+use paasgen::commands::cloud::Output;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,7 +11,10 @@ Examples:
   paasgen init                      write a commented example cluster.yaml
   paasgen validate -f cluster.yaml  check a spec
   paasgen render -f cluster.yaml    write out/<node>.yaml and out/manifest.json
-  paasgen pki show                  list the certificates in the state dir")]
+  paasgen pki show                  list the certificates in the state dir
+  paasgen launch --cloud openstack --os-cloud mycloud
+                                    create everything on OpenStack (again: no-op)
+  paasgen diff                      what changed since launch, per node")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,11 +47,78 @@ enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
+    /// Show what `launch` would create, keep or find changed; changes nothing.
+    Plan {
+        #[command(flatten)]
+        cloud: CloudOpts,
+    },
+    /// Build the platform on the cloud: idempotent, resumable.
+    Launch {
+        #[command(flatten)]
+        cloud: CloudOpts,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// API calls in flight at once.
+        #[arg(long, default_value_t = 10)]
+        parallel: usize,
+        /// Delete and recreate servers that go ERROR (once each).
+        #[arg(long)]
+        replace_failed: bool,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Delete every resource of the cluster from the cloud.
+    Destroy {
+        #[command(flatten)]
+        cloud: CloudOpts,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Unified diff, per node, of the user-data launched against what render gives now.
+    Diff {
+        #[command(flatten)]
+        cloud: CloudOpts,
+    },
     /// Inspect the PKI.
     Pki {
         #[command(subcommand)]
         command: PkiCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct CloudOpts {
+    #[arg(short, long, default_value = "cluster.yaml")]
+    file: PathBuf,
+    /// Where rendered documents are written.
+    #[arg(short, long, default_value = "out")]
+    out: PathBuf,
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// The cloud provider.
+    #[arg(long, value_enum, default_value_t = Provider::Openstack)]
+    cloud: Provider,
+    /// Cloud of clouds.yaml to use [default: $OS_CLOUD, else the OS_* environment].
+    #[arg(long)]
+    os_cloud: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Provider {
+    Openstack,
+}
+
+impl CloudOpts {
+    fn args(&self) -> commands::cloud::CloudArgs<'_> {
+        commands::cloud::CloudArgs {
+            file: &self.file,
+            out: &self.out,
+            state_dir: self.state_dir.as_deref(),
+            os_cloud: self.os_cloud.as_deref(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -78,6 +149,23 @@ fn main() -> ExitCode {
             out,
             state_dir,
         } => commands::render(&file, &out, state_dir.as_deref()),
+        Command::Plan { cloud } => commands::cloud::plan(&cloud.args()),
+        Command::Launch {
+            cloud,
+            dry_run,
+            parallel,
+            replace_failed,
+            output,
+        } => {
+            let opts = paasgen::cloud::apply::Options {
+                parallel,
+                replace_failed,
+                ..Default::default()
+            };
+            commands::cloud::launch(&cloud.args(), &opts, dry_run, output)
+        }
+        Command::Destroy { cloud, yes } => commands::cloud::destroy(&cloud.args(), yes),
+        Command::Diff { cloud } => commands::cloud::diff(&cloud.args()),
         Command::Pki {
             command: PkiCommand::Show { file, state_dir },
         } => commands::pki_show(&file, state_dir.as_deref()),

@@ -1,6 +1,8 @@
 //! What each CLI verb does, composed from the pipeline modules. Output for people goes
 //! to stdout; problems go to stderr through the error the verb returns.
 
+pub mod cloud;
+
 use crate::fsutil::{write_atomic, PUBLIC};
 use crate::pki::{describe_all, Pki};
 use crate::render::{self, base64_len, RenderOptions};

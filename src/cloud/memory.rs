@@ -1,0 +1,196 @@
+//! An in-process cloud for testing the planner and the launcher without a cloud: it keeps
+//! resources in memory, checks that dependencies exist before a create, and injects the
+//! faults a real cloud has (failed calls, lost responses, servers going ERROR). It is a
+//! test double of the `Cloud` trait, not an imitation of any API.
+
+use super::apply::Transient;
+use super::{Cloud, Existing, Ids, Kind, Resource, ServerState, Spec};
+use anyhow::{anyhow, bail, Result};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_id: u64,
+    resources: Vec<(Existing, Option<String>)>,
+    create_calls: usize,
+    /// The create call with this number (1-based) fails without creating anything.
+    fail_create: Option<usize>,
+    /// The create call with this number creates, then reports failure (a lost response).
+    lose_response: Option<usize>,
+    /// This many calls fail with a transient error before any succeeds.
+    transient: usize,
+    /// Servers (by resource name) that go ERROR with this fault.
+    server_faults: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryCloud {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryCloud {
+    pub fn new() -> MemoryCloud {
+        MemoryCloud::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.inner.lock().expect("memory cloud lock"))
+    }
+
+    pub fn fail_create_call(&self, n: usize) {
+        self.with(|i| i.fail_create = Some(n));
+    }
+
+    pub fn lose_create_response(&self, n: usize) {
+        self.with(|i| i.lose_response = Some(n));
+    }
+
+    pub fn transient_failures(&self, n: usize) {
+        self.with(|i| i.transient = n);
+    }
+
+    pub fn server_fault(&self, server: &str, fault: &str) {
+        self.with(|i| {
+            i.server_faults
+                .insert(server.to_string(), fault.to_string())
+        });
+    }
+
+    pub fn clear_faults(&self) {
+        self.with(|i| {
+            i.fail_create = None;
+            i.lose_response = None;
+            i.transient = 0;
+            i.server_faults.clear();
+        });
+    }
+
+    pub fn create_calls(&self) -> usize {
+        self.with(|i| i.create_calls)
+    }
+
+    /// Everything that exists, for assertions.
+    pub fn resources(&self) -> Vec<Existing> {
+        self.with(|i| i.resources.iter().map(|(e, _)| e.clone()).collect())
+    }
+
+    fn transient(&self) -> Result<()> {
+        self.with(|i| {
+            if i.transient > 0 {
+                i.transient -= 1;
+                return Err(Transient("503 Service Unavailable (injected)".into()).into());
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Cloud for MemoryCloud {
+    async fn inventory(&self, cluster: &str) -> Result<Vec<Existing>> {
+        self.transient()?;
+        let prefix = format!("{cluster}-");
+        Ok(self.with(|i| {
+            i.resources
+                .iter()
+                .filter(|(e, _)| e.name.starts_with(&prefix))
+                .map(|(e, _)| e.clone())
+                .collect()
+        }))
+    }
+
+    async fn create(&self, _cluster: &str, r: &Resource, ids: &Ids) -> Result<String> {
+        self.transient()?;
+        self.with(|i| {
+            i.create_calls += 1;
+            let call = i.create_calls;
+            if i.fail_create == Some(call) {
+                bail!("injected failure of create call {call}");
+            }
+            for dep in r.depends_on() {
+                let id = ids
+                    .get(dep)
+                    .ok_or_else(|| anyhow!("{} created before {dep}", r.name))?;
+                if !i.resources.iter().any(|(e, _)| &e.id == id) {
+                    bail!("{} refers to {dep} ({id}), which does not exist", r.name);
+                }
+            }
+            i.next_id += 1;
+            let id = format!("{}-{:04}", r.kind.as_str().replace(' ', "-"), i.next_id);
+            let (status, fault, sha, user_data) = match &r.spec {
+                Spec::Server {
+                    user_data_sha256,
+                    user_data,
+                    ..
+                } => match i.server_faults.get(&r.name) {
+                    Some(f) => (
+                        Some("ERROR".to_string()),
+                        Some(f.clone()),
+                        Some(user_data_sha256.clone()),
+                        Some(user_data.clone()),
+                    ),
+                    None => (
+                        Some("ACTIVE".to_string()),
+                        None,
+                        Some(user_data_sha256.clone()),
+                        Some(user_data.clone()),
+                    ),
+                },
+                _ => (None, None, None, None),
+            };
+            i.resources.push((
+                Existing {
+                    kind: r.kind,
+                    name: r.name.clone(),
+                    id: id.clone(),
+                    status,
+                    fault,
+                    user_data_sha256: sha,
+                },
+                user_data,
+            ));
+            if i.lose_response == Some(call) {
+                bail!("injected loss of the response to create call {call}");
+            }
+            Ok(id)
+        })
+    }
+
+    async fn server_state(&self, id: &str) -> Result<ServerState> {
+        self.transient()?;
+        self.with(|i| {
+            let (e, _) = i
+                .resources
+                .iter()
+                .find(|(e, _)| e.id == id)
+                .ok_or_else(|| anyhow!("no server {id}"))?;
+            Ok(match (e.status.as_deref(), &e.fault) {
+                (Some("ERROR"), fault) => ServerState::Error(fault.clone().unwrap_or_default()),
+                (Some("ACTIVE"), _) => ServerState::Active,
+                _ => ServerState::Building,
+            })
+        })
+    }
+
+    async fn delete(&self, _kind: Kind, id: &str) -> Result<()> {
+        self.transient()?;
+        self.with(|i| i.resources.retain(|(e, _)| e.id != id));
+        Ok(())
+    }
+
+    async fn server_user_data(&self, id: &str) -> Result<Option<String>> {
+        use base64::Engine;
+        let b64 = self.with(|i| {
+            i.resources
+                .iter()
+                .find(|(e, _)| e.id == id)
+                .and_then(|(_, u)| u.clone())
+        });
+        match b64 {
+            None => Ok(None),
+            Some(b) => Ok(Some(String::from_utf8(
+                base64::engine::general_purpose::STANDARD.decode(b)?,
+            )?)),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Building the rendered platform on a cloud.
+//!
+//! `desired` lists every resource the spec needs, `plan` compares that with what the
+//! cloud already has, `apply` creates what is missing (bounded concurrency, retries,
+//! resumable) and records it in `state`. Providers implement the small `Cloud` trait:
+//! `openstack` talks to a real cloud, `memory` is an in-process stand-in for planner tests.
+
+pub mod apply;
+pub mod desired;
+pub mod memory;
+pub mod openstack;
+pub mod plan;
+pub mod state;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// The kinds of resource paasgen creates, in the order they can be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    KeyPair,
+    ServerGroup,
+    Network,
+    SecurityGroup,
+    Subnet,
+    SecurityGroupRule,
+    Port,
+    Server,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::KeyPair,
+        Kind::ServerGroup,
+        Kind::Network,
+        Kind::SecurityGroup,
+        Kind::Subnet,
+        Kind::SecurityGroupRule,
+        Kind::Port,
+        Kind::Server,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::KeyPair => "key pair",
+            Kind::ServerGroup => "server group",
+            Kind::Network => "network",
+            Kind::SecurityGroup => "security group",
+            Kind::Subnet => "subnet",
+            Kind::SecurityGroupRule => "security group rule",
+            Kind::Port => "port",
+            Kind::Server => "server",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a security group rule lets traffic come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Remote {
+    /// Members of one of the cluster's security groups (by resource name).
+    Group(String),
+    Cidr(String),
+}
+
+/// A network a port sits on: the cluster's own, or an existing one found by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkRef {
+    Own(String),
+    Existing(String),
+}
+
+/// What one resource must look like. Names in it refer to other resources of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Spec {
+    KeyPair {
+        public_key: String,
+    },
+    ServerGroup {
+        policy: String,
+    },
+    Network,
+    Subnet {
+        network: String,
+        cidr: String,
+        dns_servers: Vec<Ipv4Addr>,
+    },
+    SecurityGroup,
+    SecurityGroupRule {
+        group: String,
+        /// "tcp", "udp", "icmp", "112" (VRRP) or None for any protocol.
+        protocol: Option<String>,
+        ports: Option<(u16, u16)>,
+        remote: Remote,
+    },
+    Port {
+        network: NetworkRef,
+        fixed_ip: Ipv4Addr,
+        security_groups: Vec<String>,
+        /// Addresses this port may also send from (VIPs; 0.0.0.0/0 for a NAT gateway).
+        allowed_address_pairs: Vec<String>,
+    },
+    Server {
+        node: String,
+        flavor: String,
+        image: String,
+        ports: Vec<String>,
+        key_pair: String,
+        server_group: Option<String>,
+        user_data: String,
+        user_data_sha256: String,
+    },
+}
+
+/// One resource the platform needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    pub kind: Kind,
+    /// Unique in the cluster, and the resource's name in the cloud.
+    pub name: String,
+    pub spec: Spec,
+}
+
+impl Resource {
+    /// Names of the plan's resources this one refers to (created before it).
+    pub fn depends_on(&self) -> Vec<&str> {
+        match &self.spec {
+            Spec::Subnet { network, .. } => vec![network.as_str()],
+            Spec::SecurityGroupRule { group, remote, .. } => match remote {
+                Remote::Group(other) => vec![group.as_str(), other.as_str()],
+                Remote::Cidr(_) => vec![group.as_str()],
+            },
+            Spec::Port {
+                network,
+                security_groups,
+                ..
+            } => {
+                let mut deps: Vec<&str> = security_groups.iter().map(String::as_str).collect();
+                if let NetworkRef::Own(n) = network {
+                    deps.push(n);
+                }
+                deps
+            }
+            Spec::Server {
+                ports,
+                key_pair,
+                server_group,
+                ..
+            } => {
+                let mut deps: Vec<&str> = ports.iter().map(String::as_str).collect();
+                deps.push(key_pair);
+                deps.extend(server_group.as_deref());
+                deps
+            }
+            _ => vec![],
+        }
+    }
+}
+
+/// A resource as the cloud reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Existing {
+    pub kind: Kind,
+    pub name: String,
+    pub id: String,
+    /// Servers: ACTIVE, BUILD, ERROR, ...
+    pub status: Option<String>,
+    /// Servers in ERROR: the fault message.
+    pub fault: Option<String>,
+    /// Servers: sha256 of the user-data they were launched with (from their metadata).
+    pub user_data_sha256: Option<String>,
+}
+
+/// What a server is doing, for waiting on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerState {
+    Building,
+    Active,
+    Error(String),
+}
+
+/// Ids of created resources, by resource name.
+pub type Ids = BTreeMap<String, String>;
+
+/// What paasgen needs from a cloud. Every call is one API operation (or a short fixed
+/// sequence), so a crash between calls leaves resources that `inventory` finds again.
+#[allow(async_fn_in_trait)]
+pub trait Cloud {
+    /// Every resource of the cluster: those whose name starts with `<cluster>-`.
+    async fn inventory(&self, cluster: &str) -> Result<Vec<Existing>>;
+    /// Creates `resource`; `ids` holds the ids of everything it depends on.
+    async fn create(&self, cluster: &str, resource: &Resource, ids: &Ids) -> Result<String>;
+    async fn server_state(&self, id: &str) -> Result<ServerState>;
+    async fn delete(&self, kind: Kind, id: &str) -> Result<()>;
+    /// The user-data a server was launched with, as the API returns it (decoded).
+    async fn server_user_data(&self, id: &str) -> Result<Option<String>>;
+}

@@ -1,0 +1,470 @@
+//! The `Cloud` trait on OpenStack: Keystone v3 through osauth's session (clouds.yaml,
+//! token refresh, service catalog), and the documented Neutron, Nova and Glance JSON APIs
+//! called through that session.
+
+mod auth;
+
+pub use auth::connect;
+
+use super::apply::Transient;
+use super::{Cloud, Existing, Ids, Kind, NetworkRef, Remote, Resource, ServerState, Spec};
+use anyhow::{anyhow, bail, Context, Result};
+use osauth::services::{ServiceType, COMPUTE, IMAGE, NETWORK};
+use osauth::Session;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use tokio::sync::Mutex;
+
+/// 2.57+ returns user_data to those allowed to see it; 2.64 takes `policy` for server
+/// groups; 2.52+ takes tags at create.
+const NOVA_MICROVERSION: &str = "2.74";
+
+pub struct OpenStack {
+    session: Session,
+    /// Name -> id lookups of things paasgen does not create (flavors, images, networks).
+    lookups: Mutex<BTreeMap<String, String>>,
+}
+
+/// Tags put on everything that takes tags, so the cluster's resources can be found.
+pub fn tags(cluster: &str) -> Vec<String> {
+    vec!["paasgen".into(), format!("paasgen-cluster={cluster}")]
+}
+
+fn classify(status: reqwest::StatusCode, body: &str, what: &str) -> anyhow::Error {
+    let message = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            // Nova: {"badRequest": {"message"}}, Neutron: {"NeutronError": {"message"}}.
+            v.as_object()?
+                .values()
+                .find_map(|inner| inner.get("message")?.as_str().map(str::to_string))
+        })
+        .unwrap_or_else(|| body.chars().take(300).collect());
+    let text = format!("{what}: HTTP {status}: {message}");
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        Transient(text).into()
+    } else {
+        anyhow!(text)
+    }
+}
+
+impl OpenStack {
+    pub async fn connect(cloud: Option<&str>) -> Result<OpenStack> {
+        Ok(OpenStack {
+            session: connect(cloud).await?,
+            lookups: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    async fn call<S>(
+        &self,
+        service: S,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<Value>
+    where
+        S: ServiceType + Send + Clone,
+    {
+        let what = format!("{method} {}", path.join("/"));
+        let mut req = self
+            .session
+            .request(service.clone(), method, path.iter().copied());
+        if service.catalog_type() == "compute" {
+            req = req.header("X-OpenStack-Nova-API-Version", NOVA_MICROVERSION);
+        }
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req.send_unchecked().await.map_err(|e| match e.kind() {
+            osauth::ErrorKind::ProtocolError | osauth::ErrorKind::EndpointNotFound => {
+                Transient(format!("{what}: {e}")).into()
+            }
+            _ => anyhow!("{what}: {e}"),
+        })?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| Transient(format!("{what}: reading the answer: {e}")))?;
+        if !status.is_success() {
+            return Err(classify(status, &text, &what));
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).with_context(|| format!("{what}: the answer is not JSON"))
+    }
+
+    async fn list<S: ServiceType + Send + Clone>(
+        &self,
+        service: S,
+        path: &[&str],
+        key: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<Value>> {
+        let v = self.call(service, Method::GET, path, query, None).await?;
+        Ok(v[key].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The id of something paasgen uses but does not create, by name (cached).
+    async fn lookup(&self, what: &str, name: &str) -> Result<String> {
+        let key = format!("{what}/{name}");
+        if let Some(id) = self.lookups.lock().await.get(&key) {
+            return Ok(id.clone());
+        }
+        let found: Vec<Value> = match what {
+            "flavor" => {
+                self.list(COMPUTE, &["flavors", "detail"], "flavors", &[])
+                    .await?
+            }
+            "image" => {
+                self.list(IMAGE, &["v2", "images"], "images", &[("name", name)])
+                    .await?
+            }
+            "network" => {
+                self.list(NETWORK, &["networks"], "networks", &[("name", name)])
+                    .await?
+            }
+            _ => bail!("unknown lookup {what}"),
+        };
+        let ids: Vec<String> = found
+            .iter()
+            .filter(|v| v["name"] == name)
+            .filter_map(|v| v["id"].as_str().map(str::to_string))
+            .collect();
+        let id = match ids.as_slice() {
+            [one] => one.clone(),
+            [] => bail!("no {what} named `{name}` is visible to this project"),
+            _ => bail!(
+                "{} {what}s are named `{name}`: name one uniquely",
+                ids.len()
+            ),
+        };
+        self.lookups.lock().await.insert(key, id.clone());
+        Ok(id)
+    }
+
+    async fn tag(&self, collection: &str, id: &str, cluster: &str) -> Result<()> {
+        self.call(
+            NETWORK,
+            Method::PUT,
+            &[collection, id, "tags"],
+            &[],
+            Some(json!({ "tags": tags(cluster) })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn create_neutron(
+        &self,
+        collection: &str,
+        singular: &str,
+        body: Value,
+        cluster: &str,
+    ) -> Result<String> {
+        let v = self
+            .call(
+                NETWORK,
+                Method::POST,
+                &[collection],
+                &[],
+                Some(json!({ singular: body })),
+            )
+            .await?;
+        let id = v[singular]["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no id in the answer to POST {collection}"))?
+            .to_string();
+        if collection != "security-group-rules" {
+            self.tag(collection, &id, cluster).await?;
+        }
+        Ok(id)
+    }
+}
+
+fn id_of<'a>(ids: &'a Ids, name: &str) -> Result<&'a str> {
+    ids.get(name)
+        .map(String::as_str)
+        .ok_or_else(|| anyhow!("{name} has no id yet"))
+}
+
+fn existing(kind: Kind, v: &Value, name_field: &str) -> Option<Existing> {
+    Some(Existing {
+        kind,
+        name: v[name_field].as_str()?.to_string(),
+        id: v["id"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v[name_field].as_str().unwrap_or_default().to_string()),
+        status: None,
+        fault: None,
+        user_data_sha256: None,
+    })
+}
+
+impl Cloud for OpenStack {
+    async fn inventory(&self, cluster: &str) -> Result<Vec<Existing>> {
+        let prefix = format!("{cluster}-");
+        let mut out = Vec::new();
+        let neutron = [
+            (Kind::Network, "networks", "name"),
+            (Kind::Subnet, "subnets", "name"),
+            (Kind::SecurityGroup, "security-groups", "name"),
+            (
+                Kind::SecurityGroupRule,
+                "security-group-rules",
+                "description",
+            ),
+            (Kind::Port, "ports", "name"),
+        ];
+        for (kind, collection, name_field) in neutron {
+            for v in self
+                .list(
+                    NETWORK,
+                    &[collection],
+                    collection.replace('-', "_").as_str(),
+                    &[],
+                )
+                .await?
+            {
+                out.extend(existing(kind, &v, name_field));
+            }
+        }
+        for v in self
+            .list(COMPUTE, &["os-keypairs"], "keypairs", &[])
+            .await?
+        {
+            out.extend(existing(Kind::KeyPair, &v["keypair"], "name"));
+        }
+        for v in self
+            .list(COMPUTE, &["os-server-groups"], "server_groups", &[])
+            .await?
+        {
+            out.extend(existing(Kind::ServerGroup, &v, "name"));
+        }
+        let pattern = format!("^{cluster}-");
+        for v in self
+            .list(
+                COMPUTE,
+                &["servers", "detail"],
+                "servers",
+                &[("name", &pattern)],
+            )
+            .await?
+        {
+            if let Some(mut e) = existing(Kind::Server, &v, "name") {
+                e.status = v["status"].as_str().map(str::to_string);
+                e.fault = v["fault"]["message"].as_str().map(str::to_string);
+                e.user_data_sha256 = v["metadata"]["paasgen_user_data_sha256"]
+                    .as_str()
+                    .map(str::to_string);
+                out.push(e);
+            }
+        }
+        out.retain(|e| e.name.starts_with(&prefix));
+        Ok(out)
+    }
+
+    async fn create(&self, cluster: &str, r: &Resource, ids: &Ids) -> Result<String> {
+        let name = r.name.as_str();
+        match &r.spec {
+            Spec::KeyPair { public_key } => {
+                let v = self
+                    .call(
+                        COMPUTE,
+                        Method::POST,
+                        &["os-keypairs"],
+                        &[],
+                        Some(json!({"keypair": {"name": name, "public_key": public_key}})),
+                    )
+                    .await?;
+                Ok(v["keypair"]["name"].as_str().unwrap_or(name).to_string())
+            }
+            Spec::ServerGroup { policy } => {
+                let v = self
+                    .call(
+                        COMPUTE,
+                        Method::POST,
+                        &["os-server-groups"],
+                        &[],
+                        Some(json!({"server_group": {"name": name, "policy": policy}})),
+                    )
+                    .await?;
+                v["server_group"]["id"]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| anyhow!("no server group id"))
+            }
+            Spec::Network => {
+                self.create_neutron(
+                    "networks",
+                    "network",
+                    json!({"name": name, "admin_state_up": true}),
+                    cluster,
+                )
+                .await
+            }
+            Spec::Subnet {
+                network,
+                cidr,
+                dns_servers,
+            } => {
+                // No DHCP and no gateway: addresses come from the ports, the default
+                // route from the user-data (the gateways' VIP).
+                let body = json!({
+                    "name": name, "network_id": id_of(ids, network)?, "ip_version": 4, "cidr": cidr,
+                    "enable_dhcp": false, "gateway_ip": null,
+                    "dns_nameservers": dns_servers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                });
+                self.create_neutron("subnets", "subnet", body, cluster)
+                    .await
+            }
+            Spec::SecurityGroup => {
+                let body =
+                    json!({"name": name, "description": format!("paasgen cluster {cluster}")});
+                self.create_neutron("security-groups", "security_group", body, cluster)
+                    .await
+            }
+            Spec::SecurityGroupRule {
+                group,
+                protocol,
+                ports,
+                remote,
+            } => {
+                let mut body = json!({
+                    "security_group_id": id_of(ids, group)?, "direction": "ingress", "ethertype": "IPv4",
+                    "protocol": protocol, "description": name,
+                });
+                if let Some((min, max)) = ports {
+                    body["port_range_min"] = json!(min);
+                    body["port_range_max"] = json!(max);
+                }
+                match remote {
+                    Remote::Group(g) => body["remote_group_id"] = json!(id_of(ids, g)?),
+                    Remote::Cidr(c) => body["remote_ip_prefix"] = json!(c),
+                }
+                self.create_neutron("security-group-rules", "security_group_rule", body, cluster)
+                    .await
+            }
+            Spec::Port {
+                network,
+                fixed_ip,
+                security_groups,
+                allowed_address_pairs,
+            } => {
+                let network_id = match network {
+                    NetworkRef::Own(n) => id_of(ids, n)?.to_string(),
+                    NetworkRef::Existing(n) => self.lookup("network", n).await?,
+                };
+                let sgs: Vec<&str> = security_groups
+                    .iter()
+                    .map(|g| id_of(ids, g))
+                    .collect::<Result<_>>()?;
+                let body = json!({
+                    "name": name, "network_id": network_id, "port_security_enabled": true,
+                    "fixed_ips": [{"ip_address": fixed_ip.to_string()}],
+                    "security_groups": sgs,
+                    "allowed_address_pairs": allowed_address_pairs.iter().map(|a| json!({"ip_address": a})).collect::<Vec<_>>(),
+                });
+                self.create_neutron("ports", "port", body, cluster).await
+            }
+            Spec::Server {
+                node: _,
+                flavor,
+                image,
+                ports,
+                key_pair,
+                server_group,
+                user_data,
+                user_data_sha256,
+            } => {
+                let networks: Vec<Value> = ports
+                    .iter()
+                    .map(|p| Ok(json!({"port": id_of(ids, p)?})))
+                    .collect::<Result<_>>()?;
+                let mut body = json!({
+                    "server": {
+                        "name": name,
+                        "flavorRef": self.lookup("flavor", flavor).await?,
+                        "imageRef": self.lookup("image", image).await?,
+                        "networks": networks,
+                        "key_name": key_pair,
+                        "user_data": user_data,
+                        "config_drive": true,
+                        "metadata": {"paasgen_cluster": cluster, "paasgen_user_data_sha256": user_data_sha256},
+                        "tags": tags(cluster),
+                    }
+                });
+                if let Some(group) = server_group {
+                    body["os:scheduler_hints"] = json!({"group": id_of(ids, group)?});
+                }
+                let v = self
+                    .call(COMPUTE, Method::POST, &["servers"], &[], Some(body))
+                    .await?;
+                v["server"]["id"]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| anyhow!("no server id in the answer"))
+            }
+        }
+    }
+
+    async fn server_state(&self, id: &str) -> Result<ServerState> {
+        let v = self
+            .call(COMPUTE, Method::GET, &["servers", id], &[], None)
+            .await?;
+        Ok(match v["server"]["status"].as_str() {
+            Some("ACTIVE") => ServerState::Active,
+            Some("ERROR") => ServerState::Error(
+                v["server"]["fault"]["message"]
+                    .as_str()
+                    .unwrap_or("no fault message")
+                    .to_string(),
+            ),
+            _ => ServerState::Building,
+        })
+    }
+
+    async fn delete(&self, kind: Kind, id: &str) -> Result<()> {
+        let (service_is_compute, path): (bool, [&str; 2]) = match kind {
+            Kind::KeyPair => (true, ["os-keypairs", id]),
+            Kind::ServerGroup => (true, ["os-server-groups", id]),
+            Kind::Server => (true, ["servers", id]),
+            Kind::Network => (false, ["networks", id]),
+            Kind::Subnet => (false, ["subnets", id]),
+            Kind::SecurityGroup => (false, ["security-groups", id]),
+            Kind::SecurityGroupRule => (false, ["security-group-rules", id]),
+            Kind::Port => (false, ["ports", id]),
+        };
+        let result = if service_is_compute {
+            self.call(COMPUTE, Method::DELETE, &path, &[], None).await
+        } else {
+            self.call(NETWORK, Method::DELETE, &path, &[], None).await
+        };
+        match result {
+            Err(e) if e.to_string().contains("HTTP 404") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn server_user_data(&self, id: &str) -> Result<Option<String>> {
+        use base64::Engine;
+        let v = self
+            .call(COMPUTE, Method::GET, &["servers", id], &[], None)
+            .await?;
+        match v["server"]["OS-EXT-SRV-ATTR:user_data"].as_str() {
+            None => Ok(None),
+            Some(b64) => {
+                let bytes = base64::engine::general_purpose::STANDARD.decode(b64)?;
+                Ok(Some(String::from_utf8(bytes)?))
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The cloud verbs: plan, launch, destroy, diff.
+
+use super::{load_spec, state_dir_for};
+use crate::cloud::apply::{self, Launch, Options};
+use crate::cloud::openstack::OpenStack;
+use crate::cloud::state::StateFile;
+use crate::cloud::{desired, plan, Cloud, Kind, Resource};
+use crate::pki::Pki;
+use crate::render::{self, NodeDocument, RenderOptions};
+use crate::spec::Spec;
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+/// Output format of launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+pub struct CloudArgs<'a> {
+    pub file: &'a Path,
+    pub out: &'a Path,
+    pub state_dir: Option<&'a Path>,
+    pub os_cloud: Option<&'a str>,
+}
+
+/// Spec, rendered documents (also written to `out`, as `render` does) and state dir.
+fn prepare(args: &CloudArgs) -> Result<(Spec, Vec<NodeDocument>, std::path::PathBuf)> {
+    let spec = load_spec(args.file)?;
+    let state = state_dir_for(args.file, args.state_dir);
+    let mut pki = Pki::ensure(&state, &spec).context("preparing the PKI")?;
+    let docs = render::render(&spec, &pki, &RenderOptions::default())?;
+    pki.stage_file(
+        "admin.kubeconfig",
+        render::admin_kubeconfig(&spec, &pki)?.into_bytes(),
+        true,
+    )?;
+    pki.save()?;
+    render::write_output(args.out, &spec, &docs)?;
+    Ok((spec, docs, state))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+pub async fn plan_with<C: Cloud>(
+    cloud: &C,
+    spec: &Spec,
+    desired: &[Resource],
+) -> Result<plan::Plan> {
+    let existing = apply::retry(&Options::default(), "listing resources", || {
+        cloud.inventory(&spec.name)
+    })
+    .await?;
+    Ok(plan::plan(desired, &existing))
+}
+
+pub fn plan(args: &CloudArgs) -> Result<()> {
+    let (spec, docs, _) = prepare(args)?;
+    let desired = desired::resources(&spec, &docs)?;
+    runtime()?.block_on(async {
+        let cloud = OpenStack::connect(args.os_cloud).await?;
+        let p = plan_with(&cloud, &spec, &desired).await?;
+        println!("{p}");
+        Ok(())
+    })
+}
+
+pub fn launch(args: &CloudArgs, opts: &Options, dry_run: bool, output: Output) -> Result<()> {
+    let (spec, docs, state_dir) = prepare(args)?;
+    let desired = desired::resources(&spec, &docs)?;
+    runtime()?.block_on(async {
+        let cloud = OpenStack::connect(args.os_cloud).await?;
+        if dry_run {
+            println!("{}", plan_with(&cloud, &spec, &desired).await?);
+            return Ok(());
+        }
+        let quiet = output == Output::Json;
+        let report = |line: &str| {
+            if !quiet {
+                eprintln!("{line}");
+            }
+        };
+        let state = StateFile::new(&state_dir);
+        let launch = Launch {
+            cloud: &cloud,
+            cluster: &spec.name,
+            desired: &desired,
+            opts,
+            state: &state,
+            docs: &docs,
+            report: &report,
+        };
+        let outcome = launch.run().await?;
+        let record = state.load()?.unwrap_or_default();
+        match output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&record.nodes)?),
+            Output::Text => {
+                println!(
+                    "{:<12} {:<8} {:<38} {:<15} {}",
+                    "NODE", "STATUS", "SERVER", "PRIVATE IP", "PUBLIC IP"
+                );
+                for (name, n) in &record.nodes {
+                    println!(
+                        "{:<12} {:<8} {:<38} {:<15} {}",
+                        name,
+                        n.status,
+                        n.server_id,
+                        n.private_ip,
+                        n.public_ip.as_deref().unwrap_or("-")
+                    );
+                }
+                println!("created {} resource(s)", outcome.created.len());
+            }
+        }
+        let failed = outcome.failed();
+        if !failed.is_empty() {
+            for (node, n) in &failed {
+                eprintln!(
+                    "error: {node} is {}: {}",
+                    n.status,
+                    n.fault.as_deref().unwrap_or("no fault given")
+                );
+            }
+            bail!(
+                "{} server(s) did not become ACTIVE (--replace-failed recreates them)",
+                failed.len()
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Kinds in the order they can be deleted: users before what they use.
+const DELETE_ORDER: [Kind; 8] = [
+    Kind::Server,
+    Kind::Port,
+    Kind::SecurityGroupRule,
+    Kind::SecurityGroup,
+    Kind::Subnet,
+    Kind::Network,
+    Kind::ServerGroup,
+    Kind::KeyPair,
+];
+
+pub async fn destroy_with<C: Cloud>(
+    cloud: &C,
+    cluster: &str,
+    names: &[(Kind, String)],
+    report: &dyn Fn(&str),
+) -> Result<usize> {
+    let opts = Options::default();
+    let mut deleted = 0;
+    for kind in DELETE_ORDER {
+        let existing =
+            apply::retry(&opts, "listing resources", || cloud.inventory(cluster)).await?;
+        let doomed: Vec<_> = existing
+            .iter()
+            .filter(|e| e.kind == kind && names.iter().any(|(k, n)| *k == e.kind && *n == e.name))
+            .collect();
+        for e in &doomed {
+            apply::retry(&opts, &format!("deleting {} {}", e.kind, e.name), || {
+                cloud.delete(e.kind, &e.id)
+            })
+            .await?;
+            report(&format!("deleted {} {}", e.kind, e.name));
+            deleted += 1;
+        }
+        if kind == Kind::Server && !doomed.is_empty() {
+            // Ports stay attached until Nova has really deleted the servers.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
+            loop {
+                let left = cloud.inventory(cluster).await?;
+                if !left.iter().any(|e| doomed.iter().any(|d| d.id == e.id)) {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    bail!("servers are still being deleted after 5 minutes");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+pub fn destroy(args: &CloudArgs, yes: bool) -> Result<()> {
+    let (spec, docs) = {
+        let spec = load_spec(args.file)?;
+        let state = state_dir_for(args.file, args.state_dir);
+        let pki = Pki::ensure(&state, &spec)?;
+        let docs = render::render(&spec, &pki, &RenderOptions::default())?;
+        (spec, docs)
+    };
+    let state = StateFile::new(&state_dir_for(args.file, args.state_dir));
+    let mut names: Vec<(Kind, String)> = desired::resources(&spec, &docs)?
+        .into_iter()
+        .map(|r| (r.kind, r.name))
+        .collect();
+    if let Some(s) = state.load()? {
+        names.extend(s.resources.into_iter().map(|(name, r)| (r.kind, name)));
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("destroy needs confirmation: pass --yes");
+        }
+        print!("Delete every resource of cluster {} from the cloud? Type the cluster name to confirm: ", spec.name);
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if line.trim() != spec.name {
+            bail!("not confirmed; nothing deleted");
+        }
+    }
+    runtime()?.block_on(async {
+        let cloud = OpenStack::connect(args.os_cloud).await?;
+        let n = destroy_with(&cloud, &spec.name, &names, &|l| eprintln!("{l}")).await?;
+        state.save(&Default::default())?;
+        println!("deleted {n} resource(s) of cluster {}", spec.name);
+        Ok(())
+    })
+}
+
+/// Private keys in a diff are shown by their hash, never their bytes.
+fn redact_keys(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_key: Option<String> = None;
+    for line in text.split_inclusive('\n') {
+        match &mut in_key {
+            None if line.contains("-----BEGIN") && line.contains("PRIVATE KEY-----") => {
+                in_key = Some(String::new())
+            }
+            None => out.push_str(line),
+            Some(buf) if line.contains("PRIVATE KEY-----") => {
+                use sha2::{Digest, Sha256};
+                let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
+                let hash = crate::pki::hex(&Sha256::digest(buf.as_bytes()));
+                out.push_str(&format!("{indent}<private key, sha256 {}>\n", &hash[..16]));
+                in_key = None;
+            }
+            Some(buf) => buf.push_str(line),
+        }
+    }
+    out
+}
+
+/// Unified diff of each node's launched user-data against what render gives now.
+pub fn diff_documents(state: &StateFile, docs: &[NodeDocument]) -> Result<String> {
+    let mut out = String::new();
+    for doc in docs {
+        let Some(launched) = state.launched_user_data(&doc.name)? else {
+            out.push_str(&format!("{}: not launched yet\n", doc.name));
+            continue;
+        };
+        if launched == doc.user_data {
+            continue;
+        }
+        let (old, new) = (redact_keys(&launched), redact_keys(&doc.user_data));
+        let diff = similar::TextDiff::from_lines(&old, &new);
+        out.push_str(
+            &diff
+                .unified_diff()
+                .context_radius(3)
+                .header(
+                    &format!("launched/{}.yaml", doc.name),
+                    &format!("rendered/{}.yaml", doc.name),
+                )
+                .to_string(),
+        );
+    }
+    Ok(out)
+}
+
+pub fn diff(args: &CloudArgs) -> Result<()> {
+    let spec = load_spec(args.file)?;
+    let state_dir = state_dir_for(args.file, args.state_dir);
+    let pki = Pki::ensure(&state_dir, &spec)?;
+    let docs = render::render(&spec, &pki, &RenderOptions::default())?;
+    let text = diff_documents(&StateFile::new(&state_dir), &docs)?;
+    if text.is_empty() {
+        println!("no differences: every node runs the user-data render gives now");
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
