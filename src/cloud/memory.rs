@@ -122,10 +122,11 @@ impl Cloud for MemoryCloud {
                     user_data_sha256,
                     user_data,
                     ..
-                } => match i.server_faults.get(&r.name) {
+                    // A fault hits one create: a replacement comes up.
+                } => match i.server_faults.remove(&r.name) {
                     Some(f) => (
                         Some("ERROR".to_string()),
-                        Some(f.clone()),
+                        Some(f),
                         Some(user_data_sha256.clone()),
                         Some(user_data.clone()),
                     ),

@@ -49,6 +49,8 @@ pub struct NodeView {
     pub role: Role,
     pub private_ip: String,
     pub public_ip: Option<String>,
+    /// Kubelet `--node-labels` value: `k=v,k2=v2`, empty when none.
+    pub node_labels: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -137,6 +139,12 @@ fn node_view(spec: &Spec, n: &Node) -> NodeView {
         role: n.role,
         private_ip: n.private_ip.to_string(),
         public_ip: n.public_ip.map(|ip| ip.to_string()),
+        node_labels: n
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
     }
 }
 

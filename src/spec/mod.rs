@@ -169,6 +169,9 @@ pub struct Node {
     /// Gateways only: the gateway's own address on the public network.
     #[serde(default)]
     pub public_ip: Option<Ipv4Addr>,
+    /// Masters and workers: Kubernetes node labels the kubelet registers with.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]

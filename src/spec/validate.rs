@@ -276,7 +276,47 @@ fn check_nodes(spec: &Spec, c: &mut Checker) {
             ),
             (_, None) => {}
         }
+        if !node.labels.is_empty() && !matches!(node.role, Role::Master | Role::Worker) {
+            c.error(
+                at("labels"),
+                line,
+                format!(
+                    "only masters and workers have Kubernetes labels; `{}` is a {}",
+                    node.name, node.role
+                ),
+            );
+        }
+        for (key, value) in &node.labels {
+            if let Some(why) = label_problem(key, value) {
+                c.error(at(&format!("labels.{key}")), line, why);
+            }
+        }
     }
+}
+
+/// Labels a kubelet may set on its own node (the NodeRestriction admission rules).
+fn label_problem(key: &str, value: &str) -> Option<String> {
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    let (prefix, name) = key
+        .rsplit_once('/')
+        .map_or((None, key), |(p, n)| (Some(p), n));
+    if !name_ok(name) || prefix.is_some_and(|p| p.is_empty() || !p.split('.').all(is_dns_label)) {
+        return Some(format!("`{key}` is not a valid label key"));
+    }
+    if prefix.is_some_and(|p| p.ends_with("kubernetes.io") || p.ends_with("k8s.io")) {
+        return Some(format!(
+            "a kubelet may not set `{key}` itself: use a label outside kubernetes.io and k8s.io"
+        ));
+    }
+    if !value.is_empty() && !name_ok(value) {
+        return Some(format!("`{value}` is not a valid label value"));
+    }
+    None
 }
 
 fn check_roles(spec: &Spec, c: &mut Checker) {

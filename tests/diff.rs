@@ -1,0 +1,84 @@
+//! `paasgen diff`: after a node changes in the spec, only that node's user-data differs.
+
+mod common;
+
+use common::render_in;
+use paasgen::cloud::apply::{Launch, Options};
+use paasgen::cloud::desired;
+use paasgen::cloud::memory::MemoryCloud;
+use paasgen::cloud::state::StateFile;
+use paasgen::commands::cloud::diff_documents;
+use paasgen::spec;
+
+#[test]
+fn changing_one_node_shows_only_that_nodes_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = spec::parse("c.yaml", spec::EXAMPLE).unwrap().0;
+    let (_, docs) = render_in(dir.path(), &before);
+    let wanted = desired::resources(&before, &docs).unwrap();
+    let state = StateFile::new(dir.path());
+    let cloud = MemoryCloud::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = |_: &str| {};
+    let opts = Options::default();
+    rt.block_on(
+        Launch {
+            cloud: &cloud,
+            cluster: "demo",
+            desired: &wanted,
+            opts: &opts,
+            state: &state,
+            docs: &docs,
+            report: &report,
+        }
+        .run(),
+    )
+    .unwrap();
+    assert_eq!(
+        diff_documents(&state, &docs).unwrap(),
+        "",
+        "nothing changed yet"
+    );
+
+    let text = spec::EXAMPLE.replacen(
+        r#"labels: { ingress: "true" }"#,
+        r#"labels: { ingress: "true", zone: b }"#,
+        1,
+    );
+    let after = spec::parse("c.yaml", &text).unwrap().0;
+    let (_, new_docs) = render_in(dir.path(), &after);
+    let diff = diff_documents(&state, &new_docs).unwrap();
+    let headers: Vec<&str> = diff.lines().filter(|l| l.starts_with("--- ")).collect();
+    assert_eq!(headers, vec!["--- launched/worker-2.yaml"], "{diff}");
+    assert!(
+        diff.contains("-            value: \"ingress=true\""),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("+            value: \"ingress=true,zone=b\""),
+        "{diff}"
+    );
+}
+
+#[test]
+fn private_keys_never_appear_in_a_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec::parse("c.yaml", spec::EXAMPLE).unwrap().0;
+    let (pki, docs) = render_in(dir.path(), &spec);
+    let state = StateFile::new(dir.path());
+    // Pretend master-1 was launched with other key material.
+    let key_line = pki.kubernetes_ca.key_pem.lines().nth(1).unwrap();
+    assert!(docs[5].user_data.contains(key_line));
+    let launched = docs[5]
+        .user_data
+        .replace(key_line, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    state
+        .save_launched_user_data("master-1", &launched)
+        .unwrap();
+    let diff = diff_documents(&state, &docs[5..6]).unwrap();
+    assert!(diff.contains("<private key, sha256 "), "{diff}");
+    assert!(!diff.contains("PRIVATE KEY-----"), "{diff}");
+}

@@ -1,0 +1,304 @@
+//! The planner and launcher without a cloud: the in-memory cloud checks dependencies,
+//! and injects failed calls, lost responses, transient errors and servers going ERROR.
+
+mod common;
+
+use common::{example_spec, render_in};
+use paasgen::cloud::apply::{Launch, Options, Outcome};
+use paasgen::cloud::memory::MemoryCloud;
+use paasgen::cloud::state::StateFile;
+use paasgen::cloud::{desired, plan, Cloud, Kind, NetworkRef, Resource, Spec};
+use paasgen::render::NodeDocument;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    state: StateFile,
+    docs: Vec<NodeDocument>,
+    desired: Vec<Resource>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = example_spec();
+    let (_, docs) = render_in(dir.path(), &spec);
+    let desired = desired::resources(&spec, &docs).unwrap();
+    Fixture {
+        state: StateFile::new(dir.path()),
+        _dir: dir,
+        docs,
+        desired,
+    }
+}
+
+fn fast() -> Options {
+    Options {
+        backoff: Duration::from_millis(1),
+        server_timeout: Duration::from_secs(5),
+        ..Options::default()
+    }
+}
+
+fn launch(cloud: &MemoryCloud, f: &Fixture, opts: &Options) -> anyhow::Result<Outcome> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = |_: &str| {};
+    rt.block_on(
+        Launch {
+            cloud,
+            cluster: "demo",
+            desired: &f.desired,
+            opts,
+            state: &f.state,
+            docs: &f.docs,
+            report: &report,
+        }
+        .run(),
+    )
+}
+
+fn plan_now(cloud: &MemoryCloud, f: &Fixture) -> plan::Plan {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    plan::plan(&f.desired, &rt.block_on(cloud.inventory("demo")).unwrap())
+}
+
+fn counts(rs: &[Resource]) -> BTreeMap<Kind, usize> {
+    let mut m = BTreeMap::new();
+    for r in rs {
+        *m.entry(r.kind).or_default() += 1;
+    }
+    m
+}
+
+/// Every name exists once, and everything desired exists.
+fn assert_complete_without_duplicates(cloud: &MemoryCloud, f: &Fixture) {
+    let have = cloud.resources();
+    for r in &f.desired {
+        let n = have
+            .iter()
+            .filter(|e| e.kind == r.kind && e.name == r.name)
+            .count();
+        assert_eq!(n, 1, "{} {} exists {n} times", r.kind, r.name);
+    }
+    assert_eq!(have.len(), f.desired.len());
+}
+
+#[test]
+fn the_plan_lists_every_resource_of_the_example() {
+    let f = fixture();
+    let c = counts(&f.desired);
+    assert_eq!(c[&Kind::KeyPair], 1);
+    assert_eq!(c[&Kind::Network], 1);
+    assert_eq!(c[&Kind::Subnet], 1);
+    assert_eq!(
+        c[&Kind::ServerGroup],
+        3,
+        "anti-affinity for gateways, etcd, masters"
+    );
+    assert_eq!(c[&Kind::SecurityGroup], 4, "one per role");
+    assert_eq!(
+        c[&Kind::Port],
+        10 + 2 + 2,
+        "a private port per node, public ports of the gateways, two VIPs"
+    );
+    assert_eq!(c[&Kind::Server], 10);
+    let port = |name: &str| match &f
+        .desired
+        .iter()
+        .find(|r| r.kind == Kind::Port && r.name == name)
+        .unwrap()
+        .spec
+    {
+        Spec::Port {
+            network,
+            fixed_ip,
+            allowed_address_pairs,
+            security_groups,
+        } => (
+            network.clone(),
+            fixed_ip.to_string(),
+            allowed_address_pairs.clone(),
+            security_groups.clone(),
+        ),
+        _ => unreachable!(),
+    };
+    for gw in ["gw-1", "gw-2"] {
+        let (net, ip, pairs, sgs) = port(&format!("demo-{gw}-private"));
+        assert_eq!(net, NetworkRef::Own("demo-net".into()));
+        assert!(pairs.contains(&"192.168.0.5".to_string()), "{pairs:?}");
+        assert_eq!(sgs, vec!["demo-gateway".to_string()]);
+        assert!(ip.starts_with("192.168.0."));
+        let (net, _, pairs, _) = port(&format!("demo-{gw}-public"));
+        assert_eq!(net, NetworkRef::Existing("public".into()));
+        assert_eq!(pairs, vec!["203.0.113.10".to_string()]);
+    }
+    assert_eq!(port("demo-vip-private").1, "192.168.0.5");
+    assert_eq!(port("demo-vip-public").1, "203.0.113.10");
+    assert_eq!(
+        port("demo-etcd-1-private").2,
+        Vec::<String>::new(),
+        "only gateways get address pairs"
+    );
+    let rule = |name: &str| {
+        f.desired
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no rule {name}"))
+            .spec
+            .clone()
+    };
+    assert!(matches!(rule("demo-etcd-etcd-from-master"),
+        Spec::SecurityGroupRule { ports: Some((2379, 2380)), remote: paasgen::cloud::Remote::Group(g), .. } if g == "demo-master"));
+    assert!(
+        matches!(rule("demo-gateway-vrrp"), Spec::SecurityGroupRule { protocol: Some(p), .. } if p == "112")
+    );
+    assert!(matches!(
+        rule("demo-master-api-from-gateway"),
+        Spec::SecurityGroupRule {
+            ports: Some((6443, 6443)),
+            ..
+        }
+    ));
+    assert!(matches!(
+        rule("demo-worker-nodeports-from-gateway"),
+        Spec::SecurityGroupRule {
+            ports: Some((30000, 32767)),
+            ..
+        }
+    ));
+    let cloud = MemoryCloud::new();
+    let p = plan_now(&cloud, &f);
+    assert_eq!(p.to_create().count(), f.desired.len());
+}
+
+#[test]
+fn a_second_launch_creates_nothing() {
+    let f = fixture();
+    let cloud = MemoryCloud::new();
+    let outcome = launch(&cloud, &f, &fast()).unwrap();
+    assert_eq!(outcome.created.len(), f.desired.len());
+    assert!(outcome.failed().is_empty());
+    assert!(plan_now(&cloud, &f).is_empty());
+    let calls = cloud.create_calls();
+    let again = launch(&cloud, &f, &fast()).unwrap();
+    assert!(again.created.is_empty());
+    assert_eq!(cloud.create_calls(), calls);
+    assert_complete_without_duplicates(&cloud, &f);
+    let state = f.state.load().unwrap().unwrap();
+    assert_eq!(state.nodes.len(), 10);
+    assert_eq!(
+        state.nodes["gw-1"].public_ip.as_deref(),
+        Some("203.0.113.11")
+    );
+    assert_eq!(state.nodes["gw-1"].port_ids.len(), 2);
+}
+
+#[test]
+fn an_interrupted_launch_resumes_without_duplicates_whatever_the_step() {
+    let total = fixture().desired.len();
+    for step in 1..=total {
+        for lose_response in [false, true] {
+            let f = fixture();
+            let cloud = MemoryCloud::new();
+            if lose_response {
+                cloud.lose_create_response(step);
+            } else {
+                cloud.fail_create_call(step);
+            }
+            let err = launch(&cloud, &f, &fast()).unwrap_err();
+            assert!(format!("{err:#}").contains("injected"), "{err:#}");
+            let recorded = f.state.load().unwrap().unwrap().resources.len();
+            assert!(
+                recorded >= step - 1,
+                "step {step}: only {recorded} recorded"
+            );
+            cloud.clear_faults();
+            let outcome = launch(&cloud, &f, &fast()).unwrap();
+            assert!(outcome.failed().is_empty());
+            assert_complete_without_duplicates(&cloud, &f);
+            assert!(plan_now(&cloud, &f).is_empty(), "step {step}");
+        }
+    }
+}
+
+#[test]
+fn transient_errors_are_retried() {
+    let f = fixture();
+    let cloud = MemoryCloud::new();
+    cloud.transient_failures(4);
+    let outcome = launch(&cloud, &f, &fast()).unwrap();
+    assert!(outcome.failed().is_empty());
+    assert_complete_without_duplicates(&cloud, &f);
+    // With too few attempts the same errors end the launch, naming the call.
+    let f = fixture();
+    let cloud = MemoryCloud::new();
+    cloud.transient_failures(10);
+    let err = launch(
+        &cloud,
+        &f,
+        &Options {
+            attempts: 2,
+            ..fast()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("503 Service Unavailable"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn a_server_in_error_is_reported_with_its_fault_and_can_be_replaced() {
+    let fault = "No valid host was found. There are not enough hosts available.";
+    let f = fixture();
+    let cloud = MemoryCloud::new();
+    cloud.server_fault("demo-etcd-3", fault);
+    let outcome = launch(&cloud, &f, &fast()).unwrap();
+    let failed = outcome.failed();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, "etcd-3");
+    assert_eq!(failed[0].1.status, "ERROR");
+    assert_eq!(failed[0].1.fault.as_deref(), Some(fault));
+    let p = plan_now(&cloud, &f);
+    assert!(
+        p.to_string().contains("server is in ERROR: No valid host"),
+        "{p}"
+    );
+
+    let f = fixture();
+    let cloud = MemoryCloud::new();
+    cloud.server_fault("demo-etcd-3", fault);
+    let outcome = launch(
+        &cloud,
+        &f,
+        &Options {
+            replace_failed: true,
+            ..fast()
+        },
+    )
+    .unwrap();
+    assert!(outcome.failed().is_empty(), "{:?}", outcome.failed());
+    assert_complete_without_duplicates(&cloud, &f);
+}
+
+#[test]
+fn bounded_parallelism_still_completes_sequentially() {
+    let f = fixture();
+    let cloud = MemoryCloud::new();
+    launch(
+        &cloud,
+        &f,
+        &Options {
+            parallel: 1,
+            ..fast()
+        },
+    )
+    .unwrap();
+    assert_complete_without_duplicates(&cloud, &f);
+}
