@@ -30,6 +30,9 @@ enum Command {
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
+        /// Number of workers (the example has 2; more widen the private network to a /16).
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Check a spec; prints "ok" or every problem with its field and line.
     Validate {
@@ -142,7 +145,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Init { file, force } => commands::init(&file, force),
+        Command::Init {
+            file,
+            force,
+            workers,
+        } => commands::init(&file, force, workers),
         Command::Validate { file } => commands::validate(&file),
         Command::Render {
             file,

@@ -10,11 +10,15 @@ use crate::spec::{self, Problem, Spec};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
-pub fn init(file: &Path, force: bool) -> Result<()> {
+pub fn init(file: &Path, force: bool, workers: Option<usize>) -> Result<()> {
     if file.exists() && !force {
         bail!("{} exists; pass --force to replace it", file.display());
     }
-    write_atomic(file, spec::EXAMPLE.as_bytes(), PUBLIC)?;
+    let text = match workers {
+        None => spec::EXAMPLE.to_string(),
+        Some(n) => spec::example_with_workers(n),
+    };
+    write_atomic(file, text.as_bytes(), PUBLIC)?;
     println!(
         "wrote {}: edit it, then run `paasgen render -f {}`",
         file.display(),

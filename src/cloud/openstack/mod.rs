@@ -367,12 +367,21 @@ impl Cloud for OpenStack {
                     .iter()
                     .map(|g| id_of(ids, g))
                     .collect::<Result<_>>()?;
-                let body = json!({
-                    "name": name, "network_id": network_id, "port_security_enabled": true,
+                // Port security stays at its default (on); fields are sent only when
+                // needed, since policy guards each one on networks the project does not own.
+                let mut body = json!({
+                    "name": name, "network_id": network_id,
                     "fixed_ips": [{"ip_address": fixed_ip.to_string()}],
-                    "security_groups": sgs,
-                    "allowed_address_pairs": allowed_address_pairs.iter().map(|a| json!({"ip_address": a})).collect::<Vec<_>>(),
                 });
+                if !sgs.is_empty() {
+                    body["security_groups"] = json!(sgs);
+                }
+                if !allowed_address_pairs.is_empty() {
+                    body["allowed_address_pairs"] = json!(allowed_address_pairs
+                        .iter()
+                        .map(|a| json!({"ip_address": a}))
+                        .collect::<Vec<_>>());
+                }
                 self.create_neutron("ports", "port", body, cluster).await
             }
             Spec::Server {
