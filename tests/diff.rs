@@ -22,7 +22,7 @@ fn changing_one_node_shows_only_that_nodes_diff() {
         .enable_all()
         .build()
         .unwrap();
-    let report = |_: &str| {};
+    let report = |_: paasgen::cloud::apply::Event| {};
     let opts = Options::default();
     rt.block_on(
         Launch {

@@ -45,7 +45,7 @@ fn launch(cloud: &MemoryCloud, f: &Fixture, opts: &Options) -> anyhow::Result<Ou
         .enable_all()
         .build()
         .unwrap();
-    let report = |_: &str| {};
+    let report = |_: paasgen::cloud::apply::Event| {};
     rt.block_on(
         Launch {
             cloud,

@@ -124,6 +124,17 @@ async fn create_one<C: Cloud>(
     }
 }
 
+/// Progress of a launch, for bars on a terminal or plain lines elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A phase begins with this many items.
+    Phase { what: String, total: usize },
+    /// One item of the current phase is done.
+    Done { what: String },
+    /// Something worth a line of its own.
+    Note(String),
+}
+
 pub struct Launch<'a, C: Cloud> {
     pub cloud: &'a C,
     pub cluster: &'a str,
@@ -133,7 +144,7 @@ pub struct Launch<'a, C: Cloud> {
     /// The rendered nodes: their user-data is recorded for `diff` once its server exists.
     pub docs: &'a [NodeDocument],
     /// Told about each step, for progress output.
-    pub report: &'a (dyn Fn(&str) + Sync),
+    pub report: &'a (dyn Fn(Event) + Sync),
 }
 
 impl<C: Cloud> Launch<'_, C> {
@@ -185,11 +196,10 @@ impl<C: Cloud> Launch<'_, C> {
                 let names: Vec<&str> = blocked.iter().map(|r| r.name.as_str()).collect();
                 bail!("cannot order the creation of {}", names.join(", "));
             }
-            (self.report)(&format!(
-                "creating {} resource(s): {}",
-                ready.len(),
-                kinds(&ready)
-            ));
+            (self.report)(Event::Phase {
+                what: format!("creating {}", kinds(&ready)),
+                total: ready.len(),
+            });
             let snapshot = ids.clone();
             let mut results = stream::iter(ready.iter().map(|r| {
                 let snapshot = &snapshot;
@@ -205,7 +215,9 @@ impl<C: Cloud> Launch<'_, C> {
             while let Some((r, result)) = results.next().await {
                 match result {
                     Ok(id) => {
-                        (self.report)(&format!("created {} {} ({id})", r.kind, r.name));
+                        (self.report)(Event::Done {
+                            what: format!("created {} {} ({id})", r.kind, r.name),
+                        });
                         ids.insert(r.name.clone(), id.clone());
                         state
                             .resources
@@ -240,10 +252,24 @@ impl<C: Cloud> Launch<'_, C> {
             .collect();
         let mut replaced = BTreeSet::new();
         loop {
+            (self.report)(Event::Phase {
+                what: format!("waiting for {} server(s)", servers.len()),
+                total: servers.len(),
+            });
             let results: Vec<(&Resource, Result<ServerState>)> =
                 stream::iter(servers.iter().map(|r| {
                     let id = ids[&r.name].clone();
-                    async move { (*r, self.wait_server(&id).await) }
+                    async move {
+                        let state = self.wait_server(&id).await;
+                        (self.report)(Event::Done {
+                            what: format!(
+                                "server {}: {:?}",
+                                r.name,
+                                state.as_ref().map_err(|e| e.to_string())
+                            ),
+                        });
+                        (*r, state)
+                    }
                 }))
                 .buffer_unordered(self.opts.parallel.max(1))
                 .collect()
@@ -305,7 +331,7 @@ impl<C: Cloud> Launch<'_, C> {
                 return Ok(());
             }
             for r in to_replace {
-                (self.report)(&format!("replacing failed server {}", r.name));
+                (self.report)(Event::Note(format!("replacing failed server {}", r.name)));
                 let old = ids
                     .remove(&r.name)
                     .ok_or_else(|| anyhow!("no id for {}", r.name))?;

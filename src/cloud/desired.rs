@@ -172,99 +172,62 @@ fn port(
     }
 }
 
+/// Which traffic a rule admits: protocol (None = any) and port range.
+type Traffic = (Option<String>, Option<(u16, u16)>);
+
+fn tcp(first: u16, last: u16) -> Traffic {
+    (Some("tcp".into()), Some((first, last)))
+}
+
+fn protocol(p: &str) -> Traffic {
+    (Some(p.into()), None)
+}
+
+const ANY: Traffic = (None, None);
+
 /// Each role's security group admits only what that role serves.
 fn security_rules(spec: &Spec, n: &Names) -> Vec<Resource> {
-    let gw = || Remote::Group(n.group(Role::Gateway));
-    let from = |role| Remote::Group(n.group(role));
-    let anywhere = || Remote::Cidr("0.0.0.0/0".into());
-    let tcp = |a: u16, b: u16| (Some("tcp".to_string()), Some((a, b)));
-    let any = || (None, None);
-    let mut rules: Vec<(Role, String, (Option<String>, Option<(u16, u16)>), Remote)> = vec![
-        (
-            Role::Gateway,
-            "vrrp".into(),
-            (Some("112".into()), None),
-            gw(),
-        ),
-        (Role::Gateway, "api".into(), tcp(6443, 6443), anywhere()),
-        (Role::Gateway, "http".into(), tcp(80, 80), anywhere()),
-        (Role::Gateway, "https".into(), tcp(443, 443), anywhere()),
-        (
-            Role::Gateway,
-            "icmp".into(),
-            (Some("icmp".into()), None),
-            anywhere(),
-        ),
+    use Role::{Etcd, Gateway, Master, Worker};
+    let group = |role| Remote::Group(n.group(role));
+    let cidr = |c: &str| Remote::Cidr(c.to_string());
+    let private = spec.network.private_cidr.to_string();
+    let mut rules: Vec<(Role, &str, Traffic, Remote)> = vec![
+        (Gateway, "vrrp", protocol("112"), group(Gateway)),
+        (Gateway, "api", tcp(6443, 6443), cidr("0.0.0.0/0")),
+        (Gateway, "http", tcp(80, 80), cidr("0.0.0.0/0")),
+        (Gateway, "https", tcp(443, 443), cidr("0.0.0.0/0")),
+        (Gateway, "icmp", protocol("icmp"), cidr("0.0.0.0/0")),
         // Traffic the gateways forward (NAT) for the private network.
-        (
-            Role::Gateway,
-            "nat".into(),
-            any(),
-            Remote::Cidr(spec.network.private_cidr.to_string()),
-        ),
-        (
-            Role::Etcd,
-            "etcd-from-master".into(),
-            tcp(2379, 2380),
-            from(Role::Master),
-        ),
-        (
-            Role::Etcd,
-            "etcd-from-etcd".into(),
-            tcp(2379, 2380),
-            from(Role::Etcd),
-        ),
-        (
-            Role::Master,
-            "api-from-gateway".into(),
-            tcp(6443, 6443),
-            gw(),
-        ),
+        (Gateway, "nat", ANY, cidr(&private)),
+        (Etcd, "etcd-from-master", tcp(2379, 2380), group(Master)),
+        (Etcd, "etcd-from-etcd", tcp(2379, 2380), group(Etcd)),
+        (Master, "api-from-gateway", tcp(6443, 6443), group(Gateway)),
         // Kubelets, pods and the CNI overlay talk among Kubernetes nodes.
+        (Master, "all-from-master", ANY, group(Master)),
+        (Master, "all-from-worker", ANY, group(Worker)),
         (
-            Role::Master,
-            "all-from-master".into(),
-            any(),
-            from(Role::Master),
-        ),
-        (
-            Role::Master,
-            "all-from-worker".into(),
-            any(),
-            from(Role::Worker),
-        ),
-        (
-            Role::Worker,
-            "nodeports-from-gateway".into(),
+            Worker,
+            "nodeports-from-gateway",
             tcp(30000, 32767),
-            gw(),
+            group(Gateway),
         ),
-        (
-            Role::Worker,
-            "all-from-master".into(),
-            any(),
-            from(Role::Master),
-        ),
-        (
-            Role::Worker,
-            "all-from-worker".into(),
-            any(),
-            from(Role::Worker),
-        ),
+        (Worker, "all-from-master", ANY, group(Master)),
+        (Worker, "all-from-worker", ANY, group(Worker)),
+        (Etcd, "ssh-from-gateway", tcp(22, 22), group(Gateway)),
+        (Master, "ssh-from-gateway", tcp(22, 22), group(Gateway)),
+        (Worker, "ssh-from-gateway", tcp(22, 22), group(Gateway)),
     ];
-    for role in [Role::Etcd, Role::Master, Role::Worker] {
-        rules.push((role, "ssh-from-gateway".into(), tcp(22, 22), gw()));
-    }
-    if let Some(os) = &spec.openstack {
-        for (i, cidr) in os.admin_cidrs.iter().enumerate() {
-            rules.push((
-                Role::Gateway,
-                format!("ssh-admin-{i}"),
-                tcp(22, 22),
-                Remote::Cidr(cidr.to_string()),
-            ));
-        }
-    }
+    let admin: Vec<(String, Remote)> = spec
+        .openstack
+        .iter()
+        .flat_map(|os| os.admin_cidrs.iter().enumerate())
+        .map(|(i, c)| (format!("ssh-admin-{i}"), cidr(&c.to_string())))
+        .collect();
+    rules.extend(
+        admin
+            .iter()
+            .map(|(label, remote)| (Gateway, label.as_str(), tcp(22, 22), remote.clone())),
+    );
     rules
         .into_iter()
         .map(|(role, label, (protocol, ports), remote)| Resource {

@@ -1,7 +1,7 @@
 //! The cloud verbs: plan, launch, destroy, diff.
 
 use super::{load_spec, state_dir_for};
-use crate::cloud::apply::{self, Launch, Options};
+use crate::cloud::apply::{self, Event, Launch, Options};
 use crate::cloud::openstack::OpenStack;
 use crate::cloud::state::StateFile;
 use crate::cloud::{desired, plan, Cloud, Kind, Resource};
@@ -80,12 +80,8 @@ pub fn launch(args: &CloudArgs, opts: &Options, dry_run: bool, output: Output) -
             println!("{}", plan_with(&cloud, &spec, &desired).await?);
             return Ok(());
         }
-        let quiet = output == Output::Json;
-        let report = |line: &str| {
-            if !quiet {
-                eprintln!("{line}");
-            }
-        };
+        let progress = Progress::new(output == Output::Json);
+        let report = |e: Event| progress.event(e);
         let state = StateFile::new(&state_dir);
         let launch = Launch {
             cloud: &cloud,
@@ -96,14 +92,16 @@ pub fn launch(args: &CloudArgs, opts: &Options, dry_run: bool, output: Output) -
             docs: &docs,
             report: &report,
         };
-        let outcome = launch.run().await?;
+        let outcome = launch.run().await;
+        progress.finish();
+        let outcome = outcome?;
         let record = state.load()?.unwrap_or_default();
         match output {
             Output::Json => println!("{}", serde_json::to_string_pretty(&record.nodes)?),
             Output::Text => {
                 println!(
-                    "{:<12} {:<8} {:<38} {:<15} {}",
-                    "NODE", "STATUS", "SERVER", "PRIVATE IP", "PUBLIC IP"
+                    "{:<12} {:<8} {:<38} {:<15} PUBLIC IP",
+                    "NODE", "STATUS", "SERVER", "PRIVATE IP"
                 );
                 for (name, n) in &record.nodes {
                     println!(
@@ -134,6 +132,63 @@ pub fn launch(args: &CloudArgs, opts: &Options, dry_run: bool, output: Output) -
         }
         Ok(())
     })
+}
+
+/// Bars per phase on a terminal, plain lines elsewhere, nothing for JSON output.
+struct Progress {
+    quiet: bool,
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Progress {
+        Progress {
+            quiet,
+            bar: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn event(&self, e: Event) {
+        if self.quiet {
+            return;
+        }
+        let tty = std::io::stderr().is_terminal();
+        let mut bar = self.bar.lock().expect("progress lock");
+        match e {
+            Event::Phase { what, total } if tty => {
+                if let Some(b) = bar.take() {
+                    b.finish();
+                }
+                let b = indicatif::ProgressBar::new(total as u64).with_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{prefix:40} [{bar:30}] {pos}/{len} {wide_msg}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                b.set_prefix(what);
+                *bar = Some(b);
+            }
+            Event::Done { what } if tty => {
+                if let Some(b) = bar.as_ref() {
+                    b.set_message(what);
+                    b.inc(1);
+                }
+            }
+            Event::Note(line) if tty => match bar.as_ref() {
+                Some(b) => b.println(line),
+                None => eprintln!("{line}"),
+            },
+            Event::Phase { what, total } => eprintln!("{what} ({total})"),
+            Event::Done { what } | Event::Note(what) => eprintln!("{what}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = self.bar.lock().expect("progress lock").take() {
+            b.finish();
+        }
+    }
 }
 
 /// Kinds in the order they can be deleted: users before what they use.
