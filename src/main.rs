@@ -41,14 +41,8 @@ enum Command {
     },
     /// Render one cloud-init document per node (creating missing keys and certs).
     Render {
-        #[arg(short, long, default_value = "cluster.yaml")]
-        file: PathBuf,
-        /// Output directory.
-        #[arg(short, long, default_value = "out")]
-        out: PathBuf,
-        /// State directory holding the PKI [default: .paasgen next to the spec].
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        paths: Paths,
     },
     /// Show what `launch` would create, keep or find changed; changes nothing.
     Plan {
@@ -91,15 +85,23 @@ enum Command {
     },
 }
 
+/// Where the spec, the rendered documents and the state live.
 #[derive(clap::Args)]
-struct CloudOpts {
+struct Paths {
     #[arg(short, long, default_value = "cluster.yaml")]
     file: PathBuf,
     /// Where rendered documents are written.
     #[arg(short, long, default_value = "out")]
     out: PathBuf,
+    /// State directory holding the PKI [default: .paasgen next to the spec].
     #[arg(long)]
     state_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct CloudOpts {
+    #[command(flatten)]
+    paths: Paths,
     /// The cloud provider.
     #[arg(long, value_enum, default_value_t = Provider::Openstack)]
     cloud: Provider,
@@ -116,9 +118,9 @@ enum Provider {
 impl CloudOpts {
     fn args(&self) -> commands::cloud::CloudArgs<'_> {
         commands::cloud::CloudArgs {
-            file: &self.file,
-            out: &self.out,
-            state_dir: self.state_dir.as_deref(),
+            file: &self.paths.file,
+            out: &self.paths.out,
+            state_dir: self.paths.state_dir.as_deref(),
             os_cloud: self.os_cloud.as_deref(),
         }
     }
@@ -151,11 +153,9 @@ fn main() -> ExitCode {
             workers,
         } => commands::init(&file, force, workers),
         Command::Validate { file } => commands::validate(&file),
-        Command::Render {
-            file,
-            out,
-            state_dir,
-        } => commands::render(&file, &out, state_dir.as_deref()),
+        Command::Render { paths } => {
+            commands::render(&paths.file, &paths.out, paths.state_dir.as_deref())
+        }
         Command::Plan { cloud } => commands::cloud::plan(&cloud.args()),
         Command::Launch {
             cloud,

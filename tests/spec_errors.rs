@@ -241,11 +241,23 @@ fn gateway_without_public_ip() {
 #[test]
 fn labels_a_kubelet_may_not_set() {
     rejects(
-        &example_with(r#"labels: { ingress: "true" }"#, r#"labels: { node-role.kubernetes.io/ingress: "" }"#),
-        &["nodes[9].labels.node-role.kubernetes.io/ingress", "a kubelet may not set"],
+        &example_with(
+            r#"labels: { ingress: "true" }"#,
+            r#"labels: { node-role.kubernetes.io/ingress: "" }"#,
+        ),
+        &[
+            "nodes[9].labels.node-role.kubernetes.io/ingress",
+            "a kubelet may not set",
+        ],
     );
     rejects(
-        &example_with("private_ip: 192.168.0.12 }", r#"private_ip: 192.168.0.12, labels: { a: b } }"#),
-        &["nodes[4].labels", "only masters and workers have Kubernetes labels"],
+        &example_with(
+            "private_ip: 192.168.0.12 }",
+            r#"private_ip: 192.168.0.12, labels: { a: b } }"#,
+        ),
+        &[
+            "nodes[4].labels",
+            "only masters and workers have Kubernetes labels",
+        ],
     );
 }
