@@ -171,7 +171,8 @@ fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
     let mut hosts = std::collections::BTreeMap::<String, Vec<String>>::new();
     for node in manifest["nodes"].as_array().unwrap() {
         let name = node["name"].as_str().unwrap();
-        let server = lab.admin(&["server", "show", &format!("{CLUSTER}-{name}")]);
+        // The admin's project is another: servers are shown by id.
+        let server = lab.admin(&["server", "show", nodes[name]["server_id"].as_str().unwrap()]);
         assert_eq!(server["status"], "ACTIVE", "{name}");
         let b64 = server["OS-EXT-SRV-ATTR:user_data"]
             .as_str()

@@ -201,16 +201,15 @@ impl<C: Cloud> Launch<'_, C> {
                 total: ready.len(),
             });
             let snapshot = ids.clone();
-            let mut results = stream::iter(ready.iter().map(|r| {
-                let snapshot = &snapshot;
-                async move {
-                    (
-                        *r,
-                        create_one(self.cloud, self.cluster, r, snapshot, self.opts).await,
-                    )
-                }
-            }))
-            .buffer_unordered(self.opts.parallel.max(1));
+            let mut results = stream::iter(lanes(&ready))
+                .map(|lane| {
+                    let snapshot = &snapshot;
+                    Box::pin(stream::iter(lane).then(move |r| async move {
+                        let result = self.create_and_place(r, snapshot).await;
+                        (r, result)
+                    }))
+                })
+                .flatten_unordered(self.opts.parallel.max(1));
             let mut first_error = None;
             while let Some((r, result)) = results.next().await {
                 match result {
@@ -236,6 +235,21 @@ impl<C: Cloud> Launch<'_, C> {
             remaining = blocked;
         }
         Ok(())
+    }
+
+    /// Creates `r`; a member of a server group is also waited for until the scheduler
+    /// has placed it, so that the next member's anti-affinity check sees it (boots in
+    /// parallel race the check and fail with "exhausted all hosts" on a full cloud).
+    async fn create_and_place(&self, r: &Resource, ids: &Ids) -> Result<String> {
+        let id = create_one(self.cloud, self.cluster, r, ids, self.opts).await?;
+        if let Spec::Server {
+            server_group: Some(_),
+            ..
+        } = &r.spec
+        {
+            self.wait_server(&id).await?;
+        }
+        Ok(id)
     }
 
     /// Waits for every server to leave BUILD; replaces failed ones when asked to.
@@ -368,6 +382,29 @@ impl<C: Cloud> Launch<'_, C> {
             delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
+}
+
+/// Groups a wave into lanes run one after the other inside, in parallel across:
+/// members of one server group share a lane, everything else has its own.
+fn lanes<'r>(ready: &[&'r Resource]) -> Vec<Vec<&'r Resource>> {
+    let mut lanes: Vec<(Option<&str>, Vec<&Resource>)> = Vec::new();
+    for r in ready {
+        let group = match &r.spec {
+            Spec::Server {
+                server_group: Some(g),
+                ..
+            } => Some(g.as_str()),
+            _ => None,
+        };
+        match lanes
+            .iter_mut()
+            .find(|(g, _)| group.is_some() && *g == group)
+        {
+            Some((_, lane)) => lane.push(r),
+            None => lanes.push((group, vec![r])),
+        }
+    }
+    lanes.into_iter().map(|(_, lane)| lane).collect()
 }
 
 fn kinds(rs: &[&Resource]) -> String {

@@ -124,7 +124,7 @@ impl OpenStack {
                     .await?
             }
             "image" => {
-                self.list(IMAGE, &["v2", "images"], "images", &[("name", name)])
+                self.list(IMAGE, &["images"], "images", &[("name", name)])
                     .await?
             }
             "network" => {
