@@ -78,6 +78,17 @@ enum Command {
         #[command(flatten)]
         cloud: CloudOpts,
     },
+    /// Boot the rendered etcd and gateway nodes as local systemd-nspawn containers
+    /// (`up -d out/`, `status`, `exec NODE -- CMD`, `down`); see images/README.md.
+    Lab {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
+    /// Node image: `image build` bakes it with debootstrap (cached by recipe hash).
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Inspect the PKI.
     Pki {
         #[command(subcommand)]
@@ -127,6 +138,12 @@ impl CloudOpts {
 }
 
 #[derive(Subcommand)]
+enum ImageCommand {
+    /// Bake (or reuse) the node image; prints the tarball's path.
+    Build,
+}
+
+#[derive(Subcommand)]
 enum PkiCommand {
     /// List every certificate: subject, SANs, usages, expiry.
     Show {
@@ -173,6 +190,8 @@ fn main() -> ExitCode {
         }
         Command::Destroy { cloud, yes } => commands::cloud::destroy(&cloud.args(), yes),
         Command::Diff { cloud } => commands::cloud::diff(&cloud.args()),
+        Command::Lab { args } => commands::run_script("scripts/lab", &args),
+        Command::Image { command: ImageCommand::Build } => commands::run_script("images/bake", &[]),
         Command::Pki {
             command: PkiCommand::Show { file, state_dir },
         } => commands::pki_show(&file, state_dir.as_deref()),

@@ -91,6 +91,26 @@ pub fn render(file: &Path, out: &Path, state_dir: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// Runs one of paasgen's scripts (the lab, the image bake) from the source tree, or
+/// from `$PAASGEN_HOME` when the binary was installed elsewhere.
+pub fn run_script(relative: &str, args: &[String]) -> Result<()> {
+    let home = std::env::var_os("PAASGEN_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let script = home.join(relative);
+    if !script.exists() {
+        bail!("{} not found: set PAASGEN_HOME to paasgen's source tree", script.display());
+    }
+    let status = std::process::Command::new(&script)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !status.success() {
+        bail!("{relative} {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
 pub fn pki_show(file: &Path, state_dir: Option<&Path>) -> Result<()> {
     let pki_dir = state_dir_for(file, state_dir).join("pki");
     if !pki_dir.exists() {
