@@ -369,7 +369,8 @@ impl<C: Cloud> Launch<'_, C> {
 
     async fn wait_server(&self, id: &str) -> Result<ServerState> {
         let deadline = tokio::time::Instant::now() + self.opts.server_timeout;
-        let mut delay = Duration::from_millis(500);
+        // Short, steady polls: a server-group member's wait holds up the next member.
+        let mut delay = Duration::from_millis(250);
         loop {
             let s = retry(self.opts, "reading server status", || {
                 self.cloud.server_state(id)
@@ -379,7 +380,7 @@ impl<C: Cloud> Launch<'_, C> {
                 return Ok(s);
             }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+            delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
 }
