@@ -191,7 +191,9 @@ fn main() -> ExitCode {
         Command::Destroy { cloud, yes } => commands::cloud::destroy(&cloud.args(), yes),
         Command::Diff { cloud } => commands::cloud::diff(&cloud.args()),
         Command::Lab { args } => commands::run_script("scripts/lab", &args),
-        Command::Image { command: ImageCommand::Build } => commands::run_script("images/bake", &[]),
+        Command::Image {
+            command: ImageCommand::Build,
+        } => commands::run_script("images/bake", &[]),
         Command::Pki {
             command: PkiCommand::Show { file, state_dir },
         } => commands::pki_show(&file, state_dir.as_deref()),

@@ -302,3 +302,15 @@ fn bounded_parallelism_still_completes_sequentially() {
     .unwrap();
     assert_complete_without_duplicates(&cloud, &f);
 }
+
+#[test]
+fn calls_in_flight_are_bounded_by_parallel() {
+    for (parallel, expected) in [(1, 1), (4, 4), (10, 10)] {
+        let f = fixture();
+        let cloud = MemoryCloud::new();
+        cloud.create_latency(Duration::from_millis(5));
+        launch(&cloud, &f, &Options { parallel, ..fast() }).unwrap();
+        assert_eq!(cloud.max_in_flight(), expected, "--parallel {parallel}");
+        assert_complete_without_duplicates(&cloud, &f);
+    }
+}

@@ -14,6 +14,10 @@ struct Inner {
     next_id: u64,
     resources: Vec<(Existing, Option<String>)>,
     create_calls: usize,
+    /// How long each create takes, and how many were under way at once at most.
+    latency: std::time::Duration,
+    in_flight: usize,
+    max_in_flight: usize,
     /// The create call with this number (1-based) fails without creating anything.
     fail_create: Option<usize>,
     /// The create call with this number creates, then reports failure (a lost response).
@@ -70,6 +74,16 @@ impl MemoryCloud {
         self.with(|i| i.create_calls)
     }
 
+    /// Makes every create take `latency`, so that overlapping calls can be counted.
+    pub fn create_latency(&self, latency: std::time::Duration) {
+        self.with(|i| i.latency = latency);
+    }
+
+    /// The most creates that were under way at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.with(|i| i.max_in_flight)
+    }
+
     /// Everything that exists, for assertions.
     pub fn resources(&self) -> Vec<Existing> {
         self.with(|i| i.resources.iter().map(|(e, _)| e.clone()).collect())
@@ -101,6 +115,13 @@ impl Cloud for MemoryCloud {
 
     async fn create(&self, _cluster: &str, r: &Resource, ids: &Ids) -> Result<String> {
         self.transient()?;
+        let latency = self.with(|i| {
+            i.in_flight += 1;
+            i.max_in_flight = i.max_in_flight.max(i.in_flight);
+            i.latency
+        });
+        tokio::time::sleep(latency).await;
+        self.with(|i| i.in_flight -= 1);
         self.with(|i| {
             i.create_calls += 1;
             let call = i.create_calls;

@@ -99,7 +99,10 @@ pub fn run_script(relative: &str, args: &[String]) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     let script = home.join(relative);
     if !script.exists() {
-        bail!("{} not found: set PAASGEN_HOME to paasgen's source tree", script.display());
+        bail!(
+            "{} not found: set PAASGEN_HOME to paasgen's source tree",
+            script.display()
+        );
     }
     let status = std::process::Command::new(&script)
         .args(args)
