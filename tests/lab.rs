@@ -264,7 +264,7 @@ fn check_cloud_init(booted: &[String], since: Instant) -> f64 {
             Some(serde_json::Value::Array(a)) => a.is_empty(),
             Some(serde_json::Value::Object(o)) => o
                 .values()
-                .all(|x| x.as_array().map_or(true, |a| a.is_empty())),
+                .all(|x| x.as_array().is_none_or(|a| a.is_empty())),
             Some(_) => false,
         };
         if v["status"] != "done" || !empty("errors") || !empty("recoverable_errors") {
