@@ -82,3 +82,50 @@ fn private_keys_never_appear_in_a_diff() {
     assert!(diff.contains("<private key, sha256 "), "{diff}");
     assert!(!diff.contains("PRIVATE KEY-----"), "{diff}");
 }
+
+#[test]
+fn a_relaunch_does_not_hide_what_running_servers_booted_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_launch = |spec: &spec::Spec, cloud: &MemoryCloud, state: &StateFile| {
+        let (_, docs) = render_in(dir.path(), spec);
+        let wanted = desired::resources(spec, &docs).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let report = |_: paasgen::cloud::apply::Event| {};
+        let opts = Options::default();
+        let launch = Launch {
+            cloud,
+            cluster: "demo",
+            desired: &wanted,
+            opts: &opts,
+            state,
+            docs: &docs,
+            report: &report,
+        };
+        rt.block_on(launch.run()).unwrap();
+        docs
+    };
+    let state = StateFile::new(dir.path());
+    let cloud = MemoryCloud::new();
+    run_launch(
+        &spec::parse("c.yaml", spec::EXAMPLE).unwrap().0,
+        &cloud,
+        &state,
+    );
+    let text = spec::EXAMPLE.replacen(
+        r#"labels: { ingress: "true" }"#,
+        r#"labels: { ingress: "false" }"#,
+        1,
+    );
+    let changed = spec::parse("c.yaml", &text).unwrap().0;
+    // Servers are immutable: launching again creates nothing, worker-2 still runs the old document.
+    let docs = run_launch(&changed, &cloud, &state);
+    let diff = diff_documents(&state, &docs).unwrap();
+    assert!(diff.contains("--- launched/worker-2.yaml"), "{diff}");
+    assert!(
+        diff.contains("+            value: \"ingress=false\""),
+        "{diff}"
+    );
+}

@@ -172,7 +172,13 @@ impl<C: Cloud> Launch<'_, C> {
         let mut outcome = Outcome::default();
         self.create_missing(&mut ids, &mut state, &mut outcome)
             .await?;
-        self.settle_servers(&mut ids, &mut state, &mut outcome)
+        // What the servers that already existed were launched with (from their metadata).
+        let running: BTreeMap<String, String> = existing
+            .iter()
+            .filter(|e| e.kind == Kind::Server)
+            .filter_map(|e| Some((e.name.clone(), e.user_data_sha256.clone()?)))
+            .collect();
+        self.settle_servers(&mut ids, &mut state, &mut outcome, &running)
             .await?;
         Ok(outcome)
     }
@@ -258,6 +264,7 @@ impl<C: Cloud> Launch<'_, C> {
         ids: &mut Ids,
         state: &mut LaunchState,
         outcome: &mut Outcome,
+        running: &BTreeMap<String, String>,
     ) -> Result<()> {
         let servers: Vec<&Resource> = self
             .desired
@@ -312,7 +319,14 @@ impl<C: Cloud> Launch<'_, C> {
                     to_replace.push(r);
                 }
                 let doc = self.docs.iter().find(|d| &d.name == node);
-                if let Some(doc) = doc {
+                // A server keeps the user-data it booted with: only a server created
+                // now, or one launched with this very document, records it for `diff`.
+                let created_now = outcome.created.contains(&r.name) || replaced.contains(&r.name);
+                let running_sha = match created_now {
+                    true => Some(user_data_sha256.clone()),
+                    false => running.get(&r.name).cloned(),
+                };
+                if let (Some(doc), true) = (doc, running_sha.as_ref() == Some(user_data_sha256)) {
                     self.state.save_launched_user_data(node, &doc.user_data)?;
                 }
                 state.nodes.insert(
@@ -328,7 +342,7 @@ impl<C: Cloud> Launch<'_, C> {
                             }
                             _ => vec![],
                         },
-                        user_data_sha256: user_data_sha256.clone(),
+                        user_data_sha256: running_sha.unwrap_or_default(),
                     },
                 );
                 outcome.nodes.insert(
