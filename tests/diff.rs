@@ -3,7 +3,7 @@
 mod common;
 
 use common::render_in;
-use paasgen::cloud::apply::{Launch, Options};
+use paasgen::cloud::apply::Options;
 use paasgen::cloud::desired;
 use paasgen::cloud::memory::MemoryCloud;
 use paasgen::cloud::state::StateFile;
@@ -18,25 +18,7 @@ fn changing_one_node_shows_only_that_nodes_diff() {
     let wanted = desired::resources(&before, &docs).unwrap();
     let state = StateFile::new(dir.path());
     let cloud = MemoryCloud::new();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let report = |_: paasgen::cloud::apply::Event| {};
-    let opts = Options::default();
-    rt.block_on(
-        Launch {
-            cloud: &cloud,
-            cluster: "demo",
-            desired: &wanted,
-            opts: &opts,
-            state: &state,
-            docs: &docs,
-            report: &report,
-        }
-        .run(),
-    )
-    .unwrap();
+    common::launch_in_memory(&cloud, &state, &docs, &wanted, &Options::default()).unwrap();
     assert_eq!(
         diff_documents(&state, &docs).unwrap(),
         "",
@@ -89,22 +71,7 @@ fn a_relaunch_does_not_hide_what_running_servers_booted_with() {
     let run_launch = |spec: &spec::Spec, cloud: &MemoryCloud, state: &StateFile| {
         let (_, docs) = render_in(dir.path(), spec);
         let wanted = desired::resources(spec, &docs).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let report = |_: paasgen::cloud::apply::Event| {};
-        let opts = Options::default();
-        let launch = Launch {
-            cloud,
-            cluster: "demo",
-            desired: &wanted,
-            opts: &opts,
-            state,
-            docs: &docs,
-            report: &report,
-        };
-        rt.block_on(launch.run()).unwrap();
+        common::launch_in_memory(cloud, state, &docs, &wanted, &Options::default()).unwrap();
         docs
     };
     let state = StateFile::new(dir.path());

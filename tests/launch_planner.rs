@@ -4,7 +4,7 @@
 mod common;
 
 use common::{example_spec, render_in};
-use paasgen::cloud::apply::{Launch, Options, Outcome};
+use paasgen::cloud::apply::{Options, Outcome};
 use paasgen::cloud::memory::MemoryCloud;
 use paasgen::cloud::state::StateFile;
 use paasgen::cloud::{desired, plan, Cloud, Kind, NetworkRef, Resource, Spec};
@@ -41,23 +41,7 @@ fn fast() -> Options {
 }
 
 fn launch(cloud: &MemoryCloud, f: &Fixture, opts: &Options) -> anyhow::Result<Outcome> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let report = |_: paasgen::cloud::apply::Event| {};
-    rt.block_on(
-        Launch {
-            cloud,
-            cluster: "demo",
-            desired: &f.desired,
-            opts,
-            state: &f.state,
-            docs: &f.docs,
-            report: &report,
-        }
-        .run(),
-    )
+    common::launch_in_memory(cloud, &f.state, &f.docs, &f.desired, opts)
 }
 
 fn plan_now(cloud: &MemoryCloud, f: &Fixture) -> plan::Plan {

@@ -65,3 +65,28 @@ pub fn run(cmd: &mut Command) -> (bool, String) {
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
+
+/// Launches `docs` of cluster "demo" on the in-memory cloud, quietly.
+pub fn launch_in_memory(
+    cloud: &paasgen::cloud::memory::MemoryCloud,
+    state: &paasgen::cloud::state::StateFile,
+    docs: &[NodeDocument],
+    desired: &[paasgen::cloud::Resource],
+    opts: &paasgen::cloud::apply::Options,
+) -> anyhow::Result<paasgen::cloud::apply::Outcome> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = |_: paasgen::cloud::apply::Event| {};
+    let launch = paasgen::cloud::apply::Launch {
+        cloud,
+        cluster: "demo",
+        desired,
+        opts,
+        state,
+        docs,
+        report: &report,
+    };
+    rt.block_on(launch.run())
+}
