@@ -818,6 +818,48 @@ fn check_failover(nodes: &[Node], vips: &Vips) -> Vec<(String, Duration)> {
 // ------------------------------------------------------------ haproxy -----
 
 /// `curl` inside a lab namespace (stand-ins are plain namespaces).
+/// The snapshot unit the user-data installed saves a snapshot etcd can read back, and
+/// its timer is scheduled.
+fn check_snapshot(nodes: &[Node]) {
+    let node = &nodes_with_role(nodes, "etcd")[0].name;
+    exec_ok(
+        node,
+        &["systemctl", "start", "paasgen-etcd-snapshot.service"],
+    );
+    let files = exec_ok(node, &["sh", "-c", "ls -1 /var/backups/etcd/*.db"]);
+    let file = files
+        .lines()
+        .next()
+        .expect("a snapshot file")
+        .trim()
+        .to_string();
+    let status = exec_ok(
+        node,
+        &[
+            "env",
+            "ETCDCTL_API=3",
+            "etcdctl",
+            "snapshot",
+            "status",
+            &file,
+            "-w",
+            "json",
+        ],
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(status.trim()).expect("snapshot status json");
+    assert!(
+        status["totalKey"].as_u64().unwrap_or(0) > 0,
+        "{file}: {status}"
+    );
+    let timers = exec_ok(node, &["systemctl", "list-timers", "--all", "--no-pager"]);
+    assert!(timers.contains("paasgen-etcd-snapshot.timer"), "{timers}");
+    println!(
+        "lab: {node}: snapshot {file} holds {} keys; timer scheduled",
+        status["totalKey"]
+    );
+}
+
 fn curl_from(node: &str, url: &str) -> Option<String> {
     let o = output(&mut exec(node, &["curl", "-sk", "--max-time", "3", url]));
     o.status
@@ -1041,6 +1083,7 @@ fn lab_boots_rendered_platform() {
     );
     check_units(&nodes);
     check_etcd(&nodes, &out_dir, &tmp.0, since);
+    check_snapshot(&nodes);
     check_haproxy(&nodes, &vips.private, api_port);
     check_ingress(&nodes, &vips.public);
     check_nat(&nodes, &vips.public);
