@@ -150,12 +150,16 @@ fn master_material_verifies_and_a_foreign_ca_does_not() {
     let etcd_ca = write(
         dir.path(),
         "etcd-ca.crt",
-        &file(&master, "/etc/kubernetes/pki/etcd/ca.crt").bytes,
+        &file(&master, "/etc/paasgen/kubernetes-pki/etcd/ca.crt").bytes,
     );
     let client = write(
         dir.path(),
         "client.crt",
-        &file(&master, "/etc/kubernetes/pki/apiserver-etcd-client.crt").bytes,
+        &file(
+            &master,
+            "/etc/paasgen/kubernetes-pki/apiserver-etcd-client.crt",
+        )
+        .bytes,
     );
     let (ok, out) = verify(&etcd_ca, &client);
     assert!(ok, "{out}");
@@ -164,7 +168,7 @@ fn master_material_verifies_and_a_foreign_ca_does_not() {
     let k8s_ca = write(
         dir.path(),
         "k8s-ca.crt",
-        &file(&master, "/etc/kubernetes/pki/ca.crt").bytes,
+        &file(&master, "/etc/paasgen/kubernetes-pki/ca.crt").bytes,
     );
     let (ok, out) = verify(&k8s_ca, &client);
     assert!(!ok, "a foreign CA verified the etcd client: {out}");
@@ -172,7 +176,7 @@ fn master_material_verifies_and_a_foreign_ca_does_not() {
         let path = write(
             dir.path(),
             ca,
-            &file(&master, &format!("/etc/kubernetes/pki/{ca}")).bytes,
+            &file(&master, &format!("/etc/paasgen/kubernetes-pki/{ca}")).bytes,
         );
         let text = x509_text(&path);
         assert!(text.contains("CA:TRUE"), "{ca}: {text}");
@@ -181,7 +185,7 @@ fn master_material_verifies_and_a_foreign_ca_does_not() {
     let sa = write(
         dir.path(),
         "sa.key",
-        &file(&master, "/etc/kubernetes/pki/sa.key").bytes,
+        &file(&master, "/etc/paasgen/kubernetes-pki/sa.key").bytes,
     );
     let (ok, out) = run(Command::new("openssl")
         .args(["pkey", "-noout", "-check", "-in"])

@@ -164,15 +164,70 @@ fn missing_role() {
 #[test]
 fn malformed_version() {
     rejects(
-        &example_with("version: 1.34.4", "version: 1.34"),
-        &["kubernetes.version", "`1.34` is not a version like 1.34.4"],
+        &example_with("version: 1.37.2", "version: 1.37"),
+        &["kubernetes.version", "`1.37` is not a version like 1.37.2"],
     );
     rejects(
-        &example_with("version: 1.34.4", "version: 1.99.0"),
+        &example_with("version: 1.37.2", "version: 1.99.0"),
         &[
             "kubernetes.version",
-            "no pinned checksums for Kubernetes 1.99.0; known: 1.34.4",
+            "Kubernetes 1.99.0 is not supported; supported minors: 1.34, 1.35, 1.36, 1.37",
         ],
+    );
+}
+
+#[test]
+fn etcd_older_than_what_kubeadm_accepts() {
+    // Debian bookworm's etcd: kubeadm's ExternalEtcdVersion preflight check refuses it.
+    let spec = example_with("version: 3.6.14", "version: 3.5.17");
+    rejects(
+        &spec,
+        &[
+            "etcd.version",
+            "etcd 3.5.17 is older than 3.5.24, the oldest external etcd kubeadm 1.37.2 accepts",
+        ],
+    );
+    rejects(
+        &example_with("version: 3.6.14", "version: 3.4.23"),
+        &["etcd.version", "etcd 3.4.23 is not supported"],
+    );
+}
+
+#[test]
+fn versions_that_reach_scripts_must_be_versions() {
+    // A version lands in the root install script: anything but digits and dots is refused.
+    rejects(
+        &example_with(
+            "containerd_version: 2.4.1",
+            "containerd_version: \"2.4$(touch /tmp/x)\"",
+        ),
+        &[
+            "kubernetes.containerd_version",
+            "is not a containerd release like 2.2.9",
+        ],
+    );
+    rejects(
+        &example_with("containerd_version: 2.4.1", "containerd_version: 1.6.20"),
+        &[
+            "kubernetes.containerd_version",
+            "containerd 1.6.20 is end of life",
+        ],
+    );
+    rejects(
+        &example_with("version: 3.6.14", "version: \"3.6.14\\nx\""),
+        &["etcd.version", "is not a version like 3.6.16"],
+    );
+}
+
+#[test]
+fn spec_checksums_are_validated() {
+    rejects(
+        &example_with("pod_cidr:", "sha256: { kubeadm: abc }\n  pod_cidr:"),
+        &["kubernetes.sha256.kubeadm", "expected 64 hex digits"],
+    );
+    rejects(
+        &example_with("pod_cidr:", "sha256: { kubeadmm: abc }\n  pod_cidr:"),
+        &["kubernetes.sha256.kubeadmm", "unknown artifact"],
     );
 }
 

@@ -32,7 +32,7 @@ fn first_master_inits_with_external_etcd_behind_the_vip() {
     assert_eq!(ic["localAPIEndpoint"]["advertiseAddress"], "192.168.0.20");
     let cc = kind(&init, "ClusterConfiguration");
     assert_eq!(cc["controlPlaneEndpoint"], "192.168.0.5:6443");
-    assert_eq!(cc["kubernetesVersion"], "v1.34.4");
+    assert_eq!(cc["kubernetesVersion"], "v1.37.2");
     let sans = cc["apiServer"]["certSANs"].as_array().unwrap();
     for vip in ["192.168.0.5", "203.0.113.10"] {
         assert!(sans.contains(&Value::from(vip)), "{sans:?}");
@@ -47,13 +47,17 @@ fn first_master_inits_with_external_etcd_behind_the_vip() {
         ])
     );
     for key in ["caFile", "certFile", "keyFile"] {
+        // The file kubeadm is pointed at is written by the user-data, apart from
+        // /etc/kubernetes/pki (which `kubeadm reset` empties) and copied there.
         let path = etcd[key].as_str().unwrap();
-        file(&m1, path); // the file kubeadm is pointed at is written by the user-data
+        let kept = path.replace("/etc/kubernetes/pki/", "/etc/paasgen/kubernetes-pki/");
+        file(&m1, &kept);
     }
     assert_eq!(
         kind(&init, "KubeletConfiguration")["cgroupDriver"],
         "systemd"
     );
+    assert_eq!(kind(&init, "KubeProxyConfiguration")["mode"], "nftables");
 }
 
 #[test]
@@ -87,7 +91,12 @@ fn joins_use_the_token_and_the_ca_hash_and_only_masters_join_the_control_plane()
             .any(|f| f.path == "/etc/kubernetes/kubeadm-init.yaml");
         assert_eq!(has_init, doc.name == "master-1", "{}", doc.name);
         // kubeadm join refuses a node that already has the CA cert, unless it joins the control plane.
-        let has_ca = files.iter().any(|f| f.path == "/etc/kubernetes/pki/ca.crt");
+        let has_ca = files
+            .iter()
+            .any(|f| f.path.ends_with("/ca.crt") && f.path.contains("kubernetes-pki"));
+        assert!(!files
+            .iter()
+            .any(|f| f.path.starts_with("/etc/kubernetes/pki/")));
         assert_eq!(has_ca, doc.name.starts_with("master-"), "{}", doc.name);
     }
 }
@@ -98,8 +107,7 @@ fn every_rendered_shell_script_parses() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut spec_text = paasgen::spec::EXAMPLE.replacen("source: debian", "source: release", 1);
-    spec_text = spec_text.replacen("version: 3.4.23", "version: 3.5.27", 1);
+    let spec_text = paasgen::spec::EXAMPLE.replacen("version: 3.6.14", "version: 3.6.16", 1);
     for spec in [
         example_spec(),
         paasgen::spec::parse("c.yaml", &spec_text).unwrap().0,
@@ -124,10 +132,7 @@ fn every_rendered_shell_script_parses() {
 
 #[test]
 fn etcd_release_install_verifies_its_pinned_checksum() {
-    let text = paasgen::spec::EXAMPLE
-        .replacen("source: debian", "source: release", 1)
-        .replacen("version: 3.4.23", "version: 3.5.27", 1);
-    let spec = paasgen::spec::parse("c.yaml", &text).unwrap().0;
+    let spec = example_spec();
     let dir = tempfile::tempdir().unwrap();
     let (_, docs) = render_in(dir.path(), &spec);
     let files = files_of(&docs[2]);
@@ -138,10 +143,11 @@ fn etcd_release_install_verifies_its_pinned_checksum() {
     )
     .unwrap();
     assert!(
-        script.contains("etcd-v3.5.27-linux-amd64.tar.gz"),
+        script.contains(
+            "fetch \"https://github.com/etcd-io/etcd/releases/download/v3.6.14/etcd-v3.6.14-linux-amd64.tar.gz\" \"ffe840ff9295808e88cce2794a18a5ac87f12a5203c8314d0bf6aa119b41bac5\""
+        ),
         "{script}"
     );
-    assert!(script.contains("0aad9a9e4e0817a021e933f9806a2b2960a62f949ad5a3d6436d8886945cb1bc  $tarball.part\" | sha256sum -c"), "{script}");
     let unit = String::from_utf8(
         file(&files, "/etc/systemd/system/etcd.service")
             .bytes
@@ -151,5 +157,48 @@ fn etcd_release_install_verifies_its_pinned_checksum() {
     assert!(
         unit.contains("ExecStart=/usr/local/bin/etcd --config-file /etc/etcd/etcd.conf.yml"),
         "{unit}"
+    );
+}
+
+#[test]
+fn without_a_known_checksum_a_node_installs_only_from_its_image() {
+    // etcd 3.6.16 has no pinned checksum: the script must not download it unchecked.
+    let text = paasgen::spec::EXAMPLE.replacen("version: 3.6.14", "version: 3.6.16", 1);
+    let spec = paasgen::spec::parse("c.yaml", &text).unwrap().0;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, docs) = render_in(dir.path(), &spec);
+    let etcd = files_of(&docs[2]);
+    let script = String::from_utf8(
+        file(&etcd, "/usr/local/sbin/paasgen-install-etcd")
+            .bytes
+            .clone(),
+    )
+    .unwrap();
+    assert!(script.contains("no_checksum etcd"), "{script}");
+    assert!(
+        !script.contains("curl") && !script.contains("fetch "),
+        "{script}"
+    );
+    // Kubernetes 1.37.2 likewise; its containerd (2.4.1) has a pinned checksum.
+    let worker = files_of(docs.iter().find(|d| d.name == "worker-1").unwrap());
+    let script = String::from_utf8(
+        file(&worker, "/usr/local/sbin/paasgen-install-kubernetes")
+            .bytes
+            .clone(),
+    )
+    .unwrap();
+    for bin in ["kubeadm", "kubelet", "kubectl"] {
+        assert!(
+            script.contains(&format!("no_checksum {bin} \"1.37.2\"")),
+            "{script}"
+        );
+        assert!(
+            !script.contains(&format!("/bin/linux/amd64/{bin}")),
+            "{script}"
+        );
+    }
+    assert!(
+        script.contains("d65eda6a188aac1006848d8060099be88ba9c4bcddbfd9a23a961194710d0dd4"),
+        "{script}"
     );
 }

@@ -76,6 +76,8 @@ pub struct EtcdView {
 #[derive(Debug, Clone, Serialize)]
 pub struct BinaryView {
     pub name: &'static str,
+    /// Arguments that make it print its version.
+    pub version_args: &'static str,
     pub download: Download,
 }
 
@@ -83,12 +85,18 @@ pub struct BinaryView {
 pub struct KubernetesView {
     pub version: String,
     pub containerd_version: String,
+    pub containerd: Download,
     pub pod_cidr: String,
     pub service_cidr: String,
     pub api_cert_sans: Vec<String>,
     pub binaries: Vec<BinaryView>,
+    pub crictl_version: String,
     pub crictl: Download,
+    pub cni_plugins_version: String,
     pub cni_plugins: Download,
+    pub pause_image: &'static str,
+    pub flannel_image: &'static str,
+    pub flannel_cni_plugin_image: &'static str,
     /// Secret: present only in master and worker contexts.
     pub bootstrap_token: Option<String>,
     pub ca_cert_hash: String,
@@ -239,10 +247,7 @@ impl Shared {
         let members = &self.etcd_members;
         let download = match e.source {
             EtcdSource::Debian => None,
-            EtcdSource::Release => match &e.sha256 {
-                Some(sum) => Some(versions::etcd_download(&e.version, sum)),
-                None => versions::etcd_release(&e.version),
-            },
+            EtcdSource::Release => Some(versions::etcd(&e.version, e.sha256.as_deref())),
         };
         EtcdView {
             version: e.version.clone(),
@@ -270,7 +275,7 @@ impl Shared {
 
     fn kubernetes(&self, spec: &Spec, pki: &Pki) -> KubernetesView {
         let k = &spec.kubernetes;
-        let release = versions::kubernetes(&k.version).expect("validated: version is pinned");
+        let release = versions::kubernetes(&k.version, &k.sha256);
         let mut api_cert_sans = vec![
             spec.network.private_vip.to_string(),
             spec.network.public_vip.to_string(),
@@ -280,25 +285,34 @@ impl Shared {
         KubernetesView {
             version: k.version.clone(),
             containerd_version: k.containerd_version.clone(),
+            containerd: versions::containerd(&k.containerd_version, &k.sha256),
             pod_cidr: k.pod_cidr.to_string(),
             service_cidr: k.service_cidr.to_string(),
             api_cert_sans,
             binaries: vec![
                 BinaryView {
                     name: "kubeadm",
+                    version_args: "version -o short",
                     download: release.kubeadm,
                 },
                 BinaryView {
                     name: "kubelet",
+                    version_args: "--version",
                     download: release.kubelet,
                 },
                 BinaryView {
                     name: "kubectl",
+                    version_args: "version --client",
                     download: release.kubectl,
                 },
             ],
+            crictl_version: release.crictl_version,
             crictl: release.crictl,
+            cni_plugins_version: release.cni_plugins_version,
             cni_plugins: release.cni_plugins,
+            pause_image: versions::PAUSE_IMAGE,
+            flannel_image: versions::FLANNEL_IMAGE,
+            flannel_cni_plugin_image: versions::FLANNEL_CNI_PLUGIN_IMAGE,
             bootstrap_token: Some(pki.bootstrap_token.clone()),
             ca_cert_hash: pki.ca_cert_hash.clone(),
         }

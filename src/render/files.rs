@@ -47,6 +47,11 @@ pub fn for_node(
     let mut files = vec![
         file("/etc/hosts", CONFIG, hosts),
         file(
+            "/usr/local/lib/paasgen/functions.sh",
+            CONFIG,
+            render("functions.sh")?,
+        ),
+        file(
             "/usr/local/sbin/paasgen-ensure-packages",
             SCRIPT,
             render("ensure-packages.sh")?,
@@ -122,7 +127,9 @@ pub fn for_node(
         }
         Role::Master => {
             // Pre-shared control-plane material: a master joins without a certificate key.
-            let dir = "/etc/kubernetes/pki";
+            // Kept apart from /etc/kubernetes/pki, which `kubeadm reset` empties; the
+            // kubeadm script copies it there before every attempt.
+            let dir = "/etc/paasgen/kubernetes-pki";
             files.extend(cert_and_key(dir, "ca", &pki.kubernetes_ca));
             files.extend(cert_and_key(dir, "front-proxy-ca", &pki.front_proxy_ca));
             files.extend([
@@ -148,11 +155,28 @@ pub fn for_node(
                 &pki.apiserver_etcd_client,
             ));
             if spec.first_master().is_some_and(|m| m.name == node.name) {
-                files.push(file(
-                    "/etc/kubernetes/kubeadm-init.yaml",
-                    PRIVATE,
-                    render("kubeadm-init.yaml")?,
-                ));
+                files.extend([
+                    file(
+                        "/etc/kubernetes/kubeadm-init.yaml",
+                        PRIVATE,
+                        render("kubeadm-init.yaml")?,
+                    ),
+                    file(
+                        "/etc/kubernetes/addons/flannel.yaml",
+                        CONFIG,
+                        render("flannel.yaml")?,
+                    ),
+                    file(
+                        "/usr/local/sbin/paasgen-addons",
+                        SCRIPT,
+                        render("addons.sh")?,
+                    ),
+                    file(
+                        "/etc/systemd/system/paasgen-addons.service",
+                        CONFIG,
+                        render("addons.service")?,
+                    ),
+                ]);
             }
             files.extend(kubernetes_node(&render)?);
         }
@@ -173,6 +197,11 @@ fn kubernetes_node(render: &dyn Fn(&str) -> Result<String>) -> Result<Vec<File>>
             "/etc/containerd/config.toml",
             CONFIG,
             render("containerd-config.toml")?,
+        ),
+        file(
+            "/etc/systemd/system/containerd.service",
+            CONFIG,
+            render("containerd.service")?,
         ),
         file(
             "/etc/systemd/system/kubelet.service",

@@ -102,8 +102,11 @@ pub struct Network {
 #[serde(deny_unknown_fields, default)]
 pub struct Kubernetes {
     pub version: String,
-    /// Debian package version of containerd (apt pins it; apt checks its signature).
+    /// containerd release (upstream; the baked image carries it, else a checked download).
     pub containerd_version: String,
+    /// sha256 of downloads paasgen pins no checksum for, by artifact
+    /// (kubeadm, kubelet, kubectl, crictl, cni_plugins, containerd).
+    pub sha256: versions::Overrides,
     pub pod_cidr: Ipv4Net,
     pub service_cidr: Ipv4Net,
     pub ingress_http_node_port: u16,
@@ -113,8 +116,9 @@ pub struct Kubernetes {
 impl Default for Kubernetes {
     fn default() -> Self {
         Kubernetes {
-            version: "1.34.4".into(),
-            containerd_version: "1.6.20~ds1-1+deb12u3".into(),
+            version: "1.37.2".into(),
+            containerd_version: "2.4.1".into(),
+            sha256: versions::Overrides::new(),
             pod_cidr: "10.244.0.0/16".parse().expect("literal CIDR"),
             service_cidr: "10.96.0.0/12".parse().expect("literal CIDR"),
             ingress_http_node_port: 30080,
@@ -126,9 +130,11 @@ impl Default for Kubernetes {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EtcdSource {
-    /// Debian's etcd-server package (apt verifies it); what the baked image carries.
+    /// Debian's etcd-server package (apt verifies it): bookworm's 3.4 is too old for
+    /// kubeadm's external etcd, so only useful with a newer Debian mirror.
     Debian,
-    /// The upstream release tarball, checked against a pinned sha256 at boot.
+    /// The upstream release: from the baked image, else the tarball checked against its
+    /// sha256 at boot.
     Release,
 }
 
@@ -150,8 +156,8 @@ pub struct Etcd {
 impl Default for Etcd {
     fn default() -> Self {
         Etcd {
-            version: "3.4.23".into(),
-            source: EtcdSource::Debian,
+            version: "3.6.14".into(),
+            source: EtcdSource::Release,
             sha256: None,
             snapshot_schedule: "hourly".into(),
             snapshot_keep: 24,

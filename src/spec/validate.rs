@@ -352,44 +352,30 @@ fn check_roles(spec: &Spec, c: &mut Checker) {
     }
 }
 
-fn is_semver(v: &str) -> bool {
-    let parts: Vec<&str> = v.split('.').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
 fn check_kubernetes(spec: &Spec, c: &mut Checker) {
     let k = &spec.kubernetes;
-    if !is_semver(&k.version) {
-        c.error(
-            "kubernetes.version",
-            None,
-            format!("`{}` is not a version like 1.34.4", k.version),
-        );
-    } else if versions::kubernetes(&k.version).is_none() {
-        c.error(
-            "kubernetes.version",
-            None,
-            format!(
-                "no pinned checksums for Kubernetes {}; known: {}",
-                k.version,
-                versions::known_kubernetes().join(", ")
-            ),
-        );
-    }
-    if k.containerd_version.trim().is_empty() || k.containerd_version.contains(char::is_whitespace)
-    {
-        c.error(
-            "kubernetes.containerd_version",
-            None,
-            "give the Debian package version, e.g. 1.6.20~ds1-1+deb12u3",
-        );
+    check_kubernetes_versions(spec, c);
+    for (name, sum) in &k.sha256 {
+        if !versions::ARTIFACTS.contains(&name.as_str()) {
+            c.error(
+                format!("kubernetes.sha256.{name}"),
+                None,
+                format!(
+                    "unknown artifact; known: {}",
+                    versions::ARTIFACTS.join(", ")
+                ),
+            );
+        } else if !is_sha256(sum) {
+            c.error(
+                format!("kubernetes.sha256.{name}"),
+                None,
+                "expected 64 hex digits",
+            );
+        }
     }
     let nets = [
         ("kubernetes.pod_cidr", k.pod_cidr),
@@ -423,38 +409,134 @@ fn check_kubernetes(spec: &Spec, c: &mut Checker) {
     }
 }
 
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Kubernetes, containerd and etcd versions: well-formed, supported, and agreeing with
+/// each other (kubeadm refuses an external etcd older than its minimum).
+fn check_kubernetes_versions(spec: &Spec, c: &mut Checker) {
+    let k = &spec.kubernetes;
+    let min_etcd = match versions::Version::parse(&k.version) {
+        None => {
+            c.error(
+                "kubernetes.version",
+                None,
+                format!("`{}` is not a version like 1.37.2", k.version),
+            );
+            None
+        }
+        Some(v) => match versions::kubernetes_support(v) {
+            versions::Support::Supported { min_etcd } => Some(min_etcd),
+            versions::Support::EndOfLife { min_etcd } => {
+                c.warning(
+                    "kubernetes.version",
+                    None,
+                    format!(
+                        "Kubernetes 1.{} is past its end of life: use a supported minor",
+                        v.1
+                    ),
+                );
+                Some(min_etcd)
+            }
+            versions::Support::Unsupported => {
+                c.error(
+                    "kubernetes.version",
+                    None,
+                    format!(
+                        "Kubernetes {v} is not supported; supported minors: {}",
+                        versions::supported_minors()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    if min_etcd.is_some() {
+        let missing = versions::kubernetes(&k.version, &k.sha256).unverifiable();
+        if !missing.is_empty() {
+            c.warning(
+                "kubernetes.sha256",
+                None,
+                format!(
+                    "no pinned checksum for {} of Kubernetes {}: nodes take them from an image baked by `paasgen image build`, or give kubernetes.sha256.<name> to let them download",
+                    missing.join(", "),
+                    k.version
+                ),
+            );
+        }
+    }
+    match versions::Version::parse(&k.containerd_version) {
+        None => c.error(
+            "kubernetes.containerd_version",
+            None,
+            format!("`{}` is not a containerd release like 2.2.9", k.containerd_version),
+        ),
+        Some(v) if v.0 < 2 => c.error(
+            "kubernetes.containerd_version",
+            None,
+            format!(
+                "containerd {v} is end of life and loses kubelet support (1.38 drops the 1.x CRI fallbacks): use 2.x"
+            ),
+        ),
+        Some(_) => {
+            if versions::containerd(&k.containerd_version, &k.sha256).sha256.is_none() {
+                c.warning(
+                    "kubernetes.sha256.containerd",
+                    None,
+                    format!(
+                        "no pinned checksum for containerd {}: nodes take it from the baked image, or give kubernetes.sha256.containerd",
+                        k.containerd_version
+                    ),
+                );
+            }
+        }
+    }
+    let e = &spec.etcd;
+    match versions::Version::parse(&e.version) {
+        None => c.error(
+            "etcd.version",
+            None,
+            format!("`{}` is not a version like 3.6.16", e.version),
+        ),
+        Some(v) if v.0 != 3 || !(5..=6).contains(&v.1) => c.error(
+            "etcd.version",
+            None,
+            format!("etcd {v} is not supported: use 3.5 (3.5.24 or later) or 3.6"),
+        ),
+        Some(v) => {
+            if let Some(min) = min_etcd.filter(|min| v < *min) {
+                c.error(
+                    "etcd.version",
+                    None,
+                    format!(
+                        "etcd {v} is older than {min}, the oldest external etcd kubeadm {} accepts",
+                        k.version
+                    ),
+                );
+            }
+        }
+    }
+}
+
 fn check_etcd(spec: &Spec, c: &mut Checker) {
     let e = &spec.etcd;
-    if !is_semver(&e.version) {
-        c.error(
-            "etcd.version",
-            None,
-            format!("`{}` is not a version like 3.5.27", e.version),
-        );
-    }
-    if !(e.version.starts_with("3.4.") || e.version.starts_with("3.5.")) {
-        c.error(
-            "etcd.version",
-            None,
-            format!("etcd {} is not supported: use 3.4 or 3.5", e.version),
-        );
-    }
     if let Some(sum) = &e.sha256 {
-        if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_sha256(sum) {
             c.error("etcd.sha256", None, "expected 64 hex digits");
         }
     }
     if e.source == EtcdSource::Release
-        && e.sha256.is_none()
-        && versions::etcd_release(&e.version).is_none()
+        && versions::etcd(&e.version, e.sha256.as_deref())
+            .sha256
+            .is_none()
     {
-        c.error(
+        c.warning(
             "etcd.sha256",
             None,
             format!(
-                "no pinned checksum for the etcd {} release: give etcd.sha256 (known: {})",
-                e.version,
-                versions::known_etcd().join(", ")
+                "no pinned checksum for the etcd {} release: members take it from the baked image, or give etcd.sha256 to let them download",
+                e.version
             ),
         );
     }
