@@ -111,8 +111,8 @@ const ETCD: &[(&str, &str)] = &[
 
 /// Images the platform runs besides kubeadm's own (which kubeadm names from its version).
 pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10.2";
-pub const FLANNEL_IMAGE: &str = "ghcr.io/flannel-io/flannel:v0.27.4";
-pub const FLANNEL_CNI_PLUGIN_IMAGE: &str = "ghcr.io/flannel-io/flannel-cni-plugin:v1.8.0-flannel1";
+pub const FLANNEL_IMAGE: &str = "ghcr.io/flannel-io/flannel:v0.28.10";
+pub const FLANNEL_CNI_PLUGIN_IMAGE: &str = "ghcr.io/flannel-io/flannel-cni-plugin:v0.9.1-paasgen";
 
 /// A dotted version `major.minor.patch`, compared numerically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,0 +1,158 @@
+//! What the lab tests share: running `scripts/lab`, its commands inside nodes, and
+//! tearing it down whatever happens.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+/// The remote host `scripts/lab` puts behind the "internet" namespace.
+pub const REMOTE: &str = "http://198.51.100.10:8080/";
+
+// ------------------------------------------------------------- helpers ----
+
+pub fn repo(p: &str) -> PathBuf {
+    Path::new(REPO).join(p)
+}
+
+pub fn lab_script() -> PathBuf {
+    repo("scripts/lab")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(cmd)))
+}
+
+/// Runs `cmd`, panics with its output unless it succeeds; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = output(cmd);
+    if !out.status.success() {
+        panic!(
+            "`{}` failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            describe(cmd),
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    text(&out.stdout)
+}
+
+pub fn with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(cmd)));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `scripts/lab exec NODE -- ARGS...`
+pub fn exec(node: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(lab_script());
+    c.args(["exec", node, "--"]).args(args);
+    c
+}
+
+pub fn exec_ok(node: &str, args: &[&str]) -> String {
+    run_ok(&mut exec(node, args))
+}
+
+pub fn sh_ok(script: &str) -> String {
+    run_ok(Command::new("sh").args(["-c", script]))
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("paasgen-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `scripts/lab down` on drop: whatever happens, the lab is torn down.
+pub struct LabGuard;
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = Command::new(lab_script())
+            .arg("down")
+            .stdin(Stdio::null())
+            .status();
+    }
+}
+
+/// Why the lab cannot run here, if it cannot.
+pub fn missing_prerequisite() -> Option<String> {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .map(|o| text(&o.stdout).trim().to_string());
+    if uid.as_deref() != Some("0") {
+        return Some("not root (the lab needs namespaces, mounts and systemd-nspawn)".into());
+    }
+    let have = |t: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    for t in [
+        "ip",
+        "nsenter",
+        "unshare",
+        "openssl",
+        "python3",
+        "curl",
+        "tar",
+        "sha256sum",
+    ] {
+        if !have(t) {
+            return Some(format!("missing tool `{t}`"));
+        }
+    }
+    // images/bake installs debootstrap and systemd-container itself, with apt
+    for t in ["systemd-nspawn", "debootstrap"] {
+        if !have(t) && !have("apt-get") {
+            return Some(format!("missing `{t}` and no apt-get to install it"));
+        }
+    }
+    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !fs.contains("overlay") {
+        return Some("no overlayfs in this kernel".into());
+    }
+    if !Path::new("/sys/fs/cgroup/unified").is_dir()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    {
+        return Some("no cgroup2 hierarchy".into());
+    }
+    None
+}
