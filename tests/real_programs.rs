@@ -87,7 +87,13 @@ fn etcd_certificates_verify_and_carry_their_usages() {
             &file(&files, "/etc/etcd/pki/ca.crt").bytes,
         );
         for (name, ekus) in [
-            ("server", vec!["TLS Web Server Authentication"]),
+            (
+                "server",
+                vec![
+                    "TLS Web Server Authentication",
+                    "TLS Web Client Authentication",
+                ],
+            ),
             (
                 "peer",
                 vec![

@@ -19,7 +19,8 @@ const BACKDATE: Duration = Duration::hours(1);
 /// What a leaf certificate is for; decides key usages and EKUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Usage {
-    /// TLS server only (etcd client port).
+    /// etcd's client port. clientAuth too: etcd's HTTP gateway (`/v3/...`) dials its
+    /// own member with this certificate, which client-cert-auth then checks.
     Server,
     /// Both ends of etcd peer connections.
     Peer,
@@ -28,10 +29,20 @@ pub enum Usage {
 }
 
 impl Usage {
+    /// The EKU names `inspect::summarize` reports for this usage.
+    pub fn extended_key_usage_names(self) -> Vec<&'static str> {
+        self.extended_key_usages()
+            .iter()
+            .map(|u| match u {
+                ExtendedKeyUsagePurpose::ServerAuth => "serverAuth",
+                _ => "clientAuth",
+            })
+            .collect()
+    }
+
     pub fn extended_key_usages(self) -> Vec<ExtendedKeyUsagePurpose> {
         match self {
-            Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
-            Usage::Peer => vec![
+            Usage::Server | Usage::Peer => vec![
                 ExtendedKeyUsagePurpose::ServerAuth,
                 ExtendedKeyUsagePurpose::ClientAuth,
             ],

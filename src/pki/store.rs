@@ -58,6 +58,14 @@ fn mismatch(existing: &CertKey, profile: &Profile, ca: &CertKey) -> Result<Optio
     {
         return Ok(Some(format!("subject {} differs", summary.subject)));
     }
+    let want_ekus = profile.usage.extended_key_usage_names();
+    if summary.extended_key_usages != want_ekus {
+        return Ok(Some(format!(
+            "extended key usages changed from [{}] to [{}]",
+            summary.extended_key_usages.join(", "),
+            want_ekus.join(", ")
+        )));
+    }
     let renew_at = (time::OffsetDateTime::now_utc() + RENEW_BEFORE).unix_timestamp();
     if summary.not_after_unix < renew_at {
         return Ok(Some(format!("expires {}", summary.not_after)));
