@@ -10,8 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 fn ensure_and_save(dir: &std::path::Path, spec: &spec::Spec) -> Pki {
+    let lock = paasgen::lock::StateLock::acquire(dir, "test", true).unwrap();
     let pki = Pki::ensure(dir, spec).unwrap();
-    pki.save().unwrap();
+    pki.save(&lock).unwrap();
     pki
 }
 

@@ -243,6 +243,25 @@ fn default_vrrp_id() -> u8 {
     51
 }
 
+/// `value` as a message may echo it: control, escape and bidi characters escaped (a
+/// name must not drive the user's terminal), and cut after `max` characters.
+pub fn shown(value: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in value.chars().enumerate() {
+        if i == max {
+            out.push_str(&format!("... ({} bytes in all)", value.len()));
+            break;
+        }
+        let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
+        if c.is_control() || invisible {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// How bad a problem found in a spec is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {

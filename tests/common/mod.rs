@@ -2,6 +2,7 @@
 //! access to the real programs the tests run.
 #![allow(dead_code)]
 
+use paasgen::lock::StateLock;
 use paasgen::pki::Pki;
 use paasgen::render::{self, DecodedFile, NodeDocument, RenderOptions};
 use paasgen::spec::{self, Spec};
@@ -16,8 +17,9 @@ pub fn example_spec() -> Spec {
 
 /// Renders `spec` with a PKI kept in `state_dir` (created there on first use).
 pub fn render_in(state_dir: &Path, spec: &Spec) -> (Pki, Vec<NodeDocument>) {
+    let lock = StateLock::acquire(state_dir, "test", true).expect("lock");
     let pki = Pki::ensure(state_dir, spec).expect("PKI");
-    pki.save().expect("saving the PKI");
+    pki.save(&lock).expect("saving the PKI");
     let docs = render::render(spec, &pki, &RenderOptions::default()).expect("render");
     (pki, docs)
 }

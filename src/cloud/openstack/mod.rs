@@ -50,9 +50,9 @@ fn classify(status: reqwest::StatusCode, body: &str, what: &str) -> anyhow::Erro
 }
 
 impl OpenStack {
-    pub async fn connect(cloud: Option<&str>) -> Result<OpenStack> {
+    pub async fn connect(cloud: Option<&str>, timeout: std::time::Duration) -> Result<OpenStack> {
         Ok(OpenStack {
-            session: connect(cloud).await?,
+            session: connect(cloud, timeout).await?,
             lookups: Mutex::new(BTreeMap::new()),
         })
     }
