@@ -14,8 +14,15 @@ const RESTORE: &str = "restore the pair from your backup; paasgen will not repla
 
 /// The raw public key of a PEM private key.
 fn key_public(pem: &str, path: &Path) -> Result<Vec<u8>> {
+    let why = if pem.trim().is_empty() {
+        "the file is empty"
+    } else if !pem.contains("-----BEGIN") {
+        "no -----BEGIN line"
+    } else {
+        "damaged or of an unknown kind"
+    };
     let key = KeyPair::from_pem(pem)
-        .map_err(|e| anyhow!("{}: not a usable PEM private key ({e})", path.display()))?;
+        .map_err(|_| anyhow!("{}: not a usable PEM private key ({why})", path.display()))?;
     Ok(key.public_key_raw().to_vec())
 }
 

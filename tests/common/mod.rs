@@ -92,3 +92,29 @@ pub fn launch_in_memory(
     };
     rt.block_on(launch.run())
 }
+
+/// Every path under `dir` with its content and mode, to show a command changed nothing.
+/// `lock` (the writers' lock file, rewritten by whoever takes it) is left out.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, (u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let mode = meta.permissions().mode();
+            if meta.is_dir() {
+                stack.push(p);
+                out.insert(rel, (mode, Vec::new()));
+            } else if rel != ".paasgen/lock" {
+                out.insert(rel, (mode, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
