@@ -82,6 +82,9 @@ pub fn plan(args: &CloudArgs) -> Result<()> {
 pub fn launch(args: &CloudArgs, opts: &Options, dry_run: bool, output: Output) -> Result<()> {
     let spec = load_spec(args.file)?;
     let state_dir = state_dir_for(args.file, args.state_dir);
+    let rt = runtime()?;
+    // Credentials are tried first: a launch that cannot authenticate writes nothing.
+    let cloud = rt.block_on(OpenStack::connect(args.os_cloud, args.timeout))?;
     // A dry run writes nothing, so it needs no lock.
     let lock = match dry_run {
         true => None,
@@ -90,9 +93,7 @@ pub fn launch(args: &CloudArgs, opts: &Options, dry_run: bool, output: Output) -
     let (pki, docs) = render_in_memory(&spec, &state_dir)?;
     let desired = desired::resources(&spec, &docs)?;
     let previous = render::previous_manifest(args.out, &spec, false)?;
-    runtime()?.block_on(async {
-        // Credentials are tried before anything is written.
-        let cloud = OpenStack::connect(args.os_cloud, args.timeout).await?;
+    rt.block_on(async {
         let Some(lock) = &lock else {
             note_unsaved(&pki);
             println!("{}", plan_with(&cloud, &spec, &desired).await?);
