@@ -261,3 +261,56 @@ fn labels_a_kubelet_may_not_set() {
         ],
     );
 }
+
+/// The example with `n` gateways (192.168.0.100.., 203.0.113.100..).
+fn with_gateways(n: usize) -> String {
+    let gateways: String = (0..n)
+        .map(|i| {
+            format!(
+                "  - {{ name: gw-{}, role: gateway, private_ip: 192.168.0.{}, public_ip: 203.0.113.{} }}\n",
+                i + 1,
+                100 + i,
+                100 + i
+            )
+        })
+        .collect();
+    let rest: String = EXAMPLE
+        .lines()
+        .filter(|l| !l.contains("role: gateway"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    rest.replacen("nodes:\n", &format!("nodes:\n{gateways}"), 1)
+}
+
+#[test]
+fn gateway_count_is_capped_and_never_overflows() {
+    for n in [9, 16, 26, 100] {
+        rejects(
+            &with_gateways(n),
+            &["nodes", &format!("{n} gateways: at most 8 share the VIPs")],
+        );
+    }
+    let o = render(&with_gateways(8));
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+}
+
+#[test]
+fn validate_refuses_what_render_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, ok) in [
+        (with_gateways(16), false),
+        (with_gateways(8), true),
+        (EXAMPLE.to_string(), true),
+    ] {
+        let spec = dir.path().join("cluster.yaml");
+        std::fs::write(&spec, &text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_paasgen"))
+            .arg("validate")
+            .arg("-f")
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), ok);
+        assert_eq!(render(&text).code == Some(0), ok);
+    }
+}

@@ -10,7 +10,7 @@ pub mod versions;
 
 pub use parse::{load, parse};
 pub use scaled::example_with_workers;
-pub use validate::validate;
+pub use validate::{validate, MAX_GATEWAYS};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};

@@ -319,6 +319,10 @@ fn label_problem(key: &str, value: &str) -> Option<String> {
     None
 }
 
+/// keepalived priorities step down by 10 from 150 per gateway (see render's context);
+/// more gateways than this add nothing to availability.
+pub const MAX_GATEWAYS: usize = 8;
+
 fn check_roles(spec: &Spec, c: &mut Checker) {
     for role in Role::ALL {
         if spec.nodes_with_role(role).next().is_none() {
@@ -329,8 +333,16 @@ fn check_roles(spec: &Spec, c: &mut Checker) {
             );
         }
     }
-    if spec.nodes_with_role(Role::Gateway).count() == 1 {
+    let gateways = spec.nodes_with_role(Role::Gateway).count();
+    if gateways == 1 {
         c.warning("nodes", None, "one gateway only: the VIPs have no failover");
+    }
+    if gateways > MAX_GATEWAYS {
+        c.error(
+            "nodes",
+            None,
+            format!("{gateways} gateways: at most {MAX_GATEWAYS} share the VIPs"),
+        );
     }
     let etcd = spec.nodes_with_role(Role::Etcd).count();
     if etcd > 0 && etcd < 3 && !spec.etcd.allow_fewer_than_three {
