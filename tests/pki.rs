@@ -196,11 +196,16 @@ fn refuses_damaged(damage: impl Fn(&std::path::Path), file: &str, what: &str) {
 }
 
 fn flip_a_byte(path: &std::path::Path) {
-    let mut text = std::fs::read_to_string(path).unwrap().into_bytes();
-    // Inside the base64 body, in the signature (the last line before END).
-    let end = text.len() - "\n-----END CERTIFICATE-----\n".len() - 3;
-    text[end] = if text[end] == b'A' { b'B' } else { b'A' };
-    std::fs::write(path, text).unwrap();
+    // The middle of the last full base64 line: inside the signature, never padding.
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut line = lines[lines.len() - 3].to_string().into_bytes();
+    let mid = line.len() / 2;
+    line[mid] = if line[mid] == b'A' { b'B' } else { b'A' };
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let at = out.len() - 3;
+    out[at] = String::from_utf8(line).unwrap();
+    std::fs::write(path, out.join("\n") + "\n").unwrap();
 }
 
 #[test]

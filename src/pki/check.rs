@@ -32,14 +32,22 @@ fn with_cert<T>(
     path: &Path,
     f: impl FnOnce(&X509Certificate) -> Result<T>,
 ) -> Result<T> {
-    let (rest, block) = parse_x509_pem(pem.as_bytes())
-        .map_err(|e| anyhow!("{}: not a PEM certificate ({e})", path.display()))?;
+    let (rest, block) = parse_x509_pem(pem.as_bytes()).map_err(|_| {
+        let why = match pem.contains("-----BEGIN CERTIFICATE-----") {
+            true => "damaged: it does not decode",
+            false => "no -----BEGIN CERTIFICATE----- line",
+        };
+        anyhow!("{}: not a PEM certificate ({why})", path.display())
+    })?;
     if !String::from_utf8_lossy(rest).trim().is_empty() {
         bail!("{}: unexpected text after the certificate", path.display());
     }
-    let cert = block
-        .parse_x509()
-        .map_err(|e| anyhow!("{}: not a readable X.509 certificate ({e})", path.display()))?;
+    let cert = block.parse_x509().map_err(|_| {
+        anyhow!(
+            "{}: not a readable X.509 certificate (damaged)",
+            path.display()
+        )
+    })?;
     f(&cert)
 }
 
@@ -93,9 +101,13 @@ pub fn leaf(leaf: &CertKey, crt: &Path, key: &Path, ca: &CertKey, ca_crt: &Path)
 pub fn key_pair(kp: &KeyPairPem, key: &Path, public_path: &Path) -> Result<()> {
     let public = key_public(&kp.private_pem, key)?;
     let (block, _) = x509_parser::pem::Pem::read(std::io::Cursor::new(kp.public_pem.as_bytes()))
-        .map_err(|e| anyhow!("{}: not a PEM public key ({e})", public_path.display()))?;
-    let (_, spki) = SubjectPublicKeyInfo::from_der(&block.contents)
-        .map_err(|e| anyhow!("{}: not a readable public key ({e})", public_path.display()))?;
+        .map_err(|_| anyhow!("{}: not a PEM public key", public_path.display()))?;
+    let (_, spki) = SubjectPublicKeyInfo::from_der(&block.contents).map_err(|_| {
+        anyhow!(
+            "{}: not a readable public key (damaged)",
+            public_path.display()
+        )
+    })?;
     if spki.subject_public_key.data.as_ref() != public.as_slice() {
         bail!(
             "{} does not belong to {}: {RESTORE}",

@@ -3,6 +3,7 @@
 //! Parsing (`load`) turns YAML into these types and reports syntax and type errors with
 //! line and column; `validate` then checks the rules that span several fields.
 
+mod oncalendar;
 mod parse;
 mod scaled;
 mod validate;
@@ -291,10 +292,12 @@ impl fmt::Display for Problem {
             (Some(l), None) => write!(f, " at line {l}")?,
             _ => {}
         }
+        // Values are escaped and cut where they are quoted; this is the net under that
+        // for messages that quote the spec through a library.
         if !self.path.is_empty() {
-            write!(f, ": {}", self.path)?;
+            write!(f, ": {}", shown(&self.path, 200))?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", shown(&self.message, 400))
     }
 }
 
