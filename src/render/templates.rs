@@ -15,8 +15,8 @@ impl Templates {
         tera.autoescape_on(vec![]);
         tera.add_raw_templates(TEMPLATES.iter().copied())
             .map_err(|e| anyhow!("loading templates: {}", chain(&e)))?;
-        tera.register_filter("yaml", yaml_filter);
-        tera.register_filter("shell", shell_filter);
+        tera.register_filter("yaml", string_filter("yaml", yaml_quote));
+        tera.register_filter("shell", string_filter("shell", shell_quote));
         Ok(Templates { tera })
     }
 
@@ -33,33 +33,23 @@ impl Templates {
     }
 }
 
-/// `{{ x | yaml }}`: a string as a double-quoted YAML scalar, so names like `null`,
-/// `yes` or `0123` stay strings. JSON's string syntax is a subset of YAML's.
-fn yaml_filter(
-    value: &tera::Value,
-    _: &std::collections::HashMap<String, tera::Value>,
-) -> tera::Result<tera::Value> {
-    let s = value
-        .as_str()
-        .ok_or_else(|| tera::Error::msg("the yaml filter takes a string"))?;
-    Ok(tera::Value::String(yaml_quote(s)))
+/// A tera filter applying `quote` to a string (and refusing anything else).
+fn string_filter(name: &'static str, quote: fn(&str) -> String) -> impl tera::Filter {
+    move |value: &tera::Value, _: &std::collections::HashMap<String, tera::Value>| {
+        let s = value
+            .as_str()
+            .ok_or_else(|| tera::Error::msg(format!("the {name} filter takes a string")))?;
+        Ok(tera::Value::String(quote(s)))
+    }
 }
 
+/// `{{ x | yaml }}`: a string as a double-quoted YAML scalar, so names like `null`,
+/// `yes` or `0123` stay strings. JSON's string syntax is a subset of YAML's.
 pub fn yaml_quote(s: &str) -> String {
     serde_json::to_string(s).expect("a string serializes")
 }
 
 /// `{{ x | shell }}`: a string as one POSIX shell word, in single quotes.
-fn shell_filter(
-    value: &tera::Value,
-    _: &std::collections::HashMap<String, tera::Value>,
-) -> tera::Result<tera::Value> {
-    let s = value
-        .as_str()
-        .ok_or_else(|| tera::Error::msg("the shell filter takes a string"))?;
-    Ok(tera::Value::String(shell_quote(s)))
-}
-
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
