@@ -71,6 +71,8 @@ pub fn commit(root: &Path, files: &BTreeMap<PathBuf, (Vec<u8>, u32)>) -> Result<
         .map(|t| format!("{}\n", t.display()))
         .collect();
     write_atomic(&root.join(JOURNAL), journal.as_bytes(), PRIVATE)?;
+    // The journal must be durable before any target is replaced.
+    sync_dir(root)?;
     fault_point();
     finish(root, &targets)
 }

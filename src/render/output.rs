@@ -161,6 +161,7 @@ pub fn write_output(
     }
     let json = serde_json::to_string_pretty(&manifest)? + "\n";
     write_atomic(&out.join("manifest.json"), json.as_bytes(), PUBLIC)?;
+    crate::fsutil::sync_dir(out)?;
     Ok(manifest)
 }
 
