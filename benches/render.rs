@@ -11,8 +11,9 @@ fn main() {
     let text = spec::example_with_workers(workers);
     let state = tempfile::tempdir().expect("temp dir");
     let first = spec::parse("bench.yaml", &text).expect("valid spec").0;
+    let lock = paasgen::lock::StateLock::acquire(state.path(), "bench", false).expect("lock");
     Pki::ensure(state.path(), &first)
-        .and_then(|p| p.save())
+        .and_then(|p| p.save(&lock))
         .expect("PKI");
 
     let mut runs: Vec<Duration> = (0..5)

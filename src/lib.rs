@@ -7,6 +7,7 @@
 pub mod cloud;
 pub mod commands;
 pub mod fsutil;
+pub mod lock;
 pub mod pki;
 pub mod render;
 pub mod spec;

@@ -43,6 +43,12 @@ enum Command {
     Render {
         #[command(flatten)]
         paths: Paths,
+        /// Wait for another writer of the state dir instead of failing.
+        #[arg(long)]
+        wait_lock: bool,
+        /// Replace the documents of another cluster found in the output dir.
+        #[arg(long)]
+        force: bool,
     },
     /// Show what `launch` would create, keep or find changed; changes nothing.
     Plan {
@@ -64,6 +70,9 @@ enum Command {
         replace_failed: bool,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Wait for another writer of the state dir instead of failing.
+        #[arg(long)]
+        wait_lock: bool,
     },
     /// Delete every resource of the cluster from the cloud.
     Destroy {
@@ -72,6 +81,9 @@ enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Wait for another writer of the state dir instead of failing.
+        #[arg(long)]
+        wait_lock: bool,
     },
     /// Unified diff, per node, of the user-data launched against what render gives now.
     Diff {
@@ -119,6 +131,9 @@ struct CloudOpts {
     /// Cloud of clouds.yaml to use [default: $OS_CLOUD, else the OS_* environment].
     #[arg(long)]
     os_cloud: Option<String>,
+    /// Seconds to wait for a connection and for each answer of the cloud's APIs.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -127,12 +142,14 @@ enum Provider {
 }
 
 impl CloudOpts {
-    fn args(&self) -> commands::cloud::CloudArgs<'_> {
+    fn args(&self, wait_lock: bool) -> commands::cloud::CloudArgs<'_> {
         commands::cloud::CloudArgs {
             file: &self.paths.file,
             out: &self.paths.out,
             state_dir: self.paths.state_dir.as_deref(),
             os_cloud: self.os_cloud.as_deref(),
+            wait_lock,
+            timeout: std::time::Duration::from_secs(self.timeout),
         }
     }
 }
@@ -170,26 +187,39 @@ fn main() -> ExitCode {
             workers,
         } => commands::init(&file, force, workers),
         Command::Validate { file } => commands::validate(&file),
-        Command::Render { paths } => {
-            commands::render(&paths.file, &paths.out, paths.state_dir.as_deref())
-        }
-        Command::Plan { cloud } => commands::cloud::plan(&cloud.args()),
+        Command::Render {
+            paths,
+            wait_lock,
+            force,
+        } => commands::render(&commands::RenderArgs {
+            file: &paths.file,
+            out: &paths.out,
+            state_dir: paths.state_dir.as_deref(),
+            wait_lock,
+            force,
+        }),
+        Command::Plan { cloud } => commands::cloud::plan(&cloud.args(false)),
         Command::Launch {
             cloud,
             dry_run,
             parallel,
             replace_failed,
             output,
+            wait_lock,
         } => {
             let opts = paasgen::cloud::apply::Options {
                 parallel,
                 replace_failed,
                 ..Default::default()
             };
-            commands::cloud::launch(&cloud.args(), &opts, dry_run, output)
+            commands::cloud::launch(&cloud.args(wait_lock), &opts, dry_run, output)
         }
-        Command::Destroy { cloud, yes } => commands::cloud::destroy(&cloud.args(), yes),
-        Command::Diff { cloud } => commands::cloud::diff(&cloud.args()),
+        Command::Destroy {
+            cloud,
+            yes,
+            wait_lock,
+        } => commands::cloud::destroy(&cloud.args(wait_lock), yes),
+        Command::Diff { cloud } => commands::cloud::diff(&cloud.args(false)),
         Command::Lab { args } => commands::run_script("scripts/lab", &args),
         Command::Image {
             command: ImageCommand::Build,

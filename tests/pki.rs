@@ -10,8 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 fn ensure_and_save(dir: &std::path::Path, spec: &spec::Spec) -> Pki {
+    let lock = paasgen::lock::StateLock::acquire(dir, "test", true).unwrap();
     let pki = Pki::ensure(dir, spec).unwrap();
-    pki.save().unwrap();
+    pki.save(&lock).unwrap();
     pki
 }
 
@@ -164,4 +165,119 @@ fn pki_show_lists_subjects_sans_usages_and_expiry() {
         let year = text.trim().rsplit(' ').nth(1).unwrap();
         assert!(block.contains(year), "{block} vs {text}");
     }
+}
+
+/// Damaged state: `damage` applied after a first render; render must fail naming
+/// `file` (and `what`), and change nothing.
+fn refuses_damaged(damage: impl Fn(&std::path::Path), file: &str, what: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.yaml"), spec::EXAMPLE).unwrap();
+    let bin = env!("CARGO_BIN_EXE_paasgen");
+    let (ok, out) = run(Command::new(bin).current_dir(dir.path()).arg("render"));
+    assert!(ok, "{out}");
+    damage(&dir.path().join(".paasgen/pki"));
+    let before = common::tree(dir.path());
+    for verb in ["render", "plan", "diff"] {
+        let (ok, out) = run(Command::new(bin)
+            .current_dir(dir.path())
+            .env_remove("OS_CLOUD")
+            .env_remove("OS_AUTH_URL")
+            .arg(verb));
+        assert!(!ok, "{verb} accepted a damaged state ({file}): {out}");
+        assert!(
+            out.contains(&format!("pki/{file}")) && out.contains(what),
+            "{verb}, {file}: expected `{what}` in: {out}"
+        );
+        assert!(
+            before == common::tree(dir.path()),
+            "{verb} changed the state"
+        );
+    }
+}
+
+fn flip_a_byte(path: &std::path::Path) {
+    // The middle of the last full base64 line: inside the signature, never padding.
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut line = lines[lines.len() - 3].to_string().into_bytes();
+    let mid = line.len() / 2;
+    line[mid] = if line[mid] == b'A' { b'B' } else { b'A' };
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let at = out.len() - 3;
+    out[at] = String::from_utf8(line).unwrap();
+    std::fs::write(path, out.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn damaged_state_is_an_error_naming_the_file_and_changes_nothing() {
+    let swap = |a: &str, b: &str| {
+        let (a, b) = (a.to_string(), b.to_string());
+        move |pki: &std::path::Path| {
+            let (x, y) = (pki.join(&a), pki.join(&b));
+            let (tx, ty) = (std::fs::read(&x).unwrap(), std::fs::read(&y).unwrap());
+            std::fs::write(&x, ty).unwrap();
+            std::fs::write(&y, tx).unwrap();
+        }
+    };
+    refuses_damaged(
+        swap("etcd/etcd-1-server.key", "etcd/etcd-2-server.key"),
+        "etcd/etcd-1-server.key",
+        "does not belong to",
+    );
+    refuses_damaged(
+        swap("ca.key", "front-proxy-ca.key"),
+        "ca.key",
+        "does not belong to",
+    );
+    refuses_damaged(
+        |pki| flip_a_byte(&pki.join("etcd/etcd-3-peer.crt")),
+        "etcd/etcd-3-peer.crt",
+        "does not verify against",
+    );
+    refuses_damaged(
+        |pki| flip_a_byte(&pki.join("etcd/ca.crt")),
+        "etcd/ca.crt",
+        "",
+    );
+    refuses_damaged(
+        |pki| std::fs::write(pki.join("admin.key"), "").unwrap(),
+        "admin.key",
+        "not a usable PEM private key",
+    );
+    refuses_damaged(
+        |pki| std::fs::write(pki.join("apiserver-etcd-client.key"), "hello\n").unwrap(),
+        "apiserver-etcd-client.key",
+        "not a usable PEM private key",
+    );
+    refuses_damaged(
+        |pki| std::fs::write(pki.join("sa.pub"), "not a key\n").unwrap(),
+        "sa.pub",
+        "not a PEM public key",
+    );
+    refuses_damaged(
+        |pki| std::fs::remove_file(pki.join("etcd/healthcheck-client.key")).unwrap(),
+        "etcd/healthcheck-client.key",
+        "exists without",
+    );
+    refuses_damaged(
+        |pki| std::fs::remove_file(pki.join("front-proxy-ca.crt")).unwrap(),
+        "front-proxy-ca.crt",
+        "exists without",
+    );
+    // A leaf from another cluster's CA: never silently re-issued.
+    refuses_damaged(
+        |pki| {
+            let other = tempfile::tempdir().unwrap();
+            ensure_and_save(other.path(), &example_spec());
+            for ext in ["crt", "key"] {
+                std::fs::copy(
+                    other.path().join(format!("pki/admin.{ext}")),
+                    pki.join(format!("admin.{ext}")),
+                )
+                .unwrap();
+            }
+        },
+        "admin.crt",
+        "does not verify against",
+    );
 }

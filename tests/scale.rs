@@ -44,22 +44,57 @@ fn a_thousand_workers_fit_by_compressing_large_files() {
 }
 
 #[test]
-fn an_oversized_document_is_refused_and_nothing_is_written() {
+fn an_oversized_document_is_refused_by_validate_and_render_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("cluster.yaml"),
         spec::example_with_workers(20_000),
     )
     .unwrap();
+    for verb in ["validate", "render"] {
+        let (ok, out) = run(Command::new(env!("CARGO_BIN_EXE_paasgen"))
+            .current_dir(dir.path())
+            .arg(verb));
+        assert!(!ok, "{verb}: {out}");
+        assert!(
+            out.contains("the user-data of node gw-1 is")
+                && out.contains("over OpenStack's limit of 65535"),
+            "{verb}: {out}"
+        );
+    }
+    assert!(!dir.path().join("out").exists());
+    // Render held the state dir's lock while it tried: the lock file is all there is.
+    let state: Vec<_> = std::fs::read_dir(dir.path().join(".paasgen"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(state.iter().all(|n| n == "lock"), "{state:?}");
+}
+
+#[test]
+fn init_refuses_worker_counts_that_validate_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = |workers: &str| {
+        run(Command::new(env!("CARGO_BIN_EXE_paasgen"))
+            .current_dir(dir.path())
+            .args(["init", "--force", "--workers", workers]))
+    };
+    for (workers, expected) in [
+        ("0", "at least one worker"),
+        ("20000", "over OpenStack's limit"),
+        ("64000", "--workers 64000"),
+    ] {
+        let (ok, out) = init(workers);
+        assert!(!ok, "--workers {workers}: {out}");
+        assert!(out.contains(expected), "--workers {workers}: {out}");
+        assert!(
+            !dir.path().join("cluster.yaml").exists(),
+            "--workers {workers}"
+        );
+    }
+    let (ok, out) = init("1000");
+    assert!(ok, "{out}");
     let (ok, out) = run(Command::new(env!("CARGO_BIN_EXE_paasgen"))
         .current_dir(dir.path())
-        .arg("render"));
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains("the user-data of node gw-1 is")
-            && out.contains("over OpenStack's limit of 65535"),
-        "{out}"
-    );
-    assert!(!dir.path().join("out").exists());
-    assert!(!dir.path().join(".paasgen").exists());
+        .arg("validate"));
+    assert!(ok && out.contains("ok"), "{out}");
 }

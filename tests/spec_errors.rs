@@ -316,3 +316,114 @@ fn labels_a_kubelet_may_not_set() {
         ],
     );
 }
+
+/// The example with `n` gateways (192.168.0.100.., 203.0.113.100..).
+fn with_gateways(n: usize) -> String {
+    let gateways: String = (0..n)
+        .map(|i| {
+            format!(
+                "  - {{ name: gw-{}, role: gateway, private_ip: 192.168.0.{}, public_ip: 203.0.113.{} }}\n",
+                i + 1,
+                100 + i,
+                100 + i
+            )
+        })
+        .collect();
+    let rest: String = EXAMPLE
+        .lines()
+        .filter(|l| !l.contains("role: gateway"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    rest.replacen("nodes:\n", &format!("nodes:\n{gateways}"), 1)
+}
+
+#[test]
+fn gateway_count_is_capped_and_never_overflows() {
+    for n in [9, 16, 26, 100] {
+        rejects(
+            &with_gateways(n),
+            &["nodes", &format!("{n} gateways: at most 8 share the VIPs")],
+        );
+    }
+    let o = render(&with_gateways(8));
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+}
+
+#[test]
+fn validate_refuses_what_render_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, ok) in [
+        (with_gateways(16), false),
+        (with_gateways(8), true),
+        (EXAMPLE.to_string(), true),
+    ] {
+        let spec = dir.path().join("cluster.yaml");
+        std::fs::write(&spec, &text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_paasgen"))
+            .arg("validate")
+            .arg("-f")
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), ok);
+        assert_eq!(render(&text).code == Some(0), ok);
+    }
+}
+
+#[test]
+fn type_errors_name_the_field_and_line() {
+    rejects(
+        &example_with("private_ip: 192.168.0.11", "private_ip: notanip"),
+        &[
+            "at line 56",
+            "nodes[3].private_ip: invalid IPv4 address syntax",
+        ],
+    );
+    rejects(
+        &example_with("vrrp_router_id: 51", "vrrp_router_id: 300"),
+        &[
+            "at line 29",
+            "network.vrrp_router_id: expected a whole number from 0 to 255",
+        ],
+    );
+    rejects(
+        &example_with("snapshot_keep: 24", "snapshot_keep: many"),
+        &["etcd.snapshot_keep:"],
+    );
+}
+
+#[test]
+fn duplicate_keys_are_named_without_library_internals() {
+    let o = rejects(
+        &example_with("name: demo\n", "name: demo\nname: again\n"),
+        &["at line 8", "duplicate key `name`"],
+    );
+    assert!(!o.stderr.contains("DuplicateKeyPolicy"), "{}", o.stderr);
+    let o = rejects(
+        &example_with(
+            r#"labels: { ingress: "true" }"#,
+            r#"labels: { ingress: "true", ingress: "x" }"#,
+        ),
+        &["nodes[9].labels: duplicate key `ingress`"],
+    );
+    assert!(!o.stderr.contains("Options"), "{}", o.stderr);
+}
+
+#[test]
+fn echoed_values_are_cut_short_and_escaped() {
+    let long = "a".repeat(5_000_000);
+    let o = rejects(
+        &example_with("name: demo", &format!("name: {long}")),
+        &["name: `aaaa", "(5000000 bytes in all)"],
+    );
+    assert!(o.stderr.len() < 2_000, "{} bytes of errors", o.stderr.len());
+    let o = rejects(
+        &example_with("name: worker-1,", r#"name: "w\u001b[2J\u009b1m","#),
+        &["nodes[8].name", r"w\u{1b}[2J\u{9b}1m"],
+    );
+    assert!(
+        !o.stderr.contains('\u{1b}') && !o.stderr.contains('\u{9b}'),
+        "{:?}",
+        o.stderr
+    );
+}

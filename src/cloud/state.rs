@@ -63,7 +63,8 @@ impl StateFile {
     pub fn save(&self, state: &LaunchState) -> Result<()> {
         crate::fsutil::private_dir(&self.dir)?;
         let json = serde_json::to_string_pretty(state)? + "\n";
-        write_atomic(&self.path(), json.as_bytes(), PRIVATE)
+        write_atomic(&self.path(), json.as_bytes(), PRIVATE)?;
+        crate::fsutil::sync_dir(&self.dir)
     }
 
     pub fn launched_user_data_path(&self, node: &str) -> PathBuf {

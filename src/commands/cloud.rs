@@ -1,14 +1,15 @@
 //! The cloud verbs: plan, launch, destroy, diff.
 
-use super::{load_spec, state_dir_for};
+use super::{load_spec, render_in_memory, state_dir_for};
 use crate::cloud::apply::{self, Event, Launch, Options};
 use crate::cloud::openstack::OpenStack;
 use crate::cloud::state::StateFile;
 use crate::cloud::{desired, plan, Cloud, Kind, Resource};
+use crate::lock::StateLock;
 use crate::pki::Pki;
-use crate::render::{self, NodeDocument, RenderOptions};
+use crate::render::{self, NodeDocument};
 use crate::spec::Spec;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
@@ -24,22 +25,28 @@ pub struct CloudArgs<'a> {
     pub out: &'a Path,
     pub state_dir: Option<&'a Path>,
     pub os_cloud: Option<&'a str>,
+    /// Wait for another writer of the state dir instead of failing.
+    pub wait_lock: bool,
+    /// Connect and read timeout of every HTTP call.
+    pub timeout: std::time::Duration,
 }
 
-/// Spec, rendered documents (also written to `out`, as `render` does) and state dir.
-fn prepare(args: &CloudArgs) -> Result<(Spec, Vec<NodeDocument>, std::path::PathBuf)> {
+/// Spec, PKI and documents, all in memory (nothing written), and the state dir.
+fn prepare(args: &CloudArgs) -> Result<(Spec, Pki, Vec<NodeDocument>, std::path::PathBuf)> {
     let spec = load_spec(args.file)?;
     let state = state_dir_for(args.file, args.state_dir);
-    let mut pki = Pki::ensure(&state, &spec).context("preparing the PKI")?;
-    let docs = render::render(&spec, &pki, &RenderOptions::default())?;
-    pki.stage_file(
-        "admin.kubeconfig",
-        render::admin_kubeconfig(&spec, &pki)?.into_bytes(),
-        true,
-    )?;
-    pki.save()?;
-    render::write_output(args.out, &spec, &docs)?;
-    Ok((spec, docs, state))
+    let (pki, docs) = render_in_memory(&spec, &state)?;
+    Ok((spec, pki, docs, state))
+}
+
+/// Read-only verbs work on what render would write, without writing it.
+fn note_unsaved(pki: &Pki) {
+    if !pki.changes().is_empty() {
+        eprintln!(
+            "note: the state dir lacks {} item(s) that `paasgen render` would create; shown as render would write them (nothing was saved)",
+            pki.changes().len()
+        );
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -61,10 +68,11 @@ pub async fn plan_with<C: Cloud>(
 }
 
 pub fn plan(args: &CloudArgs) -> Result<()> {
-    let (spec, docs, _) = prepare(args)?;
+    let (spec, pki, docs, _) = prepare(args)?;
+    note_unsaved(&pki);
     let desired = desired::resources(&spec, &docs)?;
     runtime()?.block_on(async {
-        let cloud = OpenStack::connect(args.os_cloud).await?;
+        let cloud = OpenStack::connect(args.os_cloud, args.timeout).await?;
         let p = plan_with(&cloud, &spec, &desired).await?;
         println!("{p}");
         Ok(())
@@ -72,14 +80,27 @@ pub fn plan(args: &CloudArgs) -> Result<()> {
 }
 
 pub fn launch(args: &CloudArgs, opts: &Options, dry_run: bool, output: Output) -> Result<()> {
-    let (spec, docs, state_dir) = prepare(args)?;
+    let spec = load_spec(args.file)?;
+    let state_dir = state_dir_for(args.file, args.state_dir);
+    let rt = runtime()?;
+    // Credentials are tried first: a launch that cannot authenticate writes nothing.
+    let cloud = rt.block_on(OpenStack::connect(args.os_cloud, args.timeout))?;
+    // A dry run writes nothing, so it needs no lock.
+    let lock = match dry_run {
+        true => None,
+        false => Some(StateLock::acquire(&state_dir, "launch", args.wait_lock)?),
+    };
+    let (pki, docs) = render_in_memory(&spec, &state_dir)?;
     let desired = desired::resources(&spec, &docs)?;
-    runtime()?.block_on(async {
-        let cloud = OpenStack::connect(args.os_cloud).await?;
-        if dry_run {
+    let previous = render::previous_manifest(args.out, &spec, false)?;
+    rt.block_on(async {
+        let Some(lock) = &lock else {
+            note_unsaved(&pki);
             println!("{}", plan_with(&cloud, &spec, &desired).await?);
             return Ok(());
-        }
+        };
+        pki.save(lock)?;
+        render::write_output(args.out, &spec, &docs, previous.as_ref())?;
         let progress = Progress::new(output == Output::Json);
         let report = |e: Event| progress.event(e);
         let state = StateFile::new(&state_dir);
@@ -245,14 +266,12 @@ pub async fn destroy_with<C: Cloud>(
 }
 
 pub fn destroy(args: &CloudArgs, yes: bool) -> Result<()> {
-    let (spec, docs) = {
-        let spec = load_spec(args.file)?;
-        let state = state_dir_for(args.file, args.state_dir);
-        let pki = Pki::ensure(&state, &spec)?;
-        let docs = render::render(&spec, &pki, &RenderOptions::default())?;
-        (spec, docs)
-    };
-    let state = StateFile::new(&state_dir_for(args.file, args.state_dir));
+    let spec = load_spec(args.file)?;
+    let state_dir = state_dir_for(args.file, args.state_dir);
+    let _lock = StateLock::acquire(&state_dir, "destroy", args.wait_lock)?;
+    // Only the names of what render would create are needed: nothing is saved.
+    let (_, docs) = render_in_memory(&spec, &state_dir)?;
+    let state = StateFile::new(&state_dir);
     let mut names: Vec<(Kind, String)> = desired::resources(&spec, &docs)?
         .into_iter()
         .map(|r| (r.kind, r.name))
@@ -273,7 +292,7 @@ pub fn destroy(args: &CloudArgs, yes: bool) -> Result<()> {
         }
     }
     runtime()?.block_on(async {
-        let cloud = OpenStack::connect(args.os_cloud).await?;
+        let cloud = OpenStack::connect(args.os_cloud, args.timeout).await?;
         let n = destroy_with(&cloud, &spec.name, &names, &|l| eprintln!("{l}")).await?;
         state.save(&Default::default())?;
         println!("deleted {n} resource(s) of cluster {}", spec.name);
@@ -332,10 +351,8 @@ pub fn diff_documents(state: &StateFile, docs: &[NodeDocument]) -> Result<String
 }
 
 pub fn diff(args: &CloudArgs) -> Result<()> {
-    let spec = load_spec(args.file)?;
-    let state_dir = state_dir_for(args.file, args.state_dir);
-    let pki = Pki::ensure(&state_dir, &spec)?;
-    let docs = render::render(&spec, &pki, &RenderOptions::default())?;
+    let (_, pki, docs, state_dir) = prepare(args)?;
+    note_unsaved(&pki);
     let text = diff_documents(&StateFile::new(&state_dir), &docs)?;
     if text.is_empty() {
         println!("no differences: every node runs the user-data render gives now");

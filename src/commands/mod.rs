@@ -4,8 +4,9 @@
 pub mod cloud;
 
 use crate::fsutil::{write_atomic, PUBLIC};
+use crate::lock::StateLock;
 use crate::pki::{describe_all, Pki};
-use crate::render::{self, base64_len, RenderOptions};
+use crate::render::{self, base64_len, NodeDocument, RenderOptions};
 use crate::spec::{self, Problem, Spec};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -16,8 +17,17 @@ pub fn init(file: &Path, force: bool, workers: Option<usize>) -> Result<()> {
     }
     let text = match workers {
         None => spec::EXAMPLE.to_string(),
+        Some(0) => bail!("--workers 0: a cluster needs at least one worker"),
         Some(n) => spec::example_with_workers(n),
     };
+    // The same limits as validate and render: init never writes a spec they refuse.
+    let (spec, _) = spec::parse(&file.display().to_string(), &text).map_err(|e| {
+        anyhow::anyhow!(
+            "--workers {}: the spec would be invalid:\n{e}",
+            workers.unwrap_or(0)
+        )
+    })?;
+    check_renders(&spec).with_context(|| format!("--workers {}", workers.unwrap_or(0)))?;
     write_atomic(file, text.as_bytes(), PUBLIC)?;
     println!(
         "wrote {}: edit it, then run `paasgen render -f {}`",
@@ -40,8 +50,17 @@ pub fn load_spec(file: &Path) -> Result<Spec> {
     Ok(spec)
 }
 
+/// Renders `spec` with a throwaway PKI, writing nothing: what render would refuse
+/// (a document over Nova's limit), validate and init refuse too.
+pub fn check_renders(spec: &Spec) -> Result<()> {
+    let pki = Pki::throwaway(spec)?;
+    render::render(spec, &pki, &RenderOptions::default())?;
+    Ok(())
+}
+
 pub fn validate(file: &Path) -> Result<()> {
-    load_spec(file)?;
+    let spec = load_spec(file)?;
+    check_renders(&spec)?;
     println!("ok");
     Ok(())
 }
@@ -54,16 +73,36 @@ pub fn state_dir_for(file: &Path, given: Option<&Path>) -> PathBuf {
     }
 }
 
-pub fn render(file: &Path, out: &Path, state_dir: Option<&Path>) -> Result<()> {
-    let spec = load_spec(file)?;
-    let state = state_dir_for(file, state_dir);
-    let mut pki = Pki::ensure(&state, &spec).context("preparing the PKI")?;
-    let docs = render::render(&spec, &pki, &RenderOptions::default())?;
-    let kubeconfig = render::admin_kubeconfig(&spec, &pki)?;
+/// The PKI (loaded and checked; what is missing issued in memory) and every document,
+/// with admin.kubeconfig staged. Nothing is written: callers that write save the PKI.
+pub fn render_in_memory(spec: &Spec, state: &Path) -> Result<(Pki, Vec<NodeDocument>)> {
+    let mut pki = Pki::ensure(state, spec).context("preparing the PKI")?;
+    let docs = render::render(spec, &pki, &RenderOptions::default())?;
+    let kubeconfig = render::admin_kubeconfig(spec, &pki)?;
     pki.stage_file("admin.kubeconfig", kubeconfig.into_bytes(), true)?;
-    // Only now, with every document rendered, is anything written.
-    pki.save()?;
-    let manifest = render::write_output(out, &spec, &docs)?;
+    Ok((pki, docs))
+}
+
+/// What `render` is told on the command line.
+pub struct RenderArgs<'a> {
+    pub file: &'a Path,
+    pub out: &'a Path,
+    pub state_dir: Option<&'a Path>,
+    /// Wait for another writer instead of failing.
+    pub wait_lock: bool,
+    /// Replace the documents of another cluster found in `out`.
+    pub force: bool,
+}
+
+pub fn render(args: &RenderArgs) -> Result<()> {
+    let spec = load_spec(args.file)?;
+    let state = state_dir_for(args.file, args.state_dir);
+    let lock = StateLock::acquire(&state, "render", args.wait_lock)?;
+    let (pki, docs) = render_in_memory(&spec, &state)?;
+    // Only now, with every document rendered and out/ found to be ours, is anything written.
+    let previous = render::previous_manifest(args.out, &spec, args.force)?;
+    pki.save(&lock)?;
+    let manifest = render::write_output(args.out, &spec, &docs, previous.as_ref())?;
     for change in pki.changes() {
         println!("pki: {change}");
     }
@@ -85,7 +124,7 @@ pub fn render(file: &Path, out: &Path, state_dir: Option<&Path>) -> Result<()> {
     println!(
         "wrote {} documents and manifest.json to {}; admin kubeconfig: {}",
         manifest.nodes.len(),
-        out.display(),
+        args.out.display(),
         state.join("admin.kubeconfig").display()
     );
     Ok(())

@@ -4,6 +4,7 @@
 //! spec, and keeps every change in memory until `save`: a failed render writes nothing.
 //! A CA is never generated over an existing one.
 
+mod check;
 mod inspect;
 mod issue;
 mod store;
@@ -11,6 +12,7 @@ mod store;
 pub use inspect::{describe_all, hex, signed_by, spki_sha256, summarize, CertSummary};
 pub use issue::{Profile, Usage};
 
+use crate::lock::StateLock;
 use crate::spec::{Role, Spec};
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -81,9 +83,19 @@ fn etcd_sans(spec: &Spec, name: &str, ip: std::net::Ipv4Addr) -> Vec<String> {
 }
 
 impl Pki {
-    /// Loads the PKI under `state_dir/pki`, filling in what the spec needs and is missing.
+    /// Loads the PKI under `state_dir/pki` (checking every item), filling in what the
+    /// spec needs and is missing. Changes stay in memory until `save`, so read-only verbs
+    /// use this too and simply never save.
     pub fn ensure(state_dir: &Path, spec: &Spec) -> Result<Pki> {
-        let mut store = Store::open(state_dir)?;
+        Pki::build(Store::open(state_dir)?, spec)
+    }
+
+    /// A PKI made up in memory, never saved: for checking that a spec renders.
+    pub fn throwaway(spec: &Spec) -> Result<Pki> {
+        Pki::build(Store::throwaway(), spec)
+    }
+
+    fn build(mut store: Store, spec: &Spec) -> Result<Pki> {
         let etcd_ca = store.ca("etcd/ca", "etcd-ca")?;
         let kubernetes_ca = store.ca("ca", "kubernetes")?;
         let front_proxy_ca = store.ca("front-proxy-ca", "front-proxy-ca")?;
@@ -97,27 +109,40 @@ impl Pki {
             let peer = Profile::new(&node.name, Usage::Peer, sans);
             etcd_server.insert(
                 node.name.clone(),
-                store.leaf(&format!("etcd/{}-server", node.name), &server, &etcd_ca)?,
+                store.leaf(
+                    &format!("etcd/{}-server", node.name),
+                    &server,
+                    &etcd_ca,
+                    "etcd/ca",
+                )?,
             );
             etcd_peer.insert(
                 node.name.clone(),
-                store.leaf(&format!("etcd/{}-peer", node.name), &peer, &etcd_ca)?,
+                store.leaf(
+                    &format!("etcd/{}-peer", node.name),
+                    &peer,
+                    &etcd_ca,
+                    "etcd/ca",
+                )?,
             );
         }
         let apiserver_etcd_client = store.leaf(
             "apiserver-etcd-client",
             &Profile::new("kube-apiserver-etcd-client", Usage::Client, vec![]),
             &etcd_ca,
+            "etcd/ca",
         )?;
         let etcd_healthcheck_client = store.leaf(
             "etcd/healthcheck-client",
             &Profile::new("kube-etcd-healthcheck-client", Usage::Client, vec![]),
             &etcd_ca,
+            "etcd/ca",
         )?;
         let admin = store.leaf(
             "admin",
             &Profile::new("paasgen-admin", Usage::Client, vec![]).organization("system:masters"),
             &kubernetes_ca,
+            "ca",
         )?;
         let bootstrap_token = store.bootstrap_token()?;
         let ca_cert_hash = format!("sha256:{}", spki_sha256(&kubernetes_ca.cert_pem)?);
@@ -142,9 +167,10 @@ impl Pki {
         self.store.changes()
     }
 
-    /// Writes new and re-issued items (keys 0600, dirs 0700); untouched files stay as they are.
-    pub fn save(&self) -> Result<()> {
-        self.store.save()
+    /// Writes new and re-issued items (keys 0600, dirs 0700) in one transaction, under the
+    /// state dir's lock; untouched files stay as they are.
+    pub fn save(&self, lock: &StateLock) -> Result<()> {
+        self.store.save(lock)
     }
 
     /// Queues an extra file in the state dir (e.g. admin.kubeconfig), written by `save`

@@ -1,9 +1,11 @@
 //! The on-disk PKI: loads what exists, stages what must be written.
 
-use super::inspect::{signed_by, summarize};
+use super::check;
+use super::inspect::summarize;
 use super::issue::{new_ca, new_key_pair, new_leaf, Profile, RENEW_BEFORE};
 use super::{CertKey, Change, KeyPairPem};
-use crate::fsutil::{private_dir, write_atomic, PRIVATE, PUBLIC};
+use crate::fsutil::{txn, PRIVATE, PUBLIC};
+use crate::lock::StateLock;
 use anyhow::{bail, Context, Result};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,14 +17,15 @@ pub struct Store {
     /// Files to write on `save`: path -> (content, mode).
     pending: BTreeMap<PathBuf, (Vec<u8>, u32)>,
     changes: Vec<Change>,
+    /// Reads nothing from disk and can never save (for checks that need some PKI).
+    throwaway: bool,
 }
 
 fn read_pair(a: &Path, b: &Path) -> Result<Option<(String, String)>> {
+    let read =
+        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
     match (a.exists(), b.exists()) {
-        (true, true) => Ok(Some((
-            std::fs::read_to_string(a).with_context(|| format!("reading {}", a.display()))?,
-            std::fs::read_to_string(b).with_context(|| format!("reading {}", b.display()))?,
-        ))),
+        (true, true) => Ok(Some((read(a)?, read(b)?))),
         (false, false) => Ok(None),
         (true, false) => bail!(
             "{} exists without {}: restore it from your backup; paasgen will not replace it",
@@ -38,10 +41,7 @@ fn read_pair(a: &Path, b: &Path) -> Result<Option<(String, String)>> {
 }
 
 /// Why an existing leaf certificate no longer fits its profile, if it does not.
-fn mismatch(existing: &CertKey, profile: &Profile, ca: &CertKey) -> Result<Option<String>> {
-    if !signed_by(&existing.cert_pem, &ca.cert_pem)? {
-        return Ok(Some("not signed by the current CA".into()));
-    }
+fn mismatch(existing: &CertKey, profile: &Profile) -> Result<Option<String>> {
     let summary = summarize(&existing.cert_pem)?;
     let have: BTreeSet<&str> = summary.sans.iter().map(String::as_str).collect();
     let want: BTreeSet<&str> = profile.sans.iter().map(String::as_str).collect();
@@ -74,12 +74,39 @@ fn mismatch(existing: &CertKey, profile: &Profile, ca: &CertKey) -> Result<Optio
 }
 
 impl Store {
+    /// Reads nothing yet; refuses a state dir whose last write did not finish (only a
+    /// writer, holding the lock, may finish it).
     pub fn open(state_dir: &Path) -> Result<Store> {
+        if txn::pending(state_dir) {
+            bail!(
+                "{} holds a write that is in progress or was interrupted ({}): try again, or run `paasgen render` to finish it",
+                state_dir.display(),
+                txn::JOURNAL
+            );
+        }
         Ok(Store {
             state_dir: state_dir.to_path_buf(),
             pending: BTreeMap::new(),
             changes: Vec::new(),
+            throwaway: false,
         })
+    }
+
+    /// A store that starts empty and can never be saved.
+    pub fn throwaway() -> Store {
+        Store {
+            state_dir: PathBuf::new(),
+            pending: BTreeMap::new(),
+            changes: Vec::new(),
+            throwaway: true,
+        }
+    }
+
+    fn read_pair(&self, a: &Path, b: &Path) -> Result<Option<(String, String)>> {
+        match self.throwaway {
+            true => Ok(None),
+            false => read_pair(a, b),
+        }
     }
 
     fn pki_path(&self, rel: &str, ext: &str) -> PathBuf {
@@ -97,10 +124,11 @@ impl Store {
 
     /// The CA stored as `rel`.crt/.key, created only when neither file exists.
     pub fn ca(&mut self, rel: &str, common_name: &str) -> Result<CertKey> {
-        if let Some((cert_pem, key_pem)) =
-            read_pair(&self.pki_path(rel, "crt"), &self.pki_path(rel, "key"))?
-        {
-            return Ok(CertKey { cert_pem, key_pem });
+        let (crt, key) = (self.pki_path(rel, "crt"), self.pki_path(rel, "key"));
+        if let Some((cert_pem, key_pem)) = self.read_pair(&crt, &key)? {
+            let ca = CertKey { cert_pem, key_pem };
+            check::ca(&ca, &crt, &key)?;
+            return Ok(ca);
         }
         let ca = new_ca(common_name)?;
         self.stage_cert_key(rel, &ca);
@@ -109,13 +137,14 @@ impl Store {
     }
 
     pub fn key_pair(&mut self, rel: &str) -> Result<KeyPairPem> {
-        if let Some((private_pem, public_pem)) =
-            read_pair(&self.pki_path(rel, "key"), &self.pki_path(rel, "pub"))?
-        {
-            return Ok(KeyPairPem {
+        let (key, public) = (self.pki_path(rel, "key"), self.pki_path(rel, "pub"));
+        if let Some((private_pem, public_pem)) = self.read_pair(&key, &public)? {
+            let kp = KeyPairPem {
                 private_pem,
                 public_pem,
-            });
+            };
+            check::key_pair(&kp, &key, &public)?;
+            return Ok(kp);
         }
         let kp = new_key_pair()?;
         self.stage(self.pki_path(rel, "key"), kp.private_pem.clone(), PRIVATE);
@@ -125,14 +154,27 @@ impl Store {
         Ok(kp)
     }
 
-    /// The leaf stored as `rel`, re-issued from `ca` when it no longer fits `profile`.
-    pub fn leaf(&mut self, rel: &str, profile: &Profile, ca: &CertKey) -> Result<CertKey> {
-        let existing = read_pair(&self.pki_path(rel, "crt"), &self.pki_path(rel, "key"))?
+    /// The leaf stored as `rel`, re-issued from `ca` (stored as `ca_rel`) when it no
+    /// longer fits `profile`. A leaf that is damaged or not signed by `ca` is an error:
+    /// re-issuing would hide that the state was tampered with or mixed up.
+    pub fn leaf(
+        &mut self,
+        rel: &str,
+        profile: &Profile,
+        ca: &CertKey,
+        ca_rel: &str,
+    ) -> Result<CertKey> {
+        let (crt, key) = (self.pki_path(rel, "crt"), self.pki_path(rel, "key"));
+        let existing = self
+            .read_pair(&crt, &key)?
             .map(|(cert_pem, key_pem)| CertKey { cert_pem, key_pem });
+        if let Some(leaf) = &existing {
+            check::leaf(leaf, &crt, &key, ca, &self.pki_path(ca_rel, "crt"))?;
+        }
         let change = match &existing {
             None => Change::Created(format!("certificate {rel}")),
-            Some(cert) => match mismatch(cert, profile, ca)
-                .with_context(|| format!("checking pki/{rel}.crt"))?
+            Some(cert) => match mismatch(cert, profile)
+                .with_context(|| format!("checking {}", crt.display()))?
             {
                 None => return Ok(existing.expect("matched Some")),
                 Some(why) => Change::Reissued {
@@ -150,8 +192,11 @@ impl Store {
     /// The kubeadm bootstrap token, generated once.
     pub fn bootstrap_token(&mut self) -> Result<String> {
         let path = self.state_dir.join("secrets/bootstrap-token");
-        if path.exists() {
-            let token = std::fs::read_to_string(&path)?.trim().to_string();
+        if !self.throwaway && path.exists() {
+            let token = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .to_string();
             if !is_bootstrap_token(&token) {
                 bail!(
                     "{} does not hold a token like abcdef.0123456789abcdef",
@@ -178,15 +223,17 @@ impl Store {
         &self.changes
     }
 
-    pub fn save(&self) -> Result<()> {
-        private_dir(&self.state_dir)?;
-        for (path, (bytes, mode)) in &self.pending {
-            if let Some(parent) = path.parent() {
-                private_dir(parent)?;
-            }
-            write_atomic(path, bytes, *mode)?;
+    /// Writes every staged file in one transaction: all of them or none.
+    pub fn save(&self, lock: &StateLock) -> Result<()> {
+        if self.throwaway {
+            bail!("a throwaway PKI is never saved");
         }
-        Ok(())
+        debug_assert_eq!(
+            lock.dir(),
+            self.state_dir,
+            "saving under another dir's lock"
+        );
+        txn::commit(&self.state_dir, &self.pending)
     }
 }
 

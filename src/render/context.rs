@@ -3,7 +3,7 @@
 
 use crate::pki::Pki;
 use crate::spec::versions::{self, Download};
-use crate::spec::{EtcdSource, Node, Role, Spec};
+use crate::spec::{EtcdSource, Node, Role, Spec, MAX_GATEWAYS};
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -231,7 +231,8 @@ impl Shared {
             .unwrap_or(0);
         GatewayView {
             // Distinct priorities only break ties at start; nopreempt keeps the holder.
-            priority: 150u8.saturating_sub(10 * index as u8),
+            // Validation caps the count, so this stays within keepalived's 1-254.
+            priority: 150 - 10 * index.min(MAX_GATEWAYS - 1) as u8,
             // VRRPv3 in keepalived takes fractional intervals: failover in about 1.5 s.
             advert_interval: "0.5",
             peers: gateways

@@ -1,10 +1,10 @@
 //! The render output directory: `<node>.yaml` per node and `manifest.json`.
 
 use super::NodeDocument;
-use crate::fsutil::{private_dir, write_atomic, PRIVATE, PUBLIC};
+use crate::fsutil::{private_dir, remove_temporaries, write_atomic, PRIVATE, PUBLIC};
 use crate::pki::hex;
 use crate::spec::{Role, Spec};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -77,18 +77,79 @@ pub fn manifest(spec: &Spec, docs: &[NodeDocument]) -> Manifest {
     }
 }
 
+/// The manifest of the last render into `out`, if any, once it is known to be this
+/// cluster's: another cluster's documents are only replaced with `force`. A manifest that
+/// cannot be read is ignored (with a warning): nothing it names is deleted.
+pub fn previous_manifest(out: &Path, spec: &Spec, force: bool) -> Result<Option<Manifest>> {
+    if !out.join("manifest.json").exists() {
+        return Ok(None);
+    }
+    let previous = match read_manifest(out) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("warning: {e:#}; its documents are left alone");
+            return Ok(None);
+        }
+    };
+    if previous.cluster != spec.name {
+        let other = crate::spec::shown(&previous.cluster, 64);
+        if !force {
+            bail!(
+                "{} holds the documents of cluster `{other}`, not `{}`: render each cluster into its own directory (-o DIR), or pass --force to replace them",
+                out.display(),
+                spec.name
+            );
+        }
+        eprintln!(
+            "warning: replacing the documents of cluster `{other}` in {} (--force)",
+            out.display()
+        );
+    }
+    Ok(Some(previous))
+}
+
+/// A manifest's document name, if it is a plain file name of a document in `out`: an old
+/// manifest is only a hint, never a licence to delete elsewhere.
+fn own_document(name: &str) -> bool {
+    let path = Path::new(name);
+    name.ends_with(".yaml")
+        && !name.starts_with('.')
+        && path.components().count() == 1
+        && matches!(
+            path.components().next(),
+            Some(std::path::Component::Normal(_))
+        )
+}
+
 /// Writes every document (0600: they hold private keys) and the manifest into `out`.
-/// Documents of nodes that left the spec since the last render are removed.
-pub fn write_output(out: &Path, spec: &Spec, docs: &[NodeDocument]) -> Result<Manifest> {
+/// Documents the `previous` render wrote for nodes that left the spec are removed.
+pub fn write_output(
+    out: &Path,
+    spec: &Spec,
+    docs: &[NodeDocument],
+    previous: Option<&Manifest>,
+) -> Result<Manifest> {
     let manifest = manifest(spec, docs);
     private_dir(out)?;
-    if let Ok(previous) = read_manifest(out) {
-        for old in previous
-            .nodes
-            .iter()
-            .filter(|o| !manifest.nodes.iter().any(|n| n.name == o.name))
-        {
-            let _ = std::fs::remove_file(out.join(&old.user_data));
+    // Temporaries of a killed render; the caller holds the state lock.
+    remove_temporaries(out)?;
+    for old in previous.iter().flat_map(|p| &p.nodes) {
+        if manifest.nodes.iter().any(|n| n.user_data == old.user_data) {
+            continue;
+        }
+        if !own_document(&old.user_data) {
+            eprintln!(
+                "warning: {}/manifest.json names `{}`, which is not a document in it: left alone",
+                out.display(),
+                crate::spec::shown(&old.user_data, 100)
+            );
+            continue;
+        }
+        match std::fs::remove_file(out.join(&old.user_data)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", old.user_data))
+            }
+            _ => {}
         }
     }
     for d in docs {
@@ -100,6 +161,7 @@ pub fn write_output(out: &Path, spec: &Spec, docs: &[NodeDocument]) -> Result<Ma
     }
     let json = serde_json::to_string_pretty(&manifest)? + "\n";
     write_atomic(&out.join("manifest.json"), json.as_bytes(), PUBLIC)?;
+    crate::fsutil::sync_dir(out)?;
     Ok(manifest)
 }
 

@@ -15,6 +15,8 @@ impl Templates {
         tera.autoescape_on(vec![]);
         tera.add_raw_templates(TEMPLATES.iter().copied())
             .map_err(|e| anyhow!("loading templates: {}", chain(&e)))?;
+        tera.register_filter("yaml", string_filter("yaml", yaml_quote));
+        tera.register_filter("shell", string_filter("shell", shell_quote));
         Ok(Templates { tera })
     }
 
@@ -31,6 +33,27 @@ impl Templates {
     }
 }
 
+/// A tera filter applying `quote` to a string (and refusing anything else).
+fn string_filter(name: &'static str, quote: fn(&str) -> String) -> impl tera::Filter {
+    move |value: &tera::Value, _: &std::collections::HashMap<String, tera::Value>| {
+        let s = value
+            .as_str()
+            .ok_or_else(|| tera::Error::msg(format!("the {name} filter takes a string")))?;
+        Ok(tera::Value::String(quote(s)))
+    }
+}
+
+/// `{{ x | yaml }}`: a string as a double-quoted YAML scalar, so names like `null`,
+/// `yes` or `0123` stay strings. JSON's string syntax is a subset of YAML's.
+pub fn yaml_quote(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
+}
+
+/// `{{ x | shell }}`: a string as one POSIX shell word, in single quotes.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 /// Tera hides the useful part of an error in its sources.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
@@ -40,4 +63,16 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_values_whole() {
+        assert_eq!(yaml_quote("null"), "\"null\"");
+        assert_eq!(yaml_quote("a\nb: c"), "\"a\\nb: c\"");
+        assert_eq!(shell_quote("it's $(x)"), "'it'\\''s $(x)'");
+    }
 }

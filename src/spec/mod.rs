@@ -3,6 +3,7 @@
 //! Parsing (`load`) turns YAML into these types and reports syntax and type errors with
 //! line and column; `validate` then checks the rules that span several fields.
 
+mod oncalendar;
 mod parse;
 mod scaled;
 mod validate;
@@ -10,7 +11,7 @@ pub mod versions;
 
 pub use parse::{load, parse};
 pub use scaled::example_with_workers;
-pub use validate::validate;
+pub use validate::{validate, MAX_GATEWAYS};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -249,6 +250,25 @@ fn default_vrrp_id() -> u8 {
     51
 }
 
+/// `value` as a message may echo it: control, escape and bidi characters escaped (a
+/// name must not drive the user's terminal), and cut after `max` characters.
+pub fn shown(value: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in value.chars().enumerate() {
+        if i == max {
+            out.push_str(&format!("... ({} bytes in all)", value.len()));
+            break;
+        }
+        let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
+        if c.is_control() || invisible {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// How bad a problem found in a spec is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -278,10 +298,12 @@ impl fmt::Display for Problem {
             (Some(l), None) => write!(f, " at line {l}")?,
             _ => {}
         }
+        // Values are escaped and cut where they are quoted; this is the net under that
+        // for messages that quote the spec through a library.
         if !self.path.is_empty() {
-            write!(f, ": {}", self.path)?;
+            write!(f, ": {}", shown(&self.path, 200))?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", shown(&self.message, 400))
     }
 }
 

@@ -15,11 +15,18 @@ pub fn load(path: &Path) -> Result<(Spec, Vec<Problem>), SpecError> {
 
 /// Parses and validates spec text; `file` only names it in messages.
 pub fn parse(file: &str, text: &str) -> Result<(Spec, Vec<Problem>), SpecError> {
-    let spec: Spec =
-        serde_saphyr::from_str_with_options(text, options()).map_err(|e| SpecError {
-            file: file.to_string(),
-            problems: vec![from_yaml_error(&e)],
-        })?;
+    // serde_path_to_error tracks where in the spec a type error happened.
+    let mut path = String::new();
+    let spec: Spec = serde_saphyr::with_deserializer_from_str_with_options(text, options(), |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    })
+    .map_err(|e| SpecError {
+        file: file.to_string(),
+        problems: vec![from_yaml_error(&e, &path)],
+    })?;
     let problems = validate(&spec);
     if problems.iter().any(|p| p.severity == Severity::Error) {
         return Err(SpecError {
@@ -44,21 +51,53 @@ fn problem(path: &str, line: Option<u64>, message: String) -> Problem {
     }
 }
 
-fn from_yaml_error(e: &serde_saphyr::Error) -> Problem {
+fn from_yaml_error(e: &serde_saphyr::Error, path: &str) -> Problem {
     let location = e.location();
-    let raw = e.to_string();
-    // The library appends " at line L, column C"; we print the location ourselves.
-    let message = match raw.rfind(" at line ") {
-        Some(i) => raw[..i].to_string(),
-        None => raw,
+    let message = match e {
+        // The library's own words name its options; the user only needs the key.
+        serde_saphyr::Error::DuplicateMappingKey { key: Some(k), .. } => {
+            format!("duplicate key `{}`", super::shown(k, 64))
+        }
+        serde_saphyr::Error::DuplicateMappingKey { key: None, .. } => "duplicate key".into(),
+        serde_saphyr::Error::Budget { .. } => {
+            "the spec is too large or too deeply nested to read".into()
+        }
+        _ => {
+            let raw = e.to_string();
+            // The library appends " at line L, column C"; we print the location ourselves.
+            let raw = match raw.rfind(" at line ") {
+                Some(i) => raw[..i].to_string(),
+                None => raw,
+            };
+            plain_number_message(&raw).unwrap_or(raw)
+        }
     };
+    // `.` is the document itself, `?` a place serde could not name (a map key), and
+    // `value` the inside of the spans kept for nodes.
+    let path = path
+        .replace("].value", "]")
+        .trim_end_matches(".?")
+        .trim_start_matches('.')
+        .trim_start_matches('?')
+        .to_string();
     Problem {
         severity: Severity::Error,
-        path: String::new(),
+        path,
         line: location.map(|l| l.line()),
         column: location.map(|l| l.column()),
         message: with_suggestion(&message),
     }
+}
+
+/// serde's "invalid u8" in words a spec author knows.
+fn plain_number_message(raw: &str) -> Option<String> {
+    let range = match raw {
+        "invalid u8" => "0 to 255",
+        "invalid u16" => "0 to 65535",
+        "invalid u32" => "0 to 4294967295",
+        _ => return None,
+    };
+    Some(format!("expected a whole number from {range}"))
 }
 
 /// Adds "did you mean `x`?" to serde's unknown field / unknown variant messages.

@@ -1,7 +1,7 @@
 //! Rules that span several fields of a parsed spec.
 
-use super::versions;
-use super::{EtcdSource, Problem, Role, Severity, Spec};
+use super::{oncalendar, versions};
+use super::{shown, EtcdSource, Problem, Role, Severity, Spec};
 use base64::Engine;
 use ipnet::Ipv4Net;
 use std::collections::HashMap;
@@ -61,15 +61,15 @@ fn check_names(spec: &Spec, c: &mut Checker) {
             None,
             format!(
                 "`{}` is not a valid cluster name: use 1-40 lowercase letters, digits and '-'",
-                spec.name
+                shown(&spec.name, 64)
             ),
         );
     }
-    if !spec.domain.split('.').all(is_dns_label) {
+    if spec.domain.len() > 253 || !spec.domain.split('.').all(is_dns_label) {
         c.error(
             "domain",
             None,
-            format!("`{}` is not a valid DNS domain", spec.domain),
+            format!("`{}` is not a valid DNS domain", shown(&spec.domain, 64)),
         );
     }
 }
@@ -85,12 +85,16 @@ const SSH_KEY_TYPES: [&str; 6] = [
 
 /// A public key line is "type base64 [comment]" and the blob names the same type.
 fn ssh_key_problem(key: &str) -> Option<String> {
+    // One line of authorized_keys: a newline would smuggle in another key.
+    if key.chars().any(char::is_control) {
+        return Some("control characters (a newline?) are not allowed".into());
+    }
     let mut parts = key.split_whitespace();
     let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
         return Some("expected `<type> <base64> [comment]`".into());
     };
     if !SSH_KEY_TYPES.contains(&kind) {
-        return Some(format!("unknown key type `{kind}`"));
+        return Some(format!("unknown key type `{}`", shown(kind, 40)));
     }
     let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(blob) else {
         return Some("the key is not valid base64".into());
@@ -190,7 +194,7 @@ fn check_network(spec: &Spec, c: &mut Checker) {
             c.error(
                 path,
                 None,
-                format!("`{name}` is not a valid interface name"),
+                format!("`{}` is not a valid interface name", shown(name, 40)),
             );
         }
     }
@@ -218,14 +222,17 @@ fn check_nodes(spec: &Spec, c: &mut Checker) {
             c.error(
                 at("name"),
                 line,
-                format!("`{}` is not a valid host name", node.name),
+                format!("`{}` is not a valid host name", shown(&node.name, 64)),
             );
         }
         if let Some(first) = names.insert(&node.name, i) {
             c.error(
                 at("name"),
                 line,
-                format!("duplicate node name `{}` (also nodes[{first}])", node.name),
+                format!(
+                    "duplicate node name `{}` (also nodes[{first}])",
+                    shown(&node.name, 64)
+                ),
             );
         }
         if !host_in(&n.private_cidr, node.private_ip) {
@@ -249,7 +256,7 @@ fn check_nodes(spec: &Spec, c: &mut Checker) {
                 c.error(
                     at(field),
                     line,
-                    format!("duplicate IP {ip} (also used by `{owner}`)"),
+                    format!("duplicate IP {ip} (also used by `{}`)", shown(&owner, 64)),
                 );
             }
         };
@@ -271,7 +278,7 @@ fn check_nodes(spec: &Spec, c: &mut Checker) {
                 line,
                 format!(
                     "only gateways have a public_ip; `{}` is a {role} and is reached through them",
-                    node.name
+                    shown(&node.name, 64)
                 ),
             ),
             (_, None) => {}
@@ -282,13 +289,14 @@ fn check_nodes(spec: &Spec, c: &mut Checker) {
                 line,
                 format!(
                     "only masters and workers have Kubernetes labels; `{}` is a {}",
-                    node.name, node.role
+                    shown(&node.name, 64),
+                    node.role
                 ),
             );
         }
         for (key, value) in &node.labels {
             if let Some(why) = label_problem(key, value) {
-                c.error(at(&format!("labels.{key}")), line, why);
+                c.error(at(&format!("labels.{}", shown(key, 64))), line, why);
             }
         }
     }
@@ -306,7 +314,7 @@ fn label_problem(key: &str, value: &str) -> Option<String> {
         .rsplit_once('/')
         .map_or((None, key), |(p, n)| (Some(p), n));
     if !name_ok(name) || prefix.is_some_and(|p| p.is_empty() || !p.split('.').all(is_dns_label)) {
-        return Some(format!("`{key}` is not a valid label key"));
+        return Some(format!("`{}` is not a valid label key", shown(key, 64)));
     }
     if prefix.is_some_and(|p| p.ends_with("kubernetes.io") || p.ends_with("k8s.io")) {
         return Some(format!(
@@ -314,10 +322,14 @@ fn label_problem(key: &str, value: &str) -> Option<String> {
         ));
     }
     if !value.is_empty() && !name_ok(value) {
-        return Some(format!("`{value}` is not a valid label value"));
+        return Some(format!("`{}` is not a valid label value", shown(value, 64)));
     }
     None
 }
+
+/// keepalived priorities step down by 10 from 150 per gateway (see render's context);
+/// more gateways than this add nothing to availability.
+pub const MAX_GATEWAYS: usize = 8;
 
 fn check_roles(spec: &Spec, c: &mut Checker) {
     for role in Role::ALL {
@@ -329,8 +341,16 @@ fn check_roles(spec: &Spec, c: &mut Checker) {
             );
         }
     }
-    if spec.nodes_with_role(Role::Gateway).count() == 1 {
+    let gateways = spec.nodes_with_role(Role::Gateway).count();
+    if gateways == 1 {
         c.warning("nodes", None, "one gateway only: the VIPs have no failover");
+    }
+    if gateways > MAX_GATEWAYS {
+        c.error(
+            "nodes",
+            None,
+            format!("{gateways} gateways: at most {MAX_GATEWAYS} share the VIPs"),
+        );
     }
     let etcd = spec.nodes_with_role(Role::Etcd).count();
     if etcd > 0 && etcd < 3 && !spec.etcd.allow_fewer_than_three {
@@ -543,11 +563,12 @@ fn check_etcd(spec: &Spec, c: &mut Checker) {
     if e.snapshot_keep == 0 {
         c.error("etcd.snapshot_keep", None, "keep at least one snapshot");
     }
-    if e.snapshot_schedule.trim().is_empty() {
+    // Lands on the OnCalendar= line of the snapshot timer: one line, systemd's grammar.
+    if let Some(why) = oncalendar::problem(&e.snapshot_schedule) {
         c.error(
             "etcd.snapshot_schedule",
             None,
-            "give a systemd OnCalendar expression, e.g. hourly",
+            format!("`{}`: {why}", shown(&e.snapshot_schedule, 60)),
         );
     }
 }

@@ -2,6 +2,7 @@
 //! access to the real programs the tests run.
 #![allow(dead_code)]
 
+use paasgen::lock::StateLock;
 use paasgen::pki::Pki;
 use paasgen::render::{self, DecodedFile, NodeDocument, RenderOptions};
 use paasgen::spec::{self, Spec};
@@ -16,8 +17,9 @@ pub fn example_spec() -> Spec {
 
 /// Renders `spec` with a PKI kept in `state_dir` (created there on first use).
 pub fn render_in(state_dir: &Path, spec: &Spec) -> (Pki, Vec<NodeDocument>) {
+    let lock = StateLock::acquire(state_dir, "test", true).expect("lock");
     let pki = Pki::ensure(state_dir, spec).expect("PKI");
-    pki.save().expect("saving the PKI");
+    pki.save(&lock).expect("saving the PKI");
     let docs = render::render(spec, &pki, &RenderOptions::default()).expect("render");
     (pki, docs)
 }
@@ -89,4 +91,30 @@ pub fn launch_in_memory(
         report: &report,
     };
     rt.block_on(launch.run())
+}
+
+/// Every path under `dir` with its content and mode, to show a command changed nothing.
+/// `lock` (the writers' lock file, rewritten by whoever takes it) is left out.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, (u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let mode = meta.permissions().mode();
+            if meta.is_dir() {
+                stack.push(p);
+                out.insert(rel, (mode, Vec::new()));
+            } else if rel != ".paasgen/lock" {
+                out.insert(rel, (mode, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
 }

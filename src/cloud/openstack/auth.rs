@@ -1,6 +1,6 @@
 //! Credentials the OpenStack way: `clouds.yaml` (OS_CLIENT_CONFIG_FILE, ./,
 //! ~/.config/openstack/, /etc/openstack/) selected by --os-cloud / OS_CLOUD, or the
-//! OS_* environment. Secrets are never printed.
+//! OS_* environment. Secrets are never printed. Every call has connect and read timeouts.
 
 use anyhow::{anyhow, bail, Context, Result};
 use osauth::common::IdOrName;
@@ -10,6 +10,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 #[derive(Deserialize)]
 struct CloudsFile {
@@ -53,16 +54,37 @@ fn clouds_yaml_candidates() -> Vec<PathBuf> {
     paths
 }
 
-/// An authenticated session for `cloud` (from clouds.yaml), or from OS_* when no cloud
-/// is named.
-pub async fn connect(cloud: Option<&str>) -> Result<Session> {
+/// The cloud entry the OS_* environment describes, as clouds.yaml would.
+fn entry_from_env() -> Result<CloudEntry> {
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    let auth_url = var("OS_AUTH_URL").ok_or_else(|| {
+        anyhow!("no cloud credentials: pass --os-cloud, set OS_CLOUD, or set OS_AUTH_URL and the other OS_* variables")
+    })?;
+    Ok(CloudEntry {
+        auth_type: var("OS_AUTH_TYPE"),
+        auth: AuthEntry {
+            auth_url,
+            username: var("OS_USERNAME"),
+            password: var("OS_PASSWORD"),
+            user_domain_name: var("OS_USER_DOMAIN_NAME"),
+            project_name: var("OS_PROJECT_NAME"),
+            project_id: var("OS_PROJECT_ID"),
+            project_domain_name: var("OS_PROJECT_DOMAIN_NAME"),
+            application_credential_id: var("OS_APPLICATION_CREDENTIAL_ID"),
+            application_credential_secret: var("OS_APPLICATION_CREDENTIAL_SECRET"),
+        },
+        region_name: var("OS_REGION_NAME"),
+        interface: var("OS_INTERFACE"),
+    })
+}
+
+/// The cloud entry named by `cloud` (or $OS_CLOUD) in clouds.yaml, else the OS_* one.
+fn entry(cloud: Option<&str>) -> Result<(String, CloudEntry)> {
     let name = cloud
         .map(str::to_string)
         .or_else(|| std::env::var("OS_CLOUD").ok());
     let Some(name) = name else {
-        return Session::from_env()
-            .await
-            .map_err(|e| anyhow!("authenticating from the OS_* environment: {e}"));
+        return Ok(("from the OS_* environment".into(), entry_from_env()?));
     };
     let path = clouds_yaml_candidates()
         .into_iter()
@@ -70,13 +92,77 @@ pub async fn connect(cloud: Option<&str>) -> Result<Session> {
         .ok_or_else(|| anyhow!("no clouds.yaml found (OS_CLIENT_CONFIG_FILE, ./, ~/.config/openstack/, /etc/openstack/)"))?;
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let file: CloudsFile =
+    let mut file: CloudsFile =
         serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let entry = file
-        .clouds
-        .get(&name)
-        .ok_or_else(|| anyhow!("cloud `{name}` is not in {}", path.display()))?;
+    let entry = file.clouds.remove(&name).ok_or_else(|| {
+        anyhow!(
+            "cloud `{}` is not in {}",
+            crate::spec::shown(&name, 64),
+            path.display()
+        )
+    })?;
+    Ok((format!("`{name}`"), entry))
+}
+
+/// The HTTP client of every call: connect and read timeouts, and a total per call, so a
+/// cloud that accepts connections and never answers cannot hang paasgen.
+fn http_client(timeout: Duration) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .timeout(timeout * 4)
+        .build()
+        .context("building the HTTP client")
+}
+
+/// Why a request did not get an answer, in words (reqwest keeps the cause in its sources).
+pub fn why_no_answer(e: &reqwest::Error, timeout: Duration) -> String {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
+                std::io::ErrorKind::TimedOut if e.is_connect() => {
+                    return format!("no connection within {}s", timeout.as_secs())
+                }
+                _ => {}
+            }
+        }
+        source = s.source();
+    }
+    if e.is_timeout() && e.is_connect() {
+        format!("no connection within {}s", timeout.as_secs())
+    } else if e.is_timeout() {
+        format!("connected, but no answer within {}s", timeout.as_secs())
+    } else if e.is_connect() {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            text = format!("{text}: {s}");
+            source = s.source();
+        }
+        format!("cannot connect: {text}")
+    } else {
+        e.to_string()
+    }
+}
+
+/// One unauthenticated GET of Keystone before authenticating: osauth's errors lose the
+/// cause, and "connection refused" or "no answer in 30s" is what the user needs to know.
+async fn reach(client: &reqwest::Client, auth_url: &str, timeout: Duration) -> Result<()> {
+    match client.get(auth_url).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => bail!("Keystone at {auth_url}: {}", why_no_answer(&e, timeout)),
+    }
+}
+
+/// An authenticated session for `cloud` (from clouds.yaml), or from OS_* when no cloud
+/// is named. Every HTTP call of the session uses `timeout`.
+pub async fn connect(cloud: Option<&str>, timeout: Duration) -> Result<Session> {
+    let (name, entry) = entry(cloud)?;
+    let client = http_client(timeout)?;
     let a = &entry.auth;
+    reach(&client, &a.auth_url, timeout).await?;
     let mut session = match entry.auth_type.as_deref().unwrap_or("password") {
         "password" | "v3password" => {
             let user = a
@@ -104,7 +190,7 @@ pub async fn connect(cloud: Option<&str>) -> Result<Session> {
             let auth = Password::new(&a.auth_url, user, password, domain)
                 .map_err(|e| anyhow!("{name}: {e}"))?
                 .with_project_scope(project, Some(project_domain));
-            Session::new(auth).await
+            Session::new_with_client(client, auth).await
         }
         "v3applicationcredential" => {
             let id = a
@@ -115,7 +201,8 @@ pub async fn connect(cloud: Option<&str>) -> Result<Session> {
                 .application_credential_secret
                 .clone()
                 .ok_or_else(|| anyhow!("{name}: application_credential_secret is missing"))?;
-            Session::new(
+            Session::new_with_client(
+                client,
                 ApplicationCredential::new(&a.auth_url, id, secret)
                     .map_err(|e| anyhow!("{name}: {e}"))?,
             )
@@ -125,7 +212,7 @@ pub async fn connect(cloud: Option<&str>) -> Result<Session> {
             bail!("{name}: auth_type {other} is not supported (password, v3applicationcredential)")
         }
     }
-    .map_err(|e| anyhow!("authenticating to cloud `{name}`: {e}"))?;
+    .map_err(|e| anyhow!("authenticating to cloud {name} at {}: {e}", a.auth_url))?;
     if let Some(region) = &entry.region_name {
         session.set_region(region.clone());
     }

@@ -22,6 +22,8 @@ const NOVA_MICROVERSION: &str = "2.74";
 
 pub struct OpenStack {
     session: Session,
+    /// Connect and read timeout of every call (the total per call is four times it).
+    timeout: std::time::Duration,
     /// Name -> id lookups of things paasgen does not create (flavors, images, networks).
     lookups: Mutex<BTreeMap<String, String>>,
 }
@@ -50,9 +52,10 @@ fn classify(status: reqwest::StatusCode, body: &str, what: &str) -> anyhow::Erro
 }
 
 impl OpenStack {
-    pub async fn connect(cloud: Option<&str>) -> Result<OpenStack> {
+    pub async fn connect(cloud: Option<&str>, timeout: std::time::Duration) -> Result<OpenStack> {
         Ok(OpenStack {
-            session: connect(cloud).await?,
+            session: connect(cloud, timeout).await?,
+            timeout,
             lookups: Mutex::new(BTreeMap::new()),
         })
     }
@@ -81,7 +84,13 @@ impl OpenStack {
         if let Some(b) = &body {
             req = req.json(b);
         }
+        let started = std::time::Instant::now();
         let resp = req.send_unchecked().await.map_err(|e| match e.kind() {
+            // osauth keeps only the message of the HTTP error: the clock tells a timeout.
+            osauth::ErrorKind::ProtocolError if started.elapsed() >= self.timeout => Transient(
+                format!("{what}: no answer within {}s: {e}", self.timeout.as_secs()),
+            )
+            .into(),
             osauth::ErrorKind::ProtocolError | osauth::ErrorKind::EndpointNotFound => {
                 Transient(format!("{what}: {e}")).into()
             }
