@@ -5,6 +5,10 @@ set -eu
 # The user-data brings its own units and configs for these: keep the
 # packaged services off so nothing starts with Debian's defaults.
 systemctl disable etcd.service haproxy.service keepalived.service
+# containerd (/usr/local/lib/systemd/system, from images/gobuild) stays
+# disabled: the user-data enables it. Whenever it starts, the baked images
+# in /var/lib/paasgen/images are imported into its k8s.io namespace.
+systemctl enable paasgen-preload-images.service
 # cloud-init renders network-config for systemd-networkd.
 systemctl enable systemd-networkd.service
 # never wait forever for links that cloud-init did not configure
