@@ -688,16 +688,7 @@ fn check_snapshot(nodes: &[Node]) {
         .to_string();
     let status = exec_ok(
         node,
-        &[
-            "env",
-            "ETCDCTL_API=3",
-            "etcdctl",
-            "snapshot",
-            "status",
-            &file,
-            "-w",
-            "json",
-        ],
+        &["etcdutl", "snapshot", "status", &file, "-w", "json"],
     );
     let status: serde_json::Value =
         serde_json::from_str(status.trim()).expect("snapshot status json");
@@ -859,26 +850,7 @@ fn lab_boots_rendered_platform() {
     // PAASGEN_LAB_OUT: boot an existing render output instead (debugging)
     let out_dir = match std::env::var_os("PAASGEN_LAB_OUT") {
         Some(d) => PathBuf::from(d),
-        None => {
-            let spec = tmp.0.join("cluster.yaml");
-            let out_dir = tmp.0.join("out");
-            let bin = env!("CARGO_BIN_EXE_paasgen");
-            run_ok(
-                Command::new(bin)
-                    .current_dir(&tmp.0)
-                    .args(["init", "-f"])
-                    .arg(&spec),
-            );
-            run_ok(
-                Command::new(bin)
-                    .current_dir(&tmp.0)
-                    .args(["render", "-f"])
-                    .arg(&spec)
-                    .arg("-o")
-                    .arg(&out_dir),
-            );
-            out_dir
-        }
+        None => render_example(env!("CARGO_BIN_EXE_paasgen"), &tmp.0),
     };
 
     let manifest: serde_json::Value =

@@ -156,3 +156,24 @@ pub fn missing_prerequisite() -> Option<String> {
     }
     None
 }
+
+/// `paasgen init` + `paasgen render` of the example in `dir`; returns the out dir.
+pub fn render_example(paasgen: &str, dir: &Path) -> PathBuf {
+    let spec = dir.join("cluster.yaml");
+    let out_dir = dir.join("out");
+    run_ok(
+        Command::new(paasgen)
+            .current_dir(dir)
+            .args(["init", "-f"])
+            .arg(&spec),
+    );
+    run_ok(
+        Command::new(paasgen)
+            .current_dir(dir)
+            .args(["render", "-f"])
+            .arg(&spec)
+            .arg("-o")
+            .arg(&out_dir),
+    );
+    out_dir
+}

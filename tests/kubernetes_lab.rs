@@ -1,0 +1,400 @@
+//! Kubernetes boots for real: the whole example (2 gateways, 3 etcd, 3 masters, 2
+//! workers) as systemd-nspawn nodes of the image `images/bake` makes (Kubernetes,
+//! etcd, containerd built from their Go modules, control-plane images imported), each
+//! fed its rendered user-data. Checks, through the gateways' public VIP from the lab's
+//! "internet": every Node Ready, /readyz, a Deployment behind the ingress NodePort,
+//! a pod resolving a Service name through CoreDNS, the API surviving master-1 powered
+//! off; and that a failed first `kubeadm init` is retried with the PKI intact.
+//!
+//! Needs root and what `scripts/lab` needs; without them it prints why and passes,
+//! unless `CI` is set (then it fails). Run: `cargo test --test kubernetes_lab -- --nocapture`.
+
+#[path = "common/lab.rs"]
+mod labkit;
+
+use labkit::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LAB_DIR: &str = "/run/paasgen-lab";
+
+/// Polls `f` every `every` until it returns Some, or panics after `limit` with `what`
+/// and the diagnostics `diag` gives.
+fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+    diag: impl Fn() -> String,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("{what}: not within {}s\n{}", limit.as_secs(), diag());
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// `kubectl` as a user on the internet: from the lab's remote host, through the
+/// gateways' public VIP (the address admin.kubeconfig names).
+fn kubectl(bin: &Path, kubeconfig: &Path, args: &[&str]) -> Command {
+    let mut c = exec("remote", &[bin.to_str().unwrap(), "--request-timeout=10s"]);
+    c.arg(format!("--kubeconfig={}", kubeconfig.display()));
+    c.args(args);
+    c
+}
+
+fn try_ok(cmd: &mut Command) -> Option<String> {
+    let o = cmd.stdin(Stdio::null()).output().ok()?;
+    o.status.success().then(|| text(&o.stdout))
+}
+
+fn node_diagnostics(node: &str) -> String {
+    let o = exec(
+        node,
+        &[
+            "sh",
+            "-c",
+            "cloud-init status --long 2>&1 | tail -n 5; \
+             echo '--- paasgen-kubeadm'; journalctl -u paasgen-kubeadm --no-pager -o cat | tail -n 40; \
+             echo '--- kubelet'; journalctl -u kubelet --no-pager -o cat | grep -E 'E[0-9]{4}|rror' | tail -n 15; \
+             echo '--- containerd'; journalctl -u containerd --no-pager -o cat | grep -iE 'level=(error|fatal)' | tail -n 8; \
+             echo '--- pods'; crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps -a 2>&1 | tail -n 20",
+        ],
+    )
+    .stdin(Stdio::null())
+    .output();
+    match o {
+        Ok(o) => format!("===== {node}\n{}{}", text(&o.stdout), text(&o.stderr)),
+        Err(e) => format!("===== {node}: {e}"),
+    }
+}
+
+fn diagnostics(nodes: &[&str]) -> String {
+    nodes.iter().map(|n| node_diagnostics(n)).collect()
+}
+
+/// The gobuild output directory (Kubernetes binaries, kubectl among them).
+fn gobuild() -> PathBuf {
+    let out = run_ok(&mut Command::new(repo("images/gobuild")));
+    PathBuf::from(
+        out.lines()
+            .last()
+            .expect("gobuild prints its output dir")
+            .trim(),
+    )
+}
+
+/// A process killed when dropped, whatever happens to the test.
+struct KillOnDrop(Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Holds port 6443 on master-1 so that its first `kubeadm init` fails preflight.
+fn block_api_port() -> KillOnDrop {
+    exec(
+        "master-1",
+        &[
+            "python3",
+            "-c",
+            "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',6443))\ns.listen(1)\ntime.sleep(900)",
+        ],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .map(KillOnDrop)
+    .expect("blocker")
+}
+
+const WORKLOAD: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      containers:
+        - name: web
+          image: paasgen.lab/busybox:1
+          command: [sh, -c, 'mkdir -p /www && echo "hello from $(hostname)" > /www/index.html && exec httpd -f -p 8080 -h /www']
+          ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: hello, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: hello}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+"#;
+
+#[test]
+fn kubernetes_boots_from_rendered_user_data() {
+    if let Some(why) = missing_prerequisite() {
+        if std::env::var_os("CI").is_some() {
+            panic!("kubernetes lab test cannot run: {why}");
+        }
+        eprintln!("kubernetes lab test skipped: {why}");
+        return;
+    }
+    let tmp = TempDir::new("k8s-lab");
+    let out_dir = render_example(env!("CARGO_BIN_EXE_paasgen"), &tmp.0);
+    let kubeconfig = tmp.0.join(".paasgen/admin.kubeconfig");
+    let ca_pem = std::fs::read_to_string(tmp.0.join(".paasgen/pki/ca.crt")).unwrap();
+
+    let t = Instant::now();
+    let bins = gobuild();
+    println!(
+        "k8s-lab: binaries {} ({:.1}s)",
+        bins.display(),
+        t.elapsed().as_secs_f64()
+    );
+    let kubectl_bin = bins.join("bin/kubectl");
+    let t = Instant::now();
+    let image = run_ok(&mut Command::new(repo("images/bake")));
+    let image = image.lines().last().unwrap().trim().to_string();
+    println!("k8s-lab: image {image} ({:.1}s)", t.elapsed().as_secs_f64());
+    // The test workload's image: Debian's static busybox (httpd, nslookup).
+    let busybox = tmp.0.join("busybox.tar");
+    run_ok(
+        Command::new(repo("images/oci-image"))
+            .args(["--name", "paasgen.lab/busybox:1", "--output"])
+            .arg(&busybox)
+            .args([
+                "--file",
+                "/bin/busybox:/bin/busybox",
+                "--busybox-links",
+                "--entrypoint",
+                "/bin/sh",
+            ]),
+    );
+
+    run_ok(
+        Command::new(lab_script())
+            .env("PAASGEN_LAB_LOCK_WAIT", "3600")
+            .args(["up", "--kubernetes", "-d"])
+            .arg(&out_dir)
+            .args(["--image", &image]),
+    );
+    let _guard = LabGuard;
+    let since = Instant::now();
+    let all = [
+        "gw-1", "gw-2", "etcd-1", "etcd-2", "etcd-3", "master-1", "master-2", "master-3",
+        "worker-1", "worker-2",
+    ];
+    let kube_nodes = ["master-1", "master-2", "master-3", "worker-1", "worker-2"];
+
+    // 1. The first init fails (port 6443 taken) and is retried with the PKI intact.
+    let blocker = block_api_port();
+    let failed = wait_for(
+        "master-1's first kubeadm init failing",
+        Duration::from_secs(600),
+        Duration::from_secs(2),
+        || {
+            let log = try_ok(&mut exec(
+                "master-1",
+                &[
+                    "journalctl",
+                    "-u",
+                    "paasgen-kubeadm",
+                    "--no-pager",
+                    "-o",
+                    "cat",
+                ],
+            ))?;
+            log.contains("kubeadm init failed").then_some(log)
+        },
+        || diagnostics(&["master-1", "etcd-1"]),
+    );
+    assert!(failed.contains("Port-6443"), "{failed}");
+    drop(blocker);
+    println!(
+        "k8s-lab: first init failed as arranged at {:.0}s",
+        since.elapsed().as_secs_f64()
+    );
+
+    // 2. Every Node Ready, seen through the public VIP.
+    let ready = wait_for(
+        "all 5 Nodes Ready",
+        Duration::from_secs(1500),
+        Duration::from_secs(5),
+        || {
+            let out = try_ok(&mut kubectl(
+                &kubectl_bin,
+                &kubeconfig,
+                &["get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} {end}"],
+            ))?;
+            let ready = out
+                .split_whitespace()
+                .filter(|w| w.ends_with("=True"))
+                .count();
+            (ready == kube_nodes.len()).then_some(out)
+        },
+        || diagnostics(&kube_nodes),
+    );
+    let ready_secs = since.elapsed().as_secs_f64();
+    println!("k8s-lab: all Nodes Ready {ready_secs:.0}s after lab up: {ready}");
+    let readyz = run_ok(&mut kubectl(
+        &kubectl_bin,
+        &kubeconfig,
+        &["get", "--raw", "/readyz"],
+    ));
+    assert_eq!(readyz.trim(), "ok");
+    // The reset after the failed init emptied /etc/kubernetes/pki; what is there now is
+    // still the CA paasgen keeps, not one kubeadm made up.
+    let on_node = exec_ok("master-1", &["cat", "/etc/kubernetes/pki/ca.crt"]);
+    assert_eq!(
+        on_node.trim(),
+        ca_pem.trim(),
+        "master-1's CA is not the one paasgen keeps"
+    );
+
+    // 3. A Deployment behind the ingress NodePort answers through the public VIP,
+    //    and a pod resolves a Service name through CoreDNS.
+    for w in ["worker-1", "worker-2"] {
+        let dest = Path::new(LAB_DIR)
+            .join("nodes")
+            .join(w)
+            .join("merged/tmp/busybox.tar");
+        std::fs::copy(&busybox, &dest).unwrap();
+        exec_ok(
+            w,
+            &[
+                "ctr",
+                "-n",
+                "k8s.io",
+                "images",
+                "import",
+                "/tmp/busybox.tar",
+            ],
+        );
+    }
+    let manifest = tmp.0.join("hello.yaml");
+    std::fs::write(&manifest, WORKLOAD).unwrap();
+    run_ok(&mut kubectl(
+        &kubectl_bin,
+        &kubeconfig,
+        &["apply", "-f", manifest.to_str().unwrap()],
+    ));
+    let public_vip = "203.0.113.10";
+    let page = wait_for(
+        "the Deployment answering on http://PUBLIC_VIP/",
+        Duration::from_secs(300),
+        Duration::from_secs(3),
+        || {
+            let body = try_ok(&mut exec(
+                "remote",
+                &[
+                    "curl",
+                    "-sf",
+                    "--max-time",
+                    "5",
+                    &format!("http://{public_vip}/"),
+                ],
+            ))?;
+            body.starts_with("hello from hello-").then_some(body)
+        },
+        || {
+            let pods = try_ok(&mut kubectl(
+                &kubectl_bin,
+                &kubeconfig,
+                &["get", "pods", "-A", "-o", "wide"],
+            ))
+            .unwrap_or_default();
+            format!("{pods}\n{}", diagnostics(&["worker-1", "worker-2"]))
+        },
+    );
+    println!("k8s-lab: ingress through the public VIP: {}", page.trim());
+    let pod = run_ok(&mut kubectl(
+        &kubectl_bin,
+        &kubeconfig,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=hello",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    ));
+    let lookup = wait_for(
+        "a pod resolving kubernetes.default through CoreDNS",
+        Duration::from_secs(180),
+        Duration::from_secs(3),
+        || {
+            let out = try_ok(&mut kubectl(
+                &kubectl_bin,
+                &kubeconfig,
+                &[
+                    "exec",
+                    pod.trim(),
+                    "--",
+                    "nslookup",
+                    "kubernetes.default.svc.cluster.local",
+                ],
+            ))?;
+            out.contains("10.96.0.1").then_some(out)
+        },
+        || {
+            try_ok(&mut kubectl(
+                &kubectl_bin,
+                &kubeconfig,
+                &["get", "pods", "-A", "-o", "wide"],
+            ))
+            .unwrap_or_default()
+        },
+    );
+    println!(
+        "k8s-lab: DNS: {}",
+        lookup.lines().last().unwrap_or_default()
+    );
+
+    // 4. master-1 powered off: the API still answers through the VIP and takes writes.
+    run_ok(Command::new(lab_script()).args(["stop", "master-1"]));
+    let t = Instant::now();
+    wait_for(
+        "the API answering and writing with master-1 off",
+        Duration::from_secs(120),
+        Duration::from_secs(2),
+        || {
+            try_ok(&mut kubectl(
+                &kubectl_bin,
+                &kubeconfig,
+                &["get", "--raw", "/readyz"],
+            ))?;
+            try_ok(&mut kubectl(
+                &kubectl_bin,
+                &kubeconfig,
+                &[
+                    "create",
+                    "configmap",
+                    "written-without-master-1",
+                    "--from-literal=k=v",
+                ],
+            ))
+        },
+        || diagnostics(&["master-2", "gw-1"]),
+    );
+    println!(
+        "k8s-lab: API wrote with master-1 off after {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    println!(
+        "k8s-lab: summary: Nodes Ready {ready_secs:.0}s after lab up ({} nodes)",
+        all.len()
+    );
+}
