@@ -106,7 +106,7 @@ fn block_api_port() -> KillOnDrop {
         &[
             "python3",
             "-c",
-            "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',6443))\ns.listen(1)\ntime.sleep(900)",
+            "import socket,time # paasgen-test-blocker\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',6443))\ns.listen(1)\ntime.sleep(900)",
         ],
     )
     .stdin(Stdio::null())
@@ -172,15 +172,8 @@ fn kubernetes_boots_from_rendered_user_data() {
     let busybox = tmp.0.join("busybox.tar");
     run_ok(
         Command::new(repo("images/oci-image"))
-            .args(["--name", "paasgen.lab/busybox:1", "--output"])
-            .arg(&busybox)
-            .args([
-                "--file",
-                "/bin/busybox:/bin/busybox",
-                "--busybox-links",
-                "--entrypoint",
-                "/bin/sh",
-            ]),
+            .args(["--busybox", "paasgen.lab/busybox:1"])
+            .arg(&busybox),
     );
 
     run_ok(
@@ -221,6 +214,8 @@ fn kubernetes_boots_from_rendered_user_data() {
         || diagnostics(&["master-1", "etcd-1"]),
     );
     assert!(failed.contains("Port-6443"), "{failed}");
+    // nsenter forks into the node's PID namespace: the process to end is inside it.
+    exec_ok("master-1", &["pkill", "-f", "paasgen-test-blocker"]);
     drop(blocker);
     println!(
         "k8s-lab: first init failed as arranged at {:.0}s",
@@ -269,7 +264,7 @@ fn kubernetes_boots_from_rendered_user_data() {
         let dest = Path::new(LAB_DIR)
             .join("nodes")
             .join(w)
-            .join("merged/tmp/busybox.tar");
+            .join("merged/var/tmp/busybox.tar");
         std::fs::copy(&busybox, &dest).unwrap();
         exec_ok(
             w,
@@ -279,7 +274,7 @@ fn kubernetes_boots_from_rendered_user_data() {
                 "k8s.io",
                 "images",
                 "import",
-                "/tmp/busybox.tar",
+                "/var/tmp/busybox.tar",
             ],
         );
     }

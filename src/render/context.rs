@@ -33,6 +33,7 @@ pub struct NetworkView {
     pub public_vip: String,
     pub public_gateway: String,
     pub vrrp_router_id: u8,
+    pub dns_servers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -181,6 +182,7 @@ impl Shared {
                 public_vip: net.public_vip.to_string(),
                 public_gateway: net.public_gateway.to_string(),
                 vrrp_router_id: net.vrrp_router_id,
+                dns_servers: net.dns_servers.iter().map(|ip| ip.to_string()).collect(),
             },
             ports: PortsView {
                 api: 6443,

@@ -57,6 +57,11 @@ pub fn for_node(
             render("ensure-packages.sh")?,
         ),
     ];
+    // The image runs no resolver of its own (no systemd-resolved): without this file
+    // a node resolves nothing, and CoreDNS, which forwards to it, refuses to start.
+    if !spec.network.dns_servers.is_empty() {
+        files.push(file("/etc/resolv.conf", CONFIG, render("resolv.conf")?));
+    }
     if node.role != Role::Gateway {
         files.push(file(
             "/etc/systemd/system/paasgen-default-route.service",

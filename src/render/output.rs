@@ -28,6 +28,9 @@ pub struct ManifestNetwork {
     pub api_port: u16,
     pub ingress_http_node_port: u16,
     pub ingress_https_node_port: u16,
+    /// Resolvers the cloud's subnet hands the nodes.
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +64,7 @@ pub fn manifest(spec: &Spec, docs: &[NodeDocument]) -> Manifest {
             api_port: 6443,
             ingress_http_node_port: spec.kubernetes.ingress_http_node_port,
             ingress_https_node_port: spec.kubernetes.ingress_https_node_port,
+            dns_servers: n.dns_servers.iter().map(|ip| ip.to_string()).collect(),
         },
         nodes: docs
             .iter()
