@@ -166,7 +166,12 @@ fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
     ]);
     assert!(ok, "{out}");
     let json_start = out.find('{').unwrap();
-    let nodes: Value = serde_json::from_str(&out[json_start..]).unwrap();
+    // The JSON document is stdout; spec warnings (stderr) may follow it.
+    let nodes: Value = serde_json::Deserializer::from_str(&out[json_start..])
+        .into_iter()
+        .next()
+        .expect("a JSON document")
+        .unwrap();
     assert_eq!(nodes.as_object().unwrap().len(), 10);
     for (name, n) in nodes.as_object().unwrap() {
         assert_eq!(n["status"], "ACTIVE", "{name}: {n}");
