@@ -49,6 +49,10 @@ enum Command {
         /// Replace the documents of another cluster found in the output dir.
         #[arg(long)]
         force: bool,
+        /// Write nothing: show how the output dir differs from a render now and exit 1
+        /// if it does (for CI and reviews).
+        #[arg(long)]
+        check: bool,
     },
     /// Show what `launch` would create, keep or find changed; changes nothing.
     Plan {
@@ -191,12 +195,14 @@ fn main() -> ExitCode {
             paths,
             wait_lock,
             force,
+            check,
         } => commands::render(&commands::RenderArgs {
             file: &paths.file,
             out: &paths.out,
             state_dir: paths.state_dir.as_deref(),
             wait_lock,
             force,
+            check,
         }),
         Command::Plan { cloud } => commands::cloud::plan(&cloud.args(false)),
         Command::Launch {

@@ -96,3 +96,53 @@ fn a_relaunch_does_not_hide_what_running_servers_booted_with() {
         "{diff}"
     );
 }
+
+/// Before any launch: `render --check` and `diff` compare a render now with out/, write
+/// nothing, and `render --check` exits 1 on a difference (for CI).
+#[test]
+fn before_launch_a_spec_change_is_reviewed_against_the_last_render() {
+    let bin = env!("CARGO_BIN_EXE_paasgen");
+    let dir = tempfile::tempdir().unwrap();
+    let spec_path = dir.path().join("cluster.yaml");
+    std::fs::write(&spec_path, spec::EXAMPLE).unwrap();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(bin)
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    assert_eq!(run(&["render", "-f", "cluster.yaml"]).0, Some(0));
+    let (code, out) = run(&["render", "-f", "cluster.yaml", "--check"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("up to date"), "{out}");
+
+    let changed = spec::EXAMPLE.replacen(
+        r#"labels: { ingress: "true" }"#,
+        r#"labels: { ingress: "true", zone: b }"#,
+        1,
+    );
+    std::fs::write(&spec_path, changed).unwrap();
+    let before = std::fs::read(dir.path().join("out/worker-2.yaml")).unwrap();
+    let (code, out) = run(&["render", "-f", "cluster.yaml", "--check"]);
+    assert_eq!(code, Some(1), "{out}");
+    let headers: Vec<&str> = out.lines().filter(|l| l.starts_with("--- ")).collect();
+    assert_eq!(headers, vec!["--- out/worker-2.yaml"], "{out}");
+    assert!(
+        out.contains("+            value: \"ingress=true,zone=b\""),
+        "{out}"
+    );
+    let (code, out) = run(&["diff", "-f", "cluster.yaml"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("nothing launched yet"), "{out}");
+    assert!(out.contains("--- out/worker-2.yaml"), "{out}");
+    // Neither wrote anything.
+    assert_eq!(
+        std::fs::read(dir.path().join("out/worker-2.yaml")).unwrap(),
+        before
+    );
+}

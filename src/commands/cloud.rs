@@ -323,25 +323,31 @@ fn redact_keys(text: &str) -> String {
     out
 }
 
-/// Unified diff of each node's launched user-data against what render gives now.
-pub fn diff_documents(state: &StateFile, docs: &[NodeDocument]) -> Result<String> {
+/// Unified diff of each node's `old` document against what render gives now; a node
+/// without one is listed as `missing`. Private keys show only as their hash.
+pub fn diff_against(
+    docs: &[NodeDocument],
+    old: impl Fn(&str) -> Result<Option<String>>,
+    old_label: &str,
+    missing: &str,
+) -> Result<String> {
     let mut out = String::new();
     for doc in docs {
-        let Some(launched) = state.launched_user_data(&doc.name)? else {
-            out.push_str(&format!("{}: not launched yet\n", doc.name));
+        let Some(before) = old(&doc.name)? else {
+            out.push_str(&format!("{}: {missing}\n", doc.name));
             continue;
         };
-        if launched == doc.user_data {
+        if before == doc.user_data {
             continue;
         }
-        let (old, new) = (redact_keys(&launched), redact_keys(&doc.user_data));
-        let diff = similar::TextDiff::from_lines(&old, &new);
+        let (before, now) = (redact_keys(&before), redact_keys(&doc.user_data));
+        let diff = similar::TextDiff::from_lines(&before, &now);
         out.push_str(
             &diff
                 .unified_diff()
                 .context_radius(3)
                 .header(
-                    &format!("launched/{}.yaml", doc.name),
+                    &format!("{old_label}/{}.yaml", doc.name),
                     &format!("rendered/{}.yaml", doc.name),
                 )
                 .to_string(),
@@ -350,12 +356,50 @@ pub fn diff_documents(state: &StateFile, docs: &[NodeDocument]) -> Result<String
     Ok(out)
 }
 
+/// Each node's launched user-data against what render gives now.
+pub fn diff_documents(state: &StateFile, docs: &[NodeDocument]) -> Result<String> {
+    diff_against(
+        docs,
+        |n| state.launched_user_data(n),
+        "launched",
+        "not launched yet",
+    )
+}
+
+/// Each node's document in `out` (the last render) against what render gives now.
+pub fn diff_rendered(out: &std::path::Path, docs: &[NodeDocument]) -> Result<String> {
+    let read = |node: &str| -> Result<Option<String>> {
+        let path = out.join(format!("{node}.yaml"));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+        }
+    };
+    diff_against(docs, read, "out", "not rendered yet")
+}
+
 pub fn diff(args: &CloudArgs) -> Result<()> {
     let (_, pki, docs, state_dir) = prepare(args)?;
     note_unsaved(&pki);
-    let text = diff_documents(&StateFile::new(&state_dir), &docs)?;
+    let state = StateFile::new(&state_dir);
+    // Before any launch, the last render (out/) is what a change is reviewed against.
+    let launched_any = docs
+        .iter()
+        .any(|d| state.launched_user_data_path(&d.name).exists());
+    let (text, same) = if launched_any {
+        let text = diff_documents(&state, &docs)?;
+        (text, "every node runs the user-data render gives now")
+    } else {
+        println!(
+            "nothing launched yet: comparing with the last render in {}",
+            args.out.display()
+        );
+        let text = diff_rendered(args.out, &docs)?;
+        (text, "out/ holds what render gives now")
+    };
     if text.is_empty() {
-        println!("no differences: every node runs the user-data render gives now");
+        println!("no differences: {same}");
     } else {
         print!("{text}");
     }

@@ -92,11 +92,29 @@ pub struct RenderArgs<'a> {
     pub wait_lock: bool,
     /// Replace the documents of another cluster found in `out`.
     pub force: bool,
+    /// Write nothing; fail when `out` differs from what render gives now.
+    pub check: bool,
 }
+
+/// `render --check` found documents in out/ that differ from a render now.
+#[derive(Debug, thiserror::Error)]
+#[error("out/ differs from what render gives now (run `paasgen render` to update it)")]
+pub struct OutOfDate;
 
 pub fn render(args: &RenderArgs) -> Result<()> {
     let spec = load_spec(args.file)?;
     let state = state_dir_for(args.file, args.state_dir);
+    if args.check {
+        // Read-only: no lock, nothing written, missing keys issued in memory only.
+        let (_, docs) = render_in_memory(&spec, &state)?;
+        let text = cloud::diff_rendered(args.out, &docs)?;
+        if text.is_empty() {
+            println!("out/ is up to date");
+            return Ok(());
+        }
+        print!("{text}");
+        return Err(OutOfDate.into());
+    }
     let lock = StateLock::acquire(&state, "render", args.wait_lock)?;
     let (pki, docs) = render_in_memory(&spec, &state)?;
     // Only now, with every document rendered and out/ found to be ours, is anything written.
