@@ -4,7 +4,8 @@
 //! fed its rendered user-data. Checks, through the gateways' public VIP from the lab's
 //! "internet": every Node Ready, /readyz, a Deployment behind the ingress NodePort,
 //! a pod resolving a Service name through CoreDNS, the API surviving master-1 powered
-//! off; and that a failed first `kubeadm init` is retried with the PKI intact.
+//! off; that a failed first `kubeadm init` is retried with the PKI intact; and that the
+//! gateways booting last (after every master and worker) changes nothing.
 //!
 //! Needs root and what `scripts/lab` needs; without them it prints why and passes,
 //! unless `CI` is set (then it fails). Run: `cargo test --test kubernetes_lab -- --nocapture`.
@@ -191,6 +192,11 @@ fn kubernetes_boots_from_rendered_user_data() {
     ];
     let kube_nodes = ["master-1", "master-2", "master-3", "worker-1", "worker-2"];
 
+    // 0. The gateways come up last: masters and workers boot without the VIP (no API,
+    //    no internet) and must wait for it, whatever the boot order.
+    for gw in ["gw-1", "gw-2"] {
+        run_ok(Command::new(lab_script()).args(["stop", gw]));
+    }
     // 1. The first init fails (port 6443 taken) and is retried with the PKI intact.
     let blocker = block_api_port();
     let failed = wait_for(
@@ -214,6 +220,13 @@ fn kubernetes_boots_from_rendered_user_data() {
         || diagnostics(&["master-1", "etcd-1"]),
     );
     assert!(failed.contains("Port-6443"), "{failed}");
+    for gw in ["gw-1", "gw-2"] {
+        run_ok(Command::new(lab_script()).args(["start", gw]));
+    }
+    println!(
+        "k8s-lab: gateways started {:.0}s after the other nodes",
+        since.elapsed().as_secs_f64()
+    );
     // nsenter forks into the node's PID namespace: the process to end is inside it.
     exec_ok("master-1", &["pkill", "-f", "paasgen-test-blocker"]);
     drop(blocker);
@@ -310,6 +323,18 @@ fn kubernetes_boots_from_rendered_user_data() {
                 &["get", "pods", "-A", "-o", "wide"],
             ))
             .unwrap_or_default();
+            let taints = try_ok(&mut kubectl(
+                &kubectl_bin,
+                &kubeconfig,
+                &[
+                    "get",
+                    "nodes",
+                    "-o",
+                    "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints",
+                ],
+            ))
+            .unwrap_or_default();
+            let pods = format!("{pods}\n{taints}");
             format!("{pods}\n{}", diagnostics(&["worker-1", "worker-2"]))
         },
     );
