@@ -717,6 +717,11 @@ fn check_haproxy(nodes: &[Node], vip: &str, api_port: u64) {
     let url = format!("https://{vip}:{api_port}/");
     let want: BTreeSet<String> = masters.iter().map(|m| m.name.clone()).collect();
 
+    // haproxy counts a master once its health check (TLS, GET /readyz) passed twice.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while curl_from(&client, &url).is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(500));
+    }
     let seen: Vec<String> = (0..2 * masters.len())
         .filter_map(|_| curl_from(&client, &url))
         .collect();
