@@ -378,10 +378,12 @@ fn kubernetes_boots_from_rendered_user_data() {
             .unwrap_or_default()
         },
     );
-    println!(
-        "k8s-lab: DNS: {}",
-        lookup.lines().last().unwrap_or_default()
-    );
+    let answer = lookup
+        .lines()
+        .filter(|l| l.contains("10.96.0.1"))
+        .next_back()
+        .unwrap_or_default();
+    println!("k8s-lab: DNS: kubernetes.default.svc.cluster.local -> {answer}");
 
     // 4. master-1 powered off: the API still answers through the VIP and takes writes.
     run_ok(Command::new(lab_script()).args(["stop", "master-1"]));
