@@ -380,8 +380,7 @@ fn kubernetes_boots_from_rendered_user_data() {
     );
     let answer = lookup
         .lines()
-        .filter(|l| l.contains("10.96.0.1"))
-        .next_back()
+        .rfind(|l| l.contains("10.96.0.1"))
         .unwrap_or_default();
     println!("k8s-lab: DNS: kubernetes.default.svc.cluster.local -> {answer}");
 
