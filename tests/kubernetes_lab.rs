@@ -6,6 +6,10 @@
 //! a pod resolving a Service name through CoreDNS, the API surviving master-1 powered
 //! off; that a failed first `kubeadm init` is retried with the PKI intact; and that the
 //! gateways booting last (after every master and worker) changes nothing.
+//! master-3 boots from a stock image (no containerd, Kubernetes binaries, CNI plugins,
+//! image archives or runc): its user-data installs all of it from the site mirror the
+//! lab serves in its "internet" (`scripts/lab-mirror`: signed apt repository, release
+//! files, registry), named by the spec's `mirrors`, and it still joins.
 //!
 //! Needs root and what `scripts/lab` needs; without them it prints why and passes,
 //! unless `CI` is set (then it fails). Run: `cargo test --test kubernetes_lab -- --nocapture`.
@@ -143,13 +147,80 @@ spec:
   ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
 "#;
 
+/// The example spec using the lab's mirror: `scripts/lab-mirror` writes its `mirrors:`
+/// section and, under `kubernetes_sha256:`, the checksums of its Go-built files.
+fn with_mirror(spec: String, fragment: &str) -> String {
+    let (mirrors, sums) = fragment
+        .split_once("kubernetes_sha256:\n")
+        .expect("fragment has kubernetes_sha256");
+    let sums: String = sums.lines().map(|l| format!("  {l}\n")).collect();
+    let spec = spec.replacen(
+        "\nkubernetes:\n",
+        &format!("\nkubernetes:\n  sha256:\n{sums}"),
+        1,
+    );
+    spec.replacen("\nnodes:\n", &format!("\n{mirrors}\nnodes:\n"), 1)
+}
+
+/// What master-3 (stock image) shows of its install: every piece came from the mirror.
+fn check_stock_master(fragment: &str) {
+    let sum = |name: &str| {
+        fragment
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in the mirror's sums"))
+            .to_string()
+    };
+    let kubeadm = exec_ok("master-3", &["sha256sum", "/usr/local/bin/kubeadm"]);
+    assert!(kubeadm.starts_with(&sum("kubeadm")), "{kubeadm}");
+    let sources = exec_ok(
+        "master-3",
+        &["cat", "/etc/apt/sources.list.d/paasgen-mirror.sources"],
+    );
+    assert!(sources.contains("http://198.51.100.10/debian"), "{sources}");
+    let runc = exec_ok("master-3", &["apt-cache", "policy", "runc"]);
+    assert!(runc.contains("198.51.100.10/debian"), "{runc}");
+    let images = exec_ok("master-3", &["crictl", "images", "-o", "json"]);
+    for want in [
+        "registry.k8s.io/kube-apiserver",
+        "ghcr.io/flannel-io/flannel",
+    ] {
+        assert!(
+            images.contains(want),
+            "master-3 has no {want} image: {images}"
+        );
+    }
+    let log = std::fs::read_to_string(format!("{LAB_DIR}/mirror-registry.log")).unwrap_or_default();
+    let pulls = log.matches("/v2/registry.k8s.io/kube-apiserver/").count();
+    assert!(
+        pulls > 0,
+        "the registry mirror saw no kube-apiserver pull:\n{log}"
+    );
+    println!(
+        "k8s-lab: stock master-3 installed from the mirror: runc from {}, kubeadm {}, {pulls} kube-apiserver registry requests",
+        runc.lines().find(|l| l.contains("198.51.100.10")).unwrap_or("").trim(),
+        &kubeadm[..12]
+    );
+}
+
 #[test]
 fn kubernetes_boots_from_rendered_user_data() {
     if lab_cannot_run("kubernetes lab test") {
         return;
     }
     let tmp = TempDir::new("k8s-lab");
-    let out_dir = render_example(env!("CARGO_BIN_EXE_paasgen"), &tmp.0);
+    let t = Instant::now();
+    let mirror = run_ok(&mut Command::new(repo("scripts/lab-mirror")));
+    let mirror = PathBuf::from(mirror.lines().last().expect("mirror dir").trim());
+    println!(
+        "k8s-lab: mirror {} ({:.1}s)",
+        mirror.display(),
+        t.elapsed().as_secs_f64()
+    );
+    let fragment = std::fs::read_to_string(mirror.join("spec.yaml")).unwrap();
+    let out_dir = render_edited_example(env!("CARGO_BIN_EXE_paasgen"), &tmp.0, |spec| {
+        with_mirror(spec, &fragment)
+    });
     let kubeconfig = tmp.0.join(".paasgen/admin.kubeconfig");
     let ca_pem = std::fs::read_to_string(tmp.0.join(".paasgen/pki/ca.crt")).unwrap();
 
@@ -178,7 +249,8 @@ fn kubernetes_boots_from_rendered_user_data() {
             .env("PAASGEN_LAB_LOCK_WAIT", "3600")
             .args(["up", "--kubernetes", "-d"])
             .arg(&out_dir)
-            .args(["--image", &image]),
+            .args(["--image", &image, "--stock", "master-3", "--mirror"])
+            .arg(&mirror),
     );
     let _guard = LabGuard;
     let since = Instant::now();
@@ -252,6 +324,7 @@ fn kubernetes_boots_from_rendered_user_data() {
     );
     let ready_secs = since.elapsed().as_secs_f64();
     println!("k8s-lab: all Nodes Ready {ready_secs:.0}s after lab up: {ready}");
+    check_stock_master(&fragment);
     let readyz = run_ok(&mut kubectl(
         &kubectl_bin,
         &kubeconfig,

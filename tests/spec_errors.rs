@@ -427,3 +427,41 @@ fn echoed_values_are_cut_short_and_escaped() {
         o.stderr
     );
 }
+
+#[test]
+fn mirrors_are_checked_for_where_they_land() {
+    let with_mirrors =
+        |block: &str| example_with("\nnodes:\n", &format!("\nmirrors:\n{block}\nnodes:\n"));
+    rejects(
+        &with_mirrors("  files: ftp://mirror.example/files"),
+        &["mirrors.files", "must start with http:// or https://"],
+    );
+    // A URL lands in a shell script, a TOML file and apt's sources: nothing they read
+    // differently gets through.
+    rejects(
+        &with_mirrors("  files: \"http://mirror.example/x\\\"; touch /tmp/owned; \\\"\""),
+        &["mirrors.files", "the path may hold only"],
+    );
+    rejects(
+        &with_mirrors("  debian: { url: \"http://bad host/debian\" }"),
+        &["mirrors.debian.url", "the host must be"],
+    );
+    rejects(
+        &with_mirrors("  registry: http://mirror.example:70000"),
+        &["mirrors.registry", "the port must be 1-65535"],
+    );
+    rejects(
+        &with_mirrors("  registry: http://mirror.example:5000/v2/registry.k8s.io"),
+        &["mirrors.registry", "without a path"],
+    );
+    rejects(
+        &with_mirrors(
+            "  debian: { url: \"http://mirror.example/debian\", key: \"ssh-ed25519 AAAA\" }",
+        ),
+        &["mirrors.debian.key", "ASCII-armoured public key"],
+    );
+    rejects(
+        &with_mirrors("  debian: { uri: \"http://mirror.example/debian\" }"),
+        &["uri"],
+    );
+}

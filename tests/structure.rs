@@ -202,3 +202,69 @@ fn without_a_known_checksum_a_node_installs_only_from_its_image() {
         "{script}"
     );
 }
+
+/// `mirrors`: every download, apt source and image pull of a node goes to the site's
+/// mirrors; gateways and etcd get no registry configuration (they run no containers).
+#[test]
+fn mirrors_reach_every_download_source_and_pull() {
+    let text = paasgen::spec::EXAMPLE.to_string().replacen(
+        "\nnodes:\n",
+        "\nmirrors:\n  files: http://mirror.example:8080/files/\n  registry: https://registry.example\n  debian: { url: http://mirror.example/debian }\nnodes:\n",
+        1,
+    );
+    let spec = paasgen::spec::parse("cluster.yaml", &text)
+        .expect("valid")
+        .0;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, docs) = render_in(dir.path(), &spec);
+    let of = |name: &str| files_of(docs.iter().find(|d| d.name == name).unwrap());
+    let w = of("worker-1");
+    let install = String::from_utf8(
+        file(&w, "/usr/local/sbin/paasgen-install-kubernetes")
+            .bytes
+            .clone(),
+    )
+    .unwrap();
+    assert!(!install.contains("https://github.com") && !install.contains("https://dl.k8s.io"));
+    assert!(install.contains("\"http://mirror.example:8080/files/github.com/containerd/containerd/releases/download/v2.4.1/containerd-2.4.1-linux-amd64.tar.gz\""), "{install}");
+    let hosts = String::from_utf8(
+        file(&w, "/etc/containerd/certs.d/registry.k8s.io/hosts.toml")
+            .bytes
+            .clone(),
+    )
+    .unwrap();
+    assert!(
+        hosts.contains("[host.\"https://registry.example/v2/registry.k8s.io\"]"),
+        "{hosts}"
+    );
+    assert!(hosts.contains("override_path = true"));
+    let sources =
+        String::from_utf8(file(&w, "/etc/paasgen/apt-mirror.sources").bytes.clone()).unwrap();
+    assert!(
+        sources.contains("URIs: http://mirror.example/debian\n"),
+        "{sources}"
+    );
+    assert!(sources.contains("Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"));
+    let e = of("etcd-1");
+    let etcd = String::from_utf8(
+        file(&e, "/usr/local/sbin/paasgen-install-etcd")
+            .bytes
+            .clone(),
+    )
+    .unwrap();
+    assert!(
+        etcd.contains(
+            "http://mirror.example:8080/files/github.com/etcd-io/etcd/releases/download/v3.6.14/"
+        ),
+        "{etcd}"
+    );
+    file(&e, "/etc/paasgen/apt-mirror.sources");
+    for node in ["etcd-1", "gw-1"] {
+        assert!(
+            !of(node)
+                .iter()
+                .any(|f| f.path.starts_with("/etc/containerd/")),
+            "{node}"
+        );
+    }
+}

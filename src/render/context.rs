@@ -104,6 +104,34 @@ pub struct KubernetesView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct DebianMirrorView {
+    pub url: String,
+    pub security_url: String,
+    /// The keyring apt checks the mirror with.
+    pub signed_by: &'static str,
+    /// Armoured key written next to the sources, when the mirror has its own.
+    pub key: Option<String>,
+}
+
+/// One upstream registry and where containerd pulls its images instead.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistryMirrorView {
+    pub upstream: &'static str,
+    pub server: &'static str,
+    /// `<mirror>/v2/<upstream>`: containerd appends the repository path as is.
+    pub endpoint: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MirrorsView {
+    pub debian: Option<DebianMirrorView>,
+    /// Masters and workers only: nothing else runs containers.
+    pub registries: Vec<RegistryMirrorView>,
+}
+
+pub const MIRROR_KEY_PATH: &str = "/etc/apt/keyrings/paasgen-mirror.asc";
+
+#[derive(Debug, Clone, Serialize)]
 pub struct KubeadmView {
     /// The first master may run `kubeadm init`; everyone else only joins.
     pub may_init: bool,
@@ -125,6 +153,7 @@ pub struct NodeContext {
     pub etcd: Option<EtcdView>,
     pub kubernetes: Option<KubernetesView>,
     pub kubeadm: Option<KubeadmView>,
+    pub mirrors: MirrorsView,
 }
 
 /// The parts of a context that are the same for every node: built once per render.
@@ -221,6 +250,7 @@ impl Shared {
             kubeadm: matches!(role, Role::Master | Role::Worker).then(|| KubeadmView {
                 may_init: spec.first_master().is_some_and(|m| m.name == node.name),
             }),
+            mirrors: mirrors_view(spec, role),
             node: this,
         }
     }
@@ -250,7 +280,10 @@ impl Shared {
         let members = &self.etcd_members;
         let download = match e.source {
             EtcdSource::Debian => None,
-            EtcdSource::Release => Some(versions::etcd(&e.version, e.sha256.as_deref())),
+            EtcdSource::Release => Some(
+                versions::etcd(&e.version, e.sha256.as_deref())
+                    .through(spec.mirrors.files.as_deref()),
+            ),
         };
         EtcdView {
             version: e.version.clone(),
@@ -278,6 +311,7 @@ impl Shared {
 
     fn kubernetes(&self, spec: &Spec, pki: &Pki) -> KubernetesView {
         let k = &spec.kubernetes;
+        let files_mirror = spec.mirrors.files.as_deref();
         let release = versions::kubernetes(&k.version, &k.sha256);
         let mut api_cert_sans = vec![
             spec.network.private_vip.to_string(),
@@ -288,7 +322,8 @@ impl Shared {
         KubernetesView {
             version: k.version.clone(),
             containerd_version: k.containerd_version.clone(),
-            containerd: versions::containerd(&k.containerd_version, &k.sha256),
+            containerd: versions::containerd(&k.containerd_version, &k.sha256)
+                .through(files_mirror),
             pod_cidr: k.pod_cidr.to_string(),
             service_cidr: k.service_cidr.to_string(),
             api_cert_sans,
@@ -296,23 +331,23 @@ impl Shared {
                 BinaryView {
                     name: "kubeadm",
                     version_args: "version -o short",
-                    download: release.kubeadm,
+                    download: release.kubeadm.through(files_mirror),
                 },
                 BinaryView {
                     name: "kubelet",
                     version_args: "--version",
-                    download: release.kubelet,
+                    download: release.kubelet.through(files_mirror),
                 },
                 BinaryView {
                     name: "kubectl",
                     version_args: "version --client",
-                    download: release.kubectl,
+                    download: release.kubectl.through(files_mirror),
                 },
             ],
             crictl_version: release.crictl_version,
-            crictl: release.crictl,
+            crictl: release.crictl.through(files_mirror),
             cni_plugins_version: release.cni_plugins_version,
-            cni_plugins: release.cni_plugins,
+            cni_plugins: release.cni_plugins.through(files_mirror),
             pause_image: versions::PAUSE_IMAGE,
             flannel_image: versions::FLANNEL_IMAGE,
             flannel_cni_plugin_image: versions::FLANNEL_CNI_PLUGIN_IMAGE,
@@ -320,6 +355,33 @@ impl Shared {
             ca_cert_hash: pki.ca_cert_hash.clone(),
         }
     }
+}
+
+fn mirrors_view(spec: &Spec, role: Role) -> MirrorsView {
+    let m = &spec.mirrors;
+    let trim = |u: &str| u.trim_end_matches('/').to_string();
+    let debian = m.debian.as_ref().map(|d| DebianMirrorView {
+        url: trim(&d.url),
+        security_url: trim(d.security_url.as_deref().unwrap_or(&d.url)),
+        signed_by: if d.key.is_some() {
+            MIRROR_KEY_PATH
+        } else {
+            "/usr/share/keyrings/debian-archive-keyring.gpg"
+        },
+        key: d.key.as_ref().map(|k| format!("{}\n", k.trim())),
+    });
+    let registries = match (&m.registry, role) {
+        (Some(r), Role::Master | Role::Worker) => versions::REGISTRIES
+            .iter()
+            .map(|(upstream, server)| RegistryMirrorView {
+                upstream,
+                server,
+                endpoint: format!("{}/v2/{upstream}", trim(r)),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    MirrorsView { debian, registries }
 }
 
 /// What cluster-wide files (the same on every node) see.

@@ -62,6 +62,7 @@ pub fn for_node(
     if !spec.network.dns_servers.is_empty() {
         files.push(file("/etc/resolv.conf", CONFIG, render("resolv.conf")?));
     }
+    files.extend(mirror_files(t, ctx)?);
     if node.role != Role::Gateway {
         files.push(file(
             "/etc/systemd/system/paasgen-default-route.service",
@@ -186,6 +187,39 @@ pub fn for_node(
             files.extend(kubernetes_node(&render)?);
         }
         Role::Worker => files.extend(kubernetes_node(&render)?),
+    }
+    Ok(files)
+}
+
+/// apt sources and containerd registry hosts for the spec's mirrors (`mirrors`).
+fn mirror_files(t: &Templates, ctx: &tera::Context) -> Result<Vec<File>> {
+    let mut files = Vec::new();
+    let mirrors = ctx.get("mirrors").cloned().unwrap_or_default();
+    if let Some(debian) = mirrors.get("debian").filter(|d| !d.is_null()) {
+        // Written aside: apt_install puts it in place with the image's codename.
+        files.push(file(
+            "/etc/paasgen/apt-mirror.sources",
+            CONFIG,
+            t.render("files/apt-mirror.sources.tera", ctx)?,
+        ));
+        if let Some(key) = debian.get("key").and_then(|k| k.as_str()) {
+            files.push(file(super::context::MIRROR_KEY_PATH, CONFIG, key));
+        }
+    }
+    for registry in mirrors
+        .get("registries")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let mut host_ctx = ctx.clone();
+        host_ctx.insert("registry", registry);
+        let upstream = registry["upstream"].as_str().unwrap_or_default();
+        files.push(file(
+            &format!("/etc/containerd/certs.d/{upstream}/hosts.toml"),
+            CONFIG,
+            t.render("files/containerd-hosts.toml.tera", &host_ctx)?,
+        ));
     }
     Ok(files)
 }

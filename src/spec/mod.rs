@@ -36,6 +36,9 @@ pub struct Spec {
     pub kubernetes: Kubernetes,
     #[serde(default)]
     pub etcd: Etcd,
+    /// Where nodes get software when they cannot (or must not) reach the internet.
+    #[serde(default)]
+    pub mirrors: Mirrors,
     /// Where `paasgen launch --cloud openstack` builds the platform.
     #[serde(default)]
     pub openstack: Option<OpenStack>,
@@ -165,6 +168,34 @@ impl Default for Etcd {
             allow_fewer_than_three: false,
         }
     }
+}
+
+/// Mirrors of what nodes fetch: air-gapped sites run their own, and a node then talks
+/// to nothing else. Every download is still checked against its sha256.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mirrors {
+    /// Replaces the image's Debian sources (main, updates, security).
+    pub debian: Option<DebianMirror>,
+    /// Prefix for release downloads: `https://dl.k8s.io/release/...` is fetched as
+    /// `<files>/dl.k8s.io/release/...`.
+    pub files: Option<String>,
+    /// Registry that containerd pulls through: `registry.k8s.io/pause:3.10.2` is
+    /// pulled as `<registry>/registry.k8s.io/pause:3.10.2`.
+    pub registry: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebianMirror {
+    /// Serves `<codename>` and `<codename>-updates`.
+    pub url: String,
+    /// Serves `<codename>-security`; defaults to `url`.
+    #[serde(default)]
+    pub security_url: Option<String>,
+    /// ASCII-armoured key that signs the mirror; default: Debian's archive keyring.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

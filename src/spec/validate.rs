@@ -17,6 +17,7 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     check_roles(spec, &mut c);
     check_kubernetes(spec, &mut c);
     check_etcd(spec, &mut c);
+    check_mirrors(spec, &mut c);
     c.problems
 }
 
@@ -593,5 +594,91 @@ mod tests {
         assert!(!host_in(&net, "192.168.0.0".parse().unwrap()));
         assert!(!host_in(&net, "192.168.0.255".parse().unwrap()));
         assert!(!host_in(&net, "192.168.1.1".parse().unwrap()));
+    }
+}
+
+/// `http(s)://host[:port][/path]` with nothing a shell, YAML or TOML file would read
+/// differently: mirror URLs land in all three.
+fn url_problem(url: &str) -> Option<&'static str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    let Some(rest) = rest else {
+        return Some("must start with http:// or https://");
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    let host_ok = host.parse::<Ipv4Addr>().is_ok()
+        || (host.len() <= 253
+            && host
+                .split('.')
+                .all(|l| is_dns_label(&l.to_ascii_lowercase())));
+    if !host_ok {
+        return Some("the host must be a DNS name or an IPv4 address");
+    }
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Some("the port must be 1-65535");
+    }
+    let path_ok = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b));
+    if !path_ok {
+        return Some("the path may hold only letters, digits and - . _ ~ /");
+    }
+    None
+}
+
+/// An ASCII-armoured OpenPGP public key and nothing else.
+fn is_armoured_key(key: &str) -> bool {
+    let key = key.trim();
+    key.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+        && key.ends_with("-----END PGP PUBLIC KEY BLOCK-----")
+        && key.lines().all(|l| {
+            l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b" +/=-:.,()<>@_".contains(&b))
+        })
+}
+
+fn check_mirrors(spec: &Spec, c: &mut Checker) {
+    let m = &spec.mirrors;
+    let mut urls = vec![
+        ("mirrors.files", m.files.as_ref()),
+        ("mirrors.registry", m.registry.as_ref()),
+    ];
+    if let Some(d) = &m.debian {
+        urls.push(("mirrors.debian.url", Some(&d.url)));
+        urls.push(("mirrors.debian.security_url", d.security_url.as_ref()));
+        if d.key.as_ref().is_some_and(|k| !is_armoured_key(k)) {
+            c.error(
+                "mirrors.debian.key",
+                None,
+                "expected an ASCII-armoured public key (-----BEGIN PGP PUBLIC KEY BLOCK----- ... END ...)",
+            );
+        }
+    }
+    for (path, url) in urls {
+        let Some(url) = url else { continue };
+        if let Some(why) = url_problem(url) {
+            c.error(
+                path,
+                None,
+                format!("`{}` is not a usable mirror URL: {why}", shown(url, 80)),
+            );
+        }
+    }
+    let registry_path = m
+        .registry
+        .as_deref()
+        .and_then(|r| r.split_once("://"))
+        .is_some_and(|(_, rest)| rest.trim_end_matches('/').contains('/'));
+    if registry_path {
+        c.error(
+            "mirrors.registry",
+            None,
+            "give the registry's base URL without a path (images are pulled as <registry>/<upstream host>/<name>)",
+        );
     }
 }

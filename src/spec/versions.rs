@@ -19,6 +19,25 @@ pub struct Download {
     pub sha256: Option<String>,
 }
 
+impl Download {
+    /// The same file from a mirror that keeps upstream's host and path under its prefix
+    /// (`mirrors.files`): the checksum does not change.
+    pub fn through(mut self, files_mirror: Option<&str>) -> Download {
+        if let (Some(prefix), Some(rest)) = (files_mirror, self.url.strip_prefix("https://")) {
+            self.url = format!("{}/{rest}", prefix.trim_end_matches('/'));
+        }
+        self
+    }
+}
+
+/// Registries whose images nodes pull (kubeadm's, flannel's, the addons'), with the
+/// endpoint containerd would use without a mirror.
+pub const REGISTRIES: [(&str, &str); 3] = [
+    ("registry.k8s.io", "https://registry.k8s.io"),
+    ("ghcr.io", "https://ghcr.io"),
+    ("docker.io", "https://registry-1.docker.io"),
+];
+
 /// The Kubernetes minor versions paasgen renders for, with the oldest external etcd the
 /// matching kubeadm accepts (`MinExternalEtcdVersion` in cmd/kubeadm/app/constants).
 /// 1.34 is past its end of life: still rendered, with a warning.

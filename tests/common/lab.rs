@@ -159,6 +159,16 @@ pub fn missing_prerequisite() -> Option<String> {
 
 /// `paasgen init` + `paasgen render` of the example in `dir`; returns the out dir.
 pub fn render_example(paasgen: &str, dir: &Path) -> PathBuf {
+    render_edited_example(paasgen, dir, |spec| spec)
+}
+
+/// Like `render_example`, with the example's text changed by `edit` first.
+#[allow(dead_code)]
+pub fn render_edited_example(
+    paasgen: &str,
+    dir: &Path,
+    edit: impl FnOnce(String) -> String,
+) -> PathBuf {
     let spec = dir.join("cluster.yaml");
     let out_dir = dir.join("out");
     run_ok(
@@ -167,6 +177,8 @@ pub fn render_example(paasgen: &str, dir: &Path) -> PathBuf {
             .args(["init", "-f"])
             .arg(&spec),
     );
+    let text = std::fs::read_to_string(&spec).expect("example spec");
+    std::fs::write(&spec, edit(text)).expect("edited spec");
     run_ok(
         Command::new(paasgen)
             .current_dir(dir)
