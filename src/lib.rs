@@ -6,6 +6,7 @@
 
 pub mod cloud;
 pub mod commands;
+pub mod etcd_admin;
 pub mod fsutil;
 pub mod lock;
 pub mod pki;

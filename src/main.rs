@@ -1,6 +1,6 @@
 use clap::{Parser, Subcommand};
 use paasgen::commands;
-use paasgen::commands::cloud::Output;
+use paasgen::commands::cloud::{Output, Provider};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -78,6 +78,26 @@ enum Command {
         #[arg(long)]
         wait_lock: bool,
     },
+    /// Replace one node by a fresh server with fresh user-data (same port and address);
+    /// an etcd node is swapped in etcd's membership first.
+    Rebuild {
+        /// The node to replace, as named in the spec.
+        node: String,
+        #[command(flatten)]
+        cloud: CloudOpts,
+        /// Replace an etcd member even if the others cannot keep the majority meanwhile.
+        #[arg(long)]
+        force: bool,
+        /// Where etcd's members are reached, by their names (SNI) [default: public VIP:2379].
+        #[arg(long)]
+        etcd_via: Option<std::net::SocketAddr>,
+        /// Seconds the replacement may take to be healthy.
+        #[arg(long, default_value_t = 900)]
+        wait: u64,
+        /// Wait for another writer of the state dir instead of failing.
+        #[arg(long)]
+        wait_lock: bool,
+    },
     /// Delete every resource of the cluster from the cloud.
     Destroy {
         #[command(flatten)]
@@ -140,14 +160,10 @@ struct CloudOpts {
     timeout: u64,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Provider {
-    Openstack,
-}
-
 impl CloudOpts {
     fn args(&self, wait_lock: bool) -> commands::cloud::CloudArgs<'_> {
         commands::cloud::CloudArgs {
+            provider: self.cloud,
             file: &self.paths.file,
             out: &self.paths.out,
             state_dir: self.paths.state_dir.as_deref(),
@@ -220,6 +236,23 @@ fn main() -> ExitCode {
             };
             commands::cloud::launch(&cloud.args(wait_lock), &opts, dry_run, output)
         }
+        Command::Rebuild {
+            node,
+            cloud,
+            force,
+            etcd_via,
+            wait,
+            wait_lock,
+        } => commands::rebuild::rebuild(
+            &commands::rebuild::RebuildArgs {
+                cloud: cloud.args(wait_lock),
+                node: &node,
+                force,
+                etcd_via,
+                wait: std::time::Duration::from_secs(wait),
+            },
+            &paasgen::cloud::apply::Options::default(),
+        ),
         Command::Destroy {
             cloud,
             yes,

@@ -72,7 +72,7 @@ fn duplicate_node_name() {
             "duplicate node name `etcd-1` (also nodes[2])",
         ],
     );
-    assert!(o.stderr.contains("at line 56"), "{}", o.stderr);
+    assert!(o.stderr.contains("at line 63"), "{}", o.stderr);
 }
 
 #[test]
@@ -93,7 +93,7 @@ fn ip_outside_the_private_network() {
         &[
             "nodes[9].private_ip",
             "10.1.1.1 is outside network.private_cidr 192.168.0.0/24",
-            "at line 62",
+            "at line 69",
         ],
     );
 }
@@ -272,7 +272,7 @@ fn unknown_role_with_a_suggestion() {
         &[
             "unknown variant `gatway`",
             "did you mean `gateway`?",
-            "at line 53",
+            "at line 60",
         ],
     );
 }
@@ -375,7 +375,7 @@ fn type_errors_name_the_field_and_line() {
     rejects(
         &example_with("private_ip: 192.168.0.11", "private_ip: notanip"),
         &[
-            "at line 56",
+            "at line 63",
             "nodes[3].private_ip: invalid IPv4 address syntax",
         ],
     );

@@ -201,6 +201,8 @@ fn security_rules(spec: &Spec, n: &Names) -> Vec<Resource> {
         (Gateway, "nat", ANY, cidr(&private)),
         (Etcd, "etcd-from-master", tcp(2379, 2380), group(Master)),
         (Etcd, "etcd-from-etcd", tcp(2379, 2380), group(Etcd)),
+        // The gateways pass paasgen's etcd admin connections through (haproxy, SNI).
+        (Etcd, "etcd-from-gateway", tcp(2379, 2379), group(Gateway)),
         (Master, "api-from-gateway", tcp(6443, 6443), group(Gateway)),
         // Kubelets, pods and the CNI overlay talk among Kubernetes nodes.
         (Master, "all-from-master", ANY, group(Master)),
@@ -227,6 +229,15 @@ fn security_rules(spec: &Spec, n: &Names) -> Vec<Resource> {
         admin
             .iter()
             .map(|(label, remote)| (Gateway, label.as_str(), tcp(22, 22), remote.clone())),
+    );
+    let etcd_admin: Vec<(String, Remote)> = admin
+        .iter()
+        .map(|(label, remote)| (label.replace("ssh-admin", "etcd-admin"), remote.clone()))
+        .collect();
+    rules.extend(
+        etcd_admin
+            .iter()
+            .map(|(label, remote)| (Gateway, label.as_str(), tcp(2379, 2379), remote.clone())),
     );
     rules
         .into_iter()

@@ -5,8 +5,10 @@
 //! resumable) and records it in `state`. Providers implement the small `Cloud` trait:
 //! `openstack` talks to a real cloud, `memory` is an in-process stand-in for planner tests.
 
+pub mod any;
 pub mod apply;
 pub mod desired;
+pub mod lab;
 pub mod memory;
 pub mod openstack;
 pub mod plan;

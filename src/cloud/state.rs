@@ -6,7 +6,7 @@ use super::Kind;
 use crate::fsutil::{write_atomic, PRIVATE};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,10 @@ pub struct LaunchState {
     /// Every resource created or found, by name.
     pub resources: BTreeMap<String, Record>,
     pub nodes: BTreeMap<String, NodeRecord>,
+    /// etcd members that joined a running cluster (`rebuild`): their user-data says
+    /// `initial-cluster-state: existing`, and every later render keeps saying so.
+    #[serde(default)]
+    pub etcd_joined: BTreeSet<String>,
 }
 
 pub struct StateFile {

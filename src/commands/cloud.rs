@@ -1,7 +1,9 @@
 //! The cloud verbs: plan, launch, destroy, diff.
 
 use super::{load_spec, render_in_memory, state_dir_for};
+use crate::cloud::any::AnyCloud;
 use crate::cloud::apply::{self, Event, Launch, Options};
+use crate::cloud::lab::LabCloud;
 use crate::cloud::openstack::OpenStack;
 use crate::cloud::state::StateFile;
 use crate::cloud::{desired, plan, Cloud, Kind, Resource};
@@ -20,7 +22,15 @@ pub enum Output {
     Json,
 }
 
+/// Where the verbs build: a real cloud, or the local boot lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Provider {
+    Openstack,
+    Lab,
+}
+
 pub struct CloudArgs<'a> {
+    pub provider: Provider,
     pub file: &'a Path,
     pub out: &'a Path,
     pub state_dir: Option<&'a Path>,
@@ -49,7 +59,17 @@ fn note_unsaved(pki: &Pki) {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// The chosen provider, connected (credentials checked) before anything is written.
+pub async fn connect(args: &CloudArgs<'_>) -> Result<AnyCloud> {
+    Ok(match args.provider {
+        Provider::Openstack => {
+            AnyCloud::OpenStack(OpenStack::connect(args.os_cloud, args.timeout).await?)
+        }
+        Provider::Lab => AnyCloud::Lab(LabCloud::connect(super::script_path("scripts/lab")?)?),
+    })
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
@@ -72,7 +92,7 @@ pub fn plan(args: &CloudArgs) -> Result<()> {
     note_unsaved(&pki);
     let desired = desired::resources(&spec, &docs)?;
     runtime()?.block_on(async {
-        let cloud = OpenStack::connect(args.os_cloud, args.timeout).await?;
+        let cloud = connect(args).await?;
         let p = plan_with(&cloud, &spec, &desired).await?;
         println!("{p}");
         Ok(())
@@ -84,7 +104,7 @@ pub fn launch(args: &CloudArgs, opts: &Options, dry_run: bool, output: Output) -
     let state_dir = state_dir_for(args.file, args.state_dir);
     let rt = runtime()?;
     // Credentials are tried first: a launch that cannot authenticate writes nothing.
-    let cloud = rt.block_on(OpenStack::connect(args.os_cloud, args.timeout))?;
+    let cloud = rt.block_on(connect(args))?;
     // A dry run writes nothing, so it needs no lock.
     let lock = match dry_run {
         true => None,
@@ -292,7 +312,7 @@ pub fn destroy(args: &CloudArgs, yes: bool) -> Result<()> {
         }
     }
     runtime()?.block_on(async {
-        let cloud = OpenStack::connect(args.os_cloud, args.timeout).await?;
+        let cloud = connect(args).await?;
         let n = destroy_with(&cloud, &spec.name, &names, &|l| eprintln!("{l}")).await?;
         state.save(&Default::default())?;
         println!("deleted {n} resource(s) of cluster {}", spec.name);

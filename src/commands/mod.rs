@@ -2,6 +2,7 @@
 //! to stdout; problems go to stderr through the error the verb returns.
 
 pub mod cloud;
+pub mod rebuild;
 
 use crate::fsutil::{write_atomic, PUBLIC};
 use crate::lock::StateLock;
@@ -77,10 +78,18 @@ pub fn state_dir_for(file: &Path, given: Option<&Path>) -> PathBuf {
 /// with admin.kubeconfig staged. Nothing is written: callers that write save the PKI.
 pub fn render_in_memory(spec: &Spec, state: &Path) -> Result<(Pki, Vec<NodeDocument>)> {
     let mut pki = Pki::ensure(state, spec).context("preparing the PKI")?;
-    let docs = render::render(spec, &pki, &RenderOptions::default())?;
+    let docs = render::render(spec, &pki, &render_options(state)?)?;
     let kubeconfig = render::admin_kubeconfig(spec, &pki)?;
     pki.stage_file("admin.kubeconfig", kubeconfig.into_bytes(), true)?;
     Ok((pki, docs))
+}
+
+/// How the cluster's history shapes a render: members that joined a running etcd.
+pub fn render_options(state: &Path) -> Result<RenderOptions> {
+    let launched = crate::cloud::state::StateFile::new(state).load()?;
+    Ok(RenderOptions {
+        etcd_joining: launched.map(|l| l.etcd_joined).unwrap_or_default(),
+    })
 }
 
 /// What `render` is told on the command line.
@@ -148,9 +157,8 @@ pub fn render(args: &RenderArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs one of paasgen's scripts (the lab, the image bake) from the source tree, or
-/// from `$PAASGEN_HOME` when the binary was installed elsewhere.
-pub fn run_script(relative: &str, args: &[String]) -> Result<()> {
+/// One of paasgen's scripts, in the source tree or under `$PAASGEN_HOME`.
+pub fn script_path(relative: &str) -> Result<PathBuf> {
     let home = std::env::var_os("PAASGEN_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
@@ -161,6 +169,13 @@ pub fn run_script(relative: &str, args: &[String]) -> Result<()> {
             script.display()
         );
     }
+    Ok(script)
+}
+
+/// Runs one of paasgen's scripts (the lab, the image bake) from the source tree, or
+/// from `$PAASGEN_HOME` when the binary was installed elsewhere.
+pub fn run_script(relative: &str, args: &[String]) -> Result<()> {
+    let script = script_path(relative)?;
     let status = std::process::Command::new(&script)
         .args(args)
         .status()

@@ -61,6 +61,8 @@ pub struct Pki {
     pub etcd_peer: BTreeMap<String, CertKey>,
     pub apiserver_etcd_client: CertKey,
     pub etcd_healthcheck_client: CertKey,
+    /// paasgen's own etcd client (rebuild, backup, recover): kept in the state dir only.
+    pub etcd_admin_client: CertKey,
     /// The operator's cluster-admin client certificate (for admin.kubeconfig).
     pub admin: CertKey,
     /// kubeadm bootstrap token `[a-z0-9]{6}.[a-z0-9]{16}` for joins.
@@ -138,6 +140,12 @@ impl Pki {
             &etcd_ca,
             "etcd/ca",
         )?;
+        let etcd_admin_client = store.leaf(
+            "etcd/paasgen-admin-client",
+            &Profile::new("paasgen-etcd-admin", Usage::Client, vec![]),
+            &etcd_ca,
+            "etcd/ca",
+        )?;
         let admin = store.leaf(
             "admin",
             &Profile::new("paasgen-admin", Usage::Client, vec![]).organization("system:masters"),
@@ -155,6 +163,7 @@ impl Pki {
             etcd_peer,
             apiserver_etcd_client,
             etcd_healthcheck_client,
+            etcd_admin_client,
             admin,
             bootstrap_token,
             ca_cert_hash,

@@ -12,7 +12,9 @@ pub use cloud_config::{base64_len, NOVA_USER_DATA_LIMIT};
 pub use context::RenderOptions;
 pub use decode::{decode_files, DecodedFile};
 pub use files::File;
-pub use output::{previous_manifest, read_manifest, write_output, Manifest, ManifestNode};
+pub use output::{
+    previous_manifest, read_manifest, sha256_hex, write_output, Manifest, ManifestNode,
+};
 pub use templates::Templates;
 
 use crate::pki::Pki;

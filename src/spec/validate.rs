@@ -574,29 +574,6 @@ fn check_etcd(spec: &Spec, c: &mut Checker) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ssh_key_type_must_match_its_blob() {
-        // An ed25519 blob labelled as RSA.
-        let blob = "AAAAC3NzaC1lZDI1NTE5AAAAIDcVv5d0UeSbW8dtF9o2Qjvz0Y4MqGhE6nqg7Wb4dJ2x";
-        assert!(ssh_key_problem(&format!("ssh-ed25519 {blob} me")).is_none());
-        assert!(ssh_key_problem(&format!("ssh-rsa {blob} me")).is_some());
-        assert!(ssh_key_problem("ssh-ed25519 not*base64").is_some());
-    }
-
-    #[test]
-    fn host_addresses_exclude_network_and_broadcast() {
-        let net: Ipv4Net = "192.168.0.0/24".parse().unwrap();
-        assert!(host_in(&net, "192.168.0.1".parse().unwrap()));
-        assert!(!host_in(&net, "192.168.0.0".parse().unwrap()));
-        assert!(!host_in(&net, "192.168.0.255".parse().unwrap()));
-        assert!(!host_in(&net, "192.168.1.1".parse().unwrap()));
-    }
-}
-
 /// `http(s)://host[:port][/path]` with nothing a shell, YAML or TOML file would read
 /// differently: mirror URLs land in all three.
 fn url_problem(url: &str) -> Option<&'static str> {
@@ -680,5 +657,28 @@ fn check_mirrors(spec: &Spec, c: &mut Checker) {
             None,
             "give the registry's base URL without a path (images are pulled as <registry>/<upstream host>/<name>)",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_key_type_must_match_its_blob() {
+        // An ed25519 blob labelled as RSA.
+        let blob = "AAAAC3NzaC1lZDI1NTE5AAAAIDcVv5d0UeSbW8dtF9o2Qjvz0Y4MqGhE6nqg7Wb4dJ2x";
+        assert!(ssh_key_problem(&format!("ssh-ed25519 {blob} me")).is_none());
+        assert!(ssh_key_problem(&format!("ssh-rsa {blob} me")).is_some());
+        assert!(ssh_key_problem("ssh-ed25519 not*base64").is_some());
+    }
+
+    #[test]
+    fn host_addresses_exclude_network_and_broadcast() {
+        let net: Ipv4Net = "192.168.0.0/24".parse().unwrap();
+        assert!(host_in(&net, "192.168.0.1".parse().unwrap()));
+        assert!(!host_in(&net, "192.168.0.0".parse().unwrap()));
+        assert!(!host_in(&net, "192.168.0.255".parse().unwrap()));
+        assert!(!host_in(&net, "192.168.1.1".parse().unwrap()));
     }
 }

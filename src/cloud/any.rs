@@ -1,0 +1,39 @@
+//! One value for whichever provider the user chose (`--cloud`), so every verb is
+//! written once against the `Cloud` trait.
+
+use super::lab::LabCloud;
+use super::openstack::OpenStack;
+use super::{Cloud, Existing, Ids, Kind, Resource, ServerState};
+use anyhow::Result;
+
+pub enum AnyCloud {
+    OpenStack(OpenStack),
+    Lab(LabCloud),
+}
+
+macro_rules! each {
+    ($self:ident, $c:ident => $call:expr) => {
+        match $self {
+            AnyCloud::OpenStack($c) => $call,
+            AnyCloud::Lab($c) => $call,
+        }
+    };
+}
+
+impl Cloud for AnyCloud {
+    async fn inventory(&self, cluster: &str) -> Result<Vec<Existing>> {
+        each!(self, c => c.inventory(cluster).await)
+    }
+    async fn create(&self, cluster: &str, resource: &Resource, ids: &Ids) -> Result<String> {
+        each!(self, c => c.create(cluster, resource, ids).await)
+    }
+    async fn server_state(&self, id: &str) -> Result<ServerState> {
+        each!(self, c => c.server_state(id).await)
+    }
+    async fn delete(&self, kind: Kind, id: &str) -> Result<()> {
+        each!(self, c => c.delete(kind, id).await)
+    }
+    async fn server_user_data(&self, id: &str) -> Result<Option<String>> {
+        each!(self, c => c.server_user_data(id).await)
+    }
+}

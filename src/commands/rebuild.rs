@@ -1,0 +1,198 @@
+//! `paasgen rebuild NODE`: a failed node is not repaired; a fresh server with fresh
+//! user-data takes its place, on the same port and fixed address, created by the same
+//! planner as `launch` (on OpenStack and on the lab alike).
+//!
+//! An etcd node is first swapped in etcd's membership through the etcd API (the old
+//! member removed, the new one added with its peer URL), and its user-data says
+//! `initial-cluster-state: existing`, so it joins the running cluster instead of
+//! founding a new one. Removing a member is refused when the others could not keep the
+//! majority meanwhile, unless `--force`.
+
+use super::cloud::{connect, runtime, CloudArgs};
+use super::{load_spec, render_options, state_dir_for};
+use crate::cloud::apply::{self, Launch, Options};
+use crate::cloud::state::StateFile;
+use crate::cloud::{desired, Cloud, Kind};
+use crate::etcd_admin::{keeps_quorum, peer_url, EtcdAdmin};
+use crate::lock::StateLock;
+use crate::pki::Pki;
+use crate::render;
+use crate::spec::{Node, Role, Spec};
+use anyhow::{anyhow, bail, Context, Result};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+pub struct RebuildArgs<'a> {
+    pub cloud: CloudArgs<'a>,
+    pub node: &'a str,
+    /// Replace an etcd member even when the others cannot keep the majority meanwhile.
+    pub force: bool,
+    /// Where etcd's members are reached [default: the public VIP, port 2379].
+    pub etcd_via: Option<SocketAddr>,
+    /// How long the replacement may take to be healthy.
+    pub wait: Duration,
+}
+
+pub fn rebuild(args: &RebuildArgs, opts: &Options) -> Result<()> {
+    let c = &args.cloud;
+    let spec = load_spec(c.file)?;
+    let node = spec
+        .node(args.node)
+        .ok_or_else(|| anyhow!("{} is not a node of {}", args.node, c.file.display()))?
+        .clone();
+    let state_dir = state_dir_for(c.file, c.state_dir);
+    let rt = runtime()?;
+    let cloud = rt.block_on(connect(c))?;
+    let lock = StateLock::acquire(&state_dir, "rebuild", c.wait_lock)?;
+    let pki = Pki::ensure(&state_dir, &spec).context("preparing the PKI")?;
+    // paasgen's etcd client certificate may be new to an older state dir.
+    pki.save(&lock)?;
+    let mut render_opts = render_options(&state_dir)?;
+    if node.role == Role::Etcd {
+        render_opts.etcd_joining.insert(node.name.clone());
+    }
+    let docs = render::render(&spec, &pki, &render_opts)?;
+    let desired = desired::resources(&spec, &docs)?;
+    let state = StateFile::new(&state_dir);
+    rt.block_on(async {
+        let etcd = match node.role {
+            Role::Etcd => Some(EtcdAdmin::new(&spec, &pki, args.etcd_via, c.timeout)?),
+            _ => None,
+        };
+        if let Some(etcd) = &etcd {
+            swap_member(etcd, &spec, &node, args.force).await?;
+            // From now on the node's user-data joins the running cluster, whatever
+            // happens next: a second try renders the same document.
+            let mut launched = state.load()?.unwrap_or_default();
+            launched.etcd_joined.insert(node.name.clone());
+            state.save(&launched)?;
+        }
+        let server = format!("{}-{}", spec.name, node.name);
+        let existing =
+            apply::retry(opts, "listing resources", || cloud.inventory(&spec.name)).await?;
+        if let Some(old) = existing
+            .iter()
+            .find(|e| e.kind == Kind::Server && e.name == server)
+        {
+            println!("deleting server {server} ({})", old.id);
+            apply::retry(opts, "deleting the server", || {
+                cloud.delete(Kind::Server, &old.id)
+            })
+            .await?;
+        }
+        println!("creating server {server} with fresh user-data");
+        let report = |_| {};
+        let outcome = Launch {
+            cloud: &cloud,
+            cluster: &spec.name,
+            desired: &desired,
+            opts,
+            state: &state,
+            docs: &docs,
+            report: &report,
+        }
+        .run()
+        .await?;
+        // Only the replacement counts here: other nodes may be down, which is why
+        // one rebuilds.
+        if let Some((_, failed)) = outcome.failed().into_iter().find(|(n, _)| **n == node.name) {
+            bail!(
+                "{server} is {}: {}",
+                failed.status,
+                failed.fault.as_deref().unwrap_or("no fault given")
+            );
+        }
+        if let Some(etcd) = &etcd {
+            wait_member_healthy(etcd, &node, args.wait).await?;
+        }
+        println!("rebuilt {}", node.name);
+        Ok(())
+    })
+}
+
+/// Takes the old member out of etcd and the new one in, asking the other members.
+async fn swap_member(etcd: &EtcdAdmin, spec: &Spec, node: &Node, force: bool) -> Result<()> {
+    let members = etcd.members(Some(&node.name)).await.context(
+        "the other etcd members do not answer: if the cluster lost its majority, restore it from a backup instead",
+    )?;
+    let url = peer_url(node.private_ip);
+    let old = members
+        .iter()
+        .find(|m| m.name == node.name || m.peer_urls.contains(&url));
+    // With the old member gone and the new one added, the cluster is back at this size.
+    let size = members.len() + usize::from(old.is_none());
+    // A member that has just come back may take the gateways' health checks a few
+    // seconds to be reachable again: look a few times before refusing.
+    let mut healthy = Vec::new();
+    for attempt in 0..5 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        healthy.clear();
+        for other in spec
+            .nodes_with_role(Role::Etcd)
+            .filter(|n| n.name != node.name)
+        {
+            if etcd.healthy(&other.name).await {
+                healthy.push(other.name.clone());
+            }
+        }
+        if keeps_quorum(size, healthy.len()) {
+            break;
+        }
+    }
+    if !keeps_quorum(size, healthy.len()) {
+        let message = format!(
+            "replacing {} would leave {} of {size} etcd members healthy ({}), short of the {} a majority needs: the cluster would stop taking writes",
+            node.name,
+            healthy.len(),
+            if healthy.is_empty() { "none".to_string() } else { healthy.join(", ") },
+            size / 2 + 1
+        );
+        if !force {
+            bail!("{message}; bring the other members back first, or pass --force");
+        }
+        eprintln!("warning: {message} (--force)");
+    }
+    if etcd.healthy(&node.name).await {
+        println!("note: {} is healthy; replacing it as asked", node.name);
+    }
+    let via = healthy
+        .first()
+        .ok_or_else(|| anyhow!("no healthy etcd member to ask"))?;
+    if let Some(old) = old {
+        etcd.remove(old.id, via).await?;
+        println!("etcd: removed member {} ({:x})", node.name, old.id);
+    }
+    let id = etcd.add(&url, via).await?;
+    println!("etcd: added member {} ({id:x}) at {url}", node.name);
+    Ok(())
+}
+
+/// Waits until the new member has started (it has a name), is a voter, and is healthy.
+async fn wait_member_healthy(etcd: &EtcdAdmin, node: &Node, wait: Duration) -> Result<()> {
+    let url = peer_url(node.private_ip);
+    let start = Instant::now();
+    loop {
+        let started = etcd.members(None).await.ok().is_some_and(|ms| {
+            ms.iter()
+                .any(|m| m.peer_urls.contains(&url) && m.name == node.name && !m.is_learner)
+        });
+        if started && etcd.healthy(&node.name).await {
+            println!(
+                "etcd: {} started and healthy after {:.0}s",
+                node.name,
+                start.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if start.elapsed() > wait {
+            bail!(
+                "{} did not become a healthy etcd member within {}s; its server is up: see its cloud-init and etcd logs",
+                node.name,
+                wait.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}

@@ -1,0 +1,223 @@
+//! paasgen's own etcd client for the day-2 verbs: etcd's v3 API (its JSON gateway, the
+//! same RPCs as gRPC) over mutual TLS with paasgen's admin client certificate.
+//!
+//! The members sit on the private network, so paasgen reaches them from outside through
+//! the gateways: haproxy passes TLS on `<public VIP>:2379` through to the member whose
+//! FQDN the client asks for (SNI). Each member is thus addressed by its own name and
+//! checked against its own server certificate. `--etcd-via HOST:PORT` points elsewhere
+//! (for example a tunnel's local end) with the same names.
+
+use crate::pki::Pki;
+use crate::spec::{Role, Spec};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// One member as etcd lists it. A member added but not started yet has no name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+/// One etcd node of the spec, reachable by its FQDN through `via`.
+struct Endpoint {
+    name: String,
+    url: String,
+    client: reqwest::Client,
+}
+
+pub struct EtcdAdmin {
+    endpoints: Vec<Endpoint>,
+}
+
+#[derive(Deserialize)]
+struct RawMember {
+    #[serde(rename = "ID", default)]
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(rename = "peerURLs", default)]
+    peer_urls: Vec<String>,
+    #[serde(rename = "isLearner", default)]
+    is_learner: bool,
+}
+
+impl RawMember {
+    fn parse(self) -> Result<Member> {
+        Ok(Member {
+            id: self
+                .id
+                .parse()
+                .with_context(|| format!("member ID `{}`", self.id))?,
+            name: self.name,
+            peer_urls: self.peer_urls,
+            is_learner: self.is_learner,
+        })
+    }
+}
+
+/// The peer URL of an etcd node, as its config advertises it.
+pub fn peer_url(ip: std::net::Ipv4Addr) -> String {
+    format!("https://{ip}:2380")
+}
+
+impl EtcdAdmin {
+    /// Clients for every etcd node of `spec`; `via` defaults to the public VIP.
+    pub fn new(
+        spec: &Spec,
+        pki: &Pki,
+        via: Option<SocketAddr>,
+        timeout: Duration,
+    ) -> Result<EtcdAdmin> {
+        let via = via.unwrap_or_else(|| SocketAddr::from((spec.network.public_vip, 2379)));
+        let ca = reqwest::Certificate::from_pem(pki.etcd_ca.cert_pem.as_bytes())?;
+        let identity = reqwest::Identity::from_pem(
+            format!(
+                "{}{}",
+                pki.etcd_admin_client.cert_pem, pki.etcd_admin_client.key_pem
+            )
+            .as_bytes(),
+        )
+        .context("paasgen's etcd client certificate")?;
+        let endpoints = spec
+            .nodes_with_role(Role::Etcd)
+            .map(|n| {
+                let fqdn = spec.fqdn(n);
+                let client = reqwest::Client::builder()
+                    .use_rustls_tls()
+                    .tls_built_in_root_certs(false)
+                    .add_root_certificate(ca.clone())
+                    .identity(identity.clone())
+                    .resolve(&fqdn, via)
+                    .connect_timeout(timeout)
+                    .timeout(timeout)
+                    .build()?;
+                Ok(Endpoint {
+                    name: n.name.clone(),
+                    url: format!("https://{fqdn}:{}", via.port()),
+                    client,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(EtcdAdmin { endpoints })
+    }
+
+    fn endpoint(&self, name: &str) -> Result<&Endpoint> {
+        self.endpoints
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| anyhow!("{name} is not an etcd node of the spec"))
+    }
+
+    async fn call(&self, e: &Endpoint, rpc: &str, body: Value) -> Result<Value> {
+        let response = e
+            .client
+            .post(format!("{}/v3/{rpc}", e.url))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("{}: {rpc}", e.name))?;
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = value["message"].as_str().unwrap_or("no message");
+            bail!("{}: {rpc}: {status}: {message}", e.name);
+        }
+        Ok(value)
+    }
+
+    /// Whether `name` answers and says it is healthy (it has a leader, no alarms).
+    pub async fn healthy(&self, name: &str) -> bool {
+        let Ok(e) = self.endpoint(name) else {
+            return false;
+        };
+        let Ok(response) = e.client.get(format!("{}/health", e.url)).send().await else {
+            return false;
+        };
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        value["health"] == "true"
+    }
+
+    /// The member list, from the first member that gives it (a linearizable read: it
+    /// needs the cluster's majority).
+    pub async fn members(&self, except: Option<&str>) -> Result<Vec<Member>> {
+        let mut errors = Vec::new();
+        for e in self
+            .endpoints
+            .iter()
+            .filter(|e| Some(e.name.as_str()) != except)
+        {
+            match self
+                .call(e, "cluster/member/list", json!({"linearizable": true}))
+                .await
+            {
+                Ok(v) => return parse_members(&v),
+                Err(err) => errors.push(format!("{err:#}")),
+            }
+        }
+        bail!("no etcd member gave the member list: {}", errors.join("; "))
+    }
+
+    /// Removes member `id`, asking one of the other members.
+    pub async fn remove(&self, id: u64, via: &str) -> Result<()> {
+        let e = self.endpoint(via)?;
+        self.call(e, "cluster/member/remove", json!({"ID": id.to_string()}))
+            .await?;
+        Ok(())
+    }
+
+    /// Adds a member with `peer_url`; returns its new id.
+    pub async fn add(&self, peer_url: &str, via: &str) -> Result<u64> {
+        let e = self.endpoint(via)?;
+        let v = self
+            .call(e, "cluster/member/add", json!({"peerURLs": [peer_url]}))
+            .await?;
+        let member: RawMember = serde_json::from_value(v["member"].clone())?;
+        Ok(member.parse()?.id)
+    }
+}
+
+fn parse_members(v: &Value) -> Result<Vec<Member>> {
+    let raw: Vec<RawMember> =
+        serde_json::from_value(v["members"].clone()).context("member list answer")?;
+    raw.into_iter().map(RawMember::parse).collect()
+}
+
+/// Whether a cluster of `members` members, `healthy` of them healthy, keeps its
+/// majority once a member that is not among the healthy ones is replaced.
+pub fn keeps_quorum(members: usize, healthy_others: usize) -> bool {
+    // The replacement is added before it runs: the cluster is back at `members`
+    // members, of which only the healthy others are up.
+    healthy_others > members / 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_arithmetic() {
+        assert!(keeps_quorum(3, 2));
+        assert!(!keeps_quorum(3, 1));
+        assert!(keeps_quorum(5, 3));
+        assert!(!keeps_quorum(5, 2));
+        assert!(!keeps_quorum(1, 0));
+    }
+
+    #[test]
+    fn member_ids_are_uint64_strings() {
+        let v = json!({"members": [
+            {"ID": "17216958484712745000", "name": "etcd-1", "peerURLs": ["https://192.168.0.10:2380"]},
+            {"ID": "42", "peerURLs": ["https://192.168.0.11:2380"], "isLearner": true}
+        ]});
+        let m = parse_members(&v).unwrap();
+        assert_eq!(m[0].id, 17216958484712745000);
+        assert_eq!(m[1].name, "");
+        assert!(m[1].is_learner);
+    }
+}
