@@ -7,6 +7,7 @@
 //! checked against its own server certificate. `--etcd-via HOST:PORT` points elsewhere
 //! (for example a tunnel's local end) with the same names.
 
+use crate::http::send_retrying;
 use crate::pki::Pki;
 use crate::spec::{Role, Spec};
 use anyhow::{anyhow, bail, Context, Result};
@@ -115,13 +116,8 @@ impl EtcdAdmin {
     }
 
     async fn call(&self, e: &Endpoint, rpc: &str, body: Value) -> Result<Value> {
-        let response = e
-            .client
-            .post(format!("{}/v3/{rpc}", e.url))
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("{}: {rpc}", e.name))?;
+        let request = e.client.post(format!("{}/v3/{rpc}", e.url)).json(&body);
+        let response = send_retrying(request, &format!("{}: {rpc}", e.name)).await?;
         let status = response.status();
         let value: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -163,19 +159,34 @@ impl EtcdAdmin {
         bail!("no etcd member gave the member list: {}", errors.join("; "))
     }
 
+    /// A membership change. etcd refuses one ("unhealthy cluster") until every member
+    /// it must keep has been connected for a few seconds (a member that just came back):
+    /// asked again for up to a minute.
+    async fn reconfigure(&self, via: &str, rpc: &str, body: Value) -> Result<Value> {
+        let e = self.endpoint(via)?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.call(e, rpc, body.clone()).await {
+                Err(err) if tries < 30 && format!("{err:#}").contains("unhealthy cluster") => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Removes member `id`, asking one of the other members.
     pub async fn remove(&self, id: u64, via: &str) -> Result<()> {
-        let e = self.endpoint(via)?;
-        self.call(e, "cluster/member/remove", json!({"ID": id.to_string()}))
+        self.reconfigure(via, "cluster/member/remove", json!({"ID": id.to_string()}))
             .await?;
         Ok(())
     }
 
     /// Adds a member with `peer_url`; returns its new id.
     pub async fn add(&self, peer_url: &str, via: &str) -> Result<u64> {
-        let e = self.endpoint(via)?;
         let v = self
-            .call(e, "cluster/member/add", json!({"peerURLs": [peer_url]}))
+            .reconfigure(via, "cluster/member/add", json!({"peerURLs": [peer_url]}))
             .await?;
         let member: RawMember = serde_json::from_value(v["member"].clone())?;
         Ok(member.parse()?.id)

@@ -8,6 +8,8 @@ pub mod cloud;
 pub mod commands;
 pub mod etcd_admin;
 pub mod fsutil;
+pub mod http;
+pub mod kube_admin;
 pub mod lock;
 pub mod pki;
 pub mod render;

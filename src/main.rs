@@ -98,6 +98,24 @@ enum Command {
         #[arg(long)]
         wait_lock: bool,
     },
+    /// Bring the running cluster to what the spec says by replacing, one at a time and
+    /// in a safe order, every node whose user-data changed (`--to` sets the version).
+    Upgrade {
+        /// Kubernetes version to move to (written into the spec first).
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        cloud: CloudOpts,
+        /// Where etcd's members are reached, by their names (SNI) [default: public VIP:2379].
+        #[arg(long)]
+        etcd_via: Option<std::net::SocketAddr>,
+        /// Seconds each replacement may take to be healthy.
+        #[arg(long, default_value_t = 900)]
+        wait: u64,
+        /// Wait for another writer of the state dir instead of failing.
+        #[arg(long)]
+        wait_lock: bool,
+    },
     /// Delete every resource of the cluster from the cloud.
     Destroy {
         #[command(flatten)]
@@ -248,6 +266,21 @@ fn main() -> ExitCode {
                 cloud: cloud.args(wait_lock),
                 node: &node,
                 force,
+                etcd_via,
+                wait: std::time::Duration::from_secs(wait),
+            },
+            &paasgen::cloud::apply::Options::default(),
+        ),
+        Command::Upgrade {
+            to,
+            cloud,
+            etcd_via,
+            wait,
+            wait_lock,
+        } => commands::upgrade::upgrade(
+            &commands::upgrade::UpgradeArgs {
+                cloud: cloud.args(wait_lock),
+                to: to.as_deref(),
                 etcd_via,
                 wait: std::time::Duration::from_secs(wait),
             },

@@ -146,3 +146,35 @@ fn before_launch_a_spec_change_is_reviewed_against_the_last_render() {
         before
     );
 }
+
+/// A member `rebuild` replaced joined a running etcd: every later render of it says
+/// `existing` (the state remembers), so `diff` and `plan` see what it was launched with.
+#[test]
+fn a_rebuilt_etcd_member_keeps_rendering_as_joining() {
+    use paasgen::render::{self, decode_files};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec::parse("c.yaml", spec::EXAMPLE).unwrap().0;
+    let (pki, _) = render_in(dir.path(), &spec);
+    let state_of = |name: &str| {
+        let opts = paasgen::commands::render_options(dir.path()).unwrap();
+        let docs = render::render(&spec, &pki, &opts).unwrap();
+        let doc = docs.iter().find(|d| d.name == name).unwrap();
+        let files = decode_files(&doc.user_data).unwrap();
+        let conf = files
+            .iter()
+            .find(|f| f.path == "/etc/etcd/etcd.conf.yml")
+            .unwrap();
+        let conf = String::from_utf8(conf.bytes.clone()).unwrap();
+        conf.lines()
+            .find_map(|l| l.strip_prefix("initial-cluster-state: "))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(state_of("etcd-2"), "new");
+    let state = StateFile::new(dir.path());
+    let mut launched = state.load().unwrap().unwrap_or_default();
+    launched.etcd_joined.insert("etcd-2".into());
+    state.save(&launched).unwrap();
+    assert_eq!(state_of("etcd-2"), "existing");
+    assert_eq!(state_of("etcd-1"), "new");
+}

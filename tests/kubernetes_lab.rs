@@ -483,8 +483,96 @@ fn kubernetes_boots_from_rendered_user_data() {
         "k8s-lab: API wrote with master-1 off after {:.1}s",
         t.elapsed().as_secs_f64()
     );
+
+    // 5. Day 2, the way a user runs it (from the lab's internet, `--cloud lab`):
+    //    master-1, powered off, is rebuilt from scratch and joins the live cluster
+    //    instead of initialising a new one; worker-2, running, is drained first.
+    for (node, drained) in [("master-1", false), ("worker-2", true)] {
+        let t = Instant::now();
+        let out = rebuild(&tmp.0, node);
+        let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "rebuild {node}:\n{said}\n{}",
+            diagnostics(&[node])
+        );
+        assert!(
+            said.contains(&format!("kubernetes: {node} joined and Ready")),
+            "{said}"
+        );
+        assert_eq!(
+            said.contains(&format!("kubernetes: drained {node}")),
+            drained,
+            "{said}"
+        );
+        println!(
+            "k8s-lab: rebuilt {node} in {:.0}s: {}",
+            t.elapsed().as_secs_f64(),
+            said.lines()
+                .filter(|l| l.starts_with("kubernetes:"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    let log = exec_ok(
+        "master-1",
+        &[
+            "journalctl",
+            "-u",
+            "paasgen-kubeadm",
+            "--no-pager",
+            "-o",
+            "cat",
+        ],
+    );
+    assert!(
+        log.contains("etcd already holds cluster demo: joining it"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("kubeadm init"),
+        "the rebuilt master-1 ran kubeadm init:\n{log}"
+    );
+    let ca_after = exec_ok("master-1", &["cat", "/etc/kubernetes/pki/ca.crt"]);
+    assert_eq!(ca_after, ca_pem, "the rebuilt master-1 has another CA");
+    let hello = wait_for(
+        "the Deployment answering through the VIP after worker-2's rebuild",
+        Duration::from_secs(180),
+        Duration::from_secs(3),
+        || {
+            try_ok(Command::new(lab_script()).args([
+                "exec",
+                "internet",
+                "--",
+                "curl",
+                "-fsS",
+                "--max-time",
+                "5",
+                "http://203.0.113.10/",
+            ]))
+        },
+        || diagnostics(&["worker-1", "worker-2"]),
+    );
+    println!("k8s-lab: after the rebuilds: {}", hello.trim());
     println!(
         "k8s-lab: summary: Nodes Ready {ready_secs:.0}s after lab up ({} nodes)",
         all.len()
     );
+}
+
+/// `paasgen rebuild NODE --cloud lab`, run from the lab's internet (only the network
+/// namespace changes: the lab's nspawn needs the host's /sys).
+fn rebuild(dir: &Path, node: &str) -> std::process::Output {
+    let mut cmd = Command::new("nsenter");
+    cmd.args([
+        "--net=/run/netns/plab-inet",
+        "--",
+        env!("CARGO_BIN_EXE_paasgen"),
+    ])
+    .args(["rebuild", node, "--cloud", "lab", "--wait", "600", "-f"])
+    .arg(dir.join("cluster.yaml"))
+    .arg("-o")
+    .arg(dir.join("out"))
+    .env("PAASGEN_HOME", repo(""));
+    output(&mut cmd)
 }

@@ -54,13 +54,16 @@ impl LabCloud {
             .join("merged/var/lib/cloud/seed/nocloud/user-data")
     }
 
-    /// Nodes of the lab, as `scripts/lab up` listed them (first field of nodes.txt).
-    fn nodes(&self) -> Result<Vec<String>> {
+    /// Nodes of the lab, as `scripts/lab up` listed them, with the sha256 of the
+    /// rendered user-data they came up with (nodes.txt: name role ips file sha ...).
+    fn nodes(&self) -> Result<Vec<(String, String)>> {
         let text = std::fs::read_to_string(self.dir.join("nodes.txt"))?;
         Ok(text
             .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .map(str::to_string)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                Some((f.first()?.to_string(), f.get(5)?.to_string()))
+            })
             .collect())
     }
 
@@ -133,18 +136,18 @@ impl Cloud for LabCloud {
                 user_data_sha256: None,
             })
             .collect();
-        for node in self.nodes()? {
+        for (node, rendered_sha) in self.nodes()? {
             let seed = self.seed(&node);
             if self.is_standin(&node) {
                 // Listeners standing for a master or worker (a lab without
-                // --kubernetes): servers that exist, launched with no known user-data.
+                // --kubernetes): servers as if launched with the render `lab up` used.
                 found.push(Existing {
                     kind: Kind::Server,
                     name: format!("{prefix}{node}"),
                     id: node.clone(),
                     status: Some("ACTIVE".into()),
                     fault: None,
-                    user_data_sha256: None,
+                    user_data_sha256: Some(rendered_sha),
                 });
                 continue;
             }
@@ -182,7 +185,7 @@ impl Cloud for LabCloud {
             })?;
             return Ok(id);
         };
-        if !self.nodes()?.contains(node) {
+        if !self.nodes()?.iter().any(|(n, _)| n == node) {
             bail!("the lab has no place for {node}: bring it up from a render that has it");
         }
         let file = self.node_dir(node).join("user-data.next");

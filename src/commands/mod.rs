@@ -3,6 +3,7 @@
 
 pub mod cloud;
 pub mod rebuild;
+pub mod upgrade;
 
 use crate::fsutil::{write_atomic, PUBLIC};
 use crate::lock::StateLock;

@@ -7,19 +7,27 @@
 //! `initial-cluster-state: existing`, so it joins the running cluster instead of
 //! founding a new one. Removing a member is refused when the others could not keep the
 //! majority meanwhile, unless `--force`.
+//!
+//! A master or worker is drained if it still answers (cordoned, its pods evicted under
+//! their disruption budgets) and its Node object deleted; the new one joins with the
+//! pre-shared certificates (masters) or the bootstrap token (workers), and `rebuild`
+//! waits until its Node is Ready.
 
 use super::cloud::{connect, runtime, CloudArgs};
 use super::{load_spec, render_options, state_dir_for};
+use crate::cloud::any::AnyCloud;
 use crate::cloud::apply::{self, Launch, Options};
 use crate::cloud::state::StateFile;
 use crate::cloud::{desired, Cloud, Kind};
 use crate::etcd_admin::{keeps_quorum, peer_url, EtcdAdmin};
+use crate::kube_admin::{KubeAdmin, NodeState};
 use crate::lock::StateLock;
 use crate::pki::Pki;
 use crate::render;
 use crate::spec::{Node, Role, Spec};
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub struct RebuildArgs<'a> {
@@ -47,20 +55,59 @@ pub fn rebuild(args: &RebuildArgs, opts: &Options) -> Result<()> {
     let pki = Pki::ensure(&state_dir, &spec).context("preparing the PKI")?;
     // paasgen's etcd client certificate may be new to an older state dir.
     pki.save(&lock)?;
-    let mut render_opts = render_options(&state_dir)?;
-    if node.role == Role::Etcd {
-        render_opts.etcd_joining.insert(node.name.clone());
-    }
-    let docs = render::render(&spec, &pki, &render_opts)?;
-    let desired = desired::resources(&spec, &docs)?;
-    let state = StateFile::new(&state_dir);
-    rt.block_on(async {
+    let replacer = Replacer {
+        spec: &spec,
+        pki: &pki,
+        cloud: &cloud,
+        state_dir: &state_dir,
+        opts,
+        force: args.force,
+        etcd_via: args.etcd_via,
+        wait: args.wait,
+        timeout: c.timeout,
+    };
+    rt.block_on(replacer.replace(&node))
+}
+
+/// Replaces nodes of one cluster, one call per node.
+pub struct Replacer<'a> {
+    pub spec: &'a Spec,
+    pub pki: &'a Pki,
+    pub cloud: &'a AnyCloud,
+    pub state_dir: &'a Path,
+    pub opts: &'a Options,
+    /// Replace an etcd member even when the others cannot keep the majority meanwhile.
+    pub force: bool,
+    pub etcd_via: Option<SocketAddr>,
+    /// How long a replacement may take to be healthy.
+    pub wait: Duration,
+    /// Of each API call.
+    pub timeout: Duration,
+}
+
+impl Replacer<'_> {
+    pub async fn replace(&self, node: &Node) -> Result<()> {
+        let (spec, pki, cloud, opts) = (self.spec, self.pki, self.cloud, self.opts);
+        let mut render_opts = render_options(self.state_dir)?;
+        if node.role == Role::Etcd {
+            render_opts.etcd_joining.insert(node.name.clone());
+        }
+        let docs = render::render(spec, pki, &render_opts)?;
+        let desired = desired::resources(spec, &docs)?;
+        let state = StateFile::new(self.state_dir);
         let etcd = match node.role {
-            Role::Etcd => Some(EtcdAdmin::new(&spec, &pki, args.etcd_via, c.timeout)?),
+            Role::Etcd => Some(EtcdAdmin::new(spec, pki, self.etcd_via, self.timeout)?),
             _ => None,
         };
+        let kube = match node.role {
+            Role::Master | Role::Worker => Some(KubeAdmin::new(spec, pki, self.timeout)?),
+            _ => None,
+        };
+        if let Some(kube) = &kube {
+            drain_if_ready(kube, &node.name, self.wait).await?;
+        }
         if let Some(etcd) = &etcd {
-            swap_member(etcd, &spec, &node, args.force).await?;
+            swap_member(etcd, spec, node, self.force).await?;
             // From now on the node's user-data joins the running cluster, whatever
             // happens next: a second try renders the same document.
             let mut launched = state.load()?.unwrap_or_default();
@@ -80,10 +127,15 @@ pub fn rebuild(args: &RebuildArgs, opts: &Options) -> Result<()> {
             })
             .await?;
         }
+        if let Some(kube) = &kube {
+            // Only now: a kubelet still running would register its Node again.
+            kube.delete_node(&node.name).await?;
+            println!("kubernetes: deleted Node {}", node.name);
+        }
         println!("creating server {server} with fresh user-data");
         let report = |_| {};
         let outcome = Launch {
-            cloud: &cloud,
+            cloud,
             cluster: &spec.name,
             desired: &desired,
             opts,
@@ -103,11 +155,14 @@ pub fn rebuild(args: &RebuildArgs, opts: &Options) -> Result<()> {
             );
         }
         if let Some(etcd) = &etcd {
-            wait_member_healthy(etcd, &node, args.wait).await?;
+            wait_member_healthy(etcd, node, self.wait).await?;
+        }
+        if let Some(kube) = &kube {
+            wait_node_ready(kube, &node.name, self.wait).await?;
         }
         println!("rebuilt {}", node.name);
         Ok(())
-    })
+    }
 }
 
 /// Takes the old member out of etcd and the new one in, asking the other members.
@@ -194,5 +249,38 @@ async fn wait_member_healthy(etcd: &EtcdAdmin, node: &Node, wait: Duration) -> R
             );
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Drains the Node if it still runs: its pods move before its server goes.
+async fn drain_if_ready(kube: &KubeAdmin, name: &str, limit: Duration) -> Result<()> {
+    match kube.node_state(name).await? {
+        NodeState::Absent => println!("kubernetes: no Node {name}"),
+        NodeState::Ready if kube.kubelet_alive(name).await? => {
+            let evicted = kube.drain(name, limit).await?;
+            println!("kubernetes: drained {name} ({evicted} pod(s) evicted)");
+        }
+        _ => println!("kubernetes: {name}'s kubelet does not answer; not drained"),
+    }
+    Ok(())
+}
+
+async fn wait_node_ready(kube: &KubeAdmin, name: &str, limit: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if kube.node_state(name).await.ok() == Some(NodeState::Ready) {
+            println!(
+                "kubernetes: {name} joined and Ready after {:.0}s",
+                start.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            bail!(
+                "{name} did not become a Ready Node within {}s; its server is up: see its cloud-init and paasgen-kubeadm logs",
+                limit.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
     }
 }
