@@ -193,6 +193,94 @@ impl EtcdAdmin {
     }
 }
 
+/// What a snapshot stream brought: the member's revision, and the bytes written.
+pub struct SnapshotTaken {
+    pub member: String,
+    pub revision: u64,
+    pub bytes: u64,
+}
+
+impl EtcdAdmin {
+    /// Streams a snapshot of `member`'s database (Maintenance.Snapshot) into `out`, as
+    /// `etcdctl snapshot save` writes it: the database followed by its sha256, which
+    /// etcd sends last and which is checked here before anything is kept.
+    pub async fn snapshot(
+        &self,
+        member: &str,
+        out: &mut impl std::io::Write,
+    ) -> Result<SnapshotTaken> {
+        use sha2::{Digest, Sha256};
+        let e = self.endpoint(member)?;
+        // The stream carries no revision: the member's status just before says it (the
+        // snapshot holds at least that one).
+        let status = self.call(e, "maintenance/status", json!({})).await?;
+        let revision: u64 = status["header"]["revision"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        // A database of gigabytes takes longer than one API call may.
+        let request = e
+            .client
+            .post(format!("{}/v3/maintenance/snapshot", e.url))
+            .timeout(Duration::from_secs(3600))
+            .json(&json!({}));
+        let mut response = send_retrying(request, &format!("{member}: snapshot")).await?;
+        if !response.status().is_success() {
+            bail!("{member}: snapshot: {}", response.status());
+        }
+        // The gateway streams one JSON object per message: {"result": {"blob": base64}}.
+        let mut buffer = Vec::new();
+        let mut database = Sha256::new();
+        // The last 32 bytes seen: the checksum once the stream ends.
+        let mut tail: Vec<u8> = Vec::new();
+        let mut bytes = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .context("reading the snapshot stream")?
+        {
+            buffer.extend_from_slice(&chunk);
+            let mut stream = serde_json::Deserializer::from_slice(&buffer).into_iter::<Value>();
+            let mut consumed = 0;
+            loop {
+                match stream.next() {
+                    Some(Ok(message)) => {
+                        consumed = stream.byte_offset();
+                        if let Some(err) = message.get("error") {
+                            bail!("{member}: snapshot: {}", err["message"]);
+                        }
+                        let result = &message["result"];
+                        let blob = base64::Engine::decode(
+                            &base64::engine::general_purpose::STANDARD,
+                            result["blob"].as_str().unwrap_or(""),
+                        )?;
+                        out.write_all(&blob)?;
+                        bytes += blob.len() as u64;
+                        tail.extend_from_slice(&blob);
+                        if tail.len() > 32 {
+                            let spill = tail.len() - 32;
+                            database.update(&tail[..spill]);
+                            tail.drain(..spill);
+                        }
+                    }
+                    Some(Err(err)) if err.is_eof() => break,
+                    Some(Err(err)) => return Err(err).context("the snapshot stream"),
+                    None => break,
+                }
+            }
+            buffer.drain(..consumed);
+        }
+        if tail.len() != 32 || database.finalize().as_slice() != tail.as_slice() {
+            bail!("{member}: the snapshot's checksum does not match its data (stream cut short?)");
+        }
+        Ok(SnapshotTaken {
+            member: member.to_string(),
+            revision,
+            bytes,
+        })
+    }
+}
+
 fn parse_members(v: &Value) -> Result<Vec<Member>> {
     let raw: Vec<RawMember> =
         serde_json::from_value(v["members"].clone()).context("member list answer")?;

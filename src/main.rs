@@ -116,6 +116,12 @@ enum Command {
         #[arg(long)]
         wait_lock: bool,
     },
+    /// etcd backups: `backup now` takes a snapshot through the etcd API into the state
+    /// dir's backups/; `backup list` shows them, each checked against its sha256.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// Delete every resource of the cluster from the cloud.
     Destroy {
         #[command(flatten)]
@@ -190,6 +196,33 @@ impl CloudOpts {
             timeout: std::time::Duration::from_secs(self.timeout),
         }
     }
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Take a snapshot now (from the first healthy member).
+    Now {
+        #[arg(short, long, default_value = "cluster.yaml")]
+        file: PathBuf,
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Where etcd's members are reached, by their names (SNI) [default: public VIP:2379].
+        #[arg(long)]
+        etcd_via: Option<std::net::SocketAddr>,
+        /// Seconds to wait for a connection and between messages of the stream.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
+        /// Wait for another writer of the state dir instead of failing.
+        #[arg(long)]
+        wait_lock: bool,
+    },
+    /// List the backups, oldest first.
+    List {
+        #[arg(short, long, default_value = "cluster.yaml")]
+        file: PathBuf,
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -286,6 +319,25 @@ fn main() -> ExitCode {
             },
             &paasgen::cloud::apply::Options::default(),
         ),
+        Command::Backup {
+            command:
+                BackupCommand::Now {
+                    file,
+                    state_dir,
+                    etcd_via,
+                    timeout,
+                    wait_lock,
+                },
+        } => commands::backup::backup_now(&commands::backup::BackupArgs {
+            file: &file,
+            state_dir: state_dir.as_deref(),
+            etcd_via,
+            timeout: std::time::Duration::from_secs(timeout),
+            wait_lock,
+        }),
+        Command::Backup {
+            command: BackupCommand::List { file, state_dir },
+        } => commands::backup::backup_list(&file, state_dir.as_deref()),
         Command::Destroy {
             cloud,
             yes,

@@ -95,7 +95,7 @@ fn assert_pki_sound(project: &Path) {
         assert!(ok, "{rel}: {out}");
         pairs += 1;
     }
-    assert_eq!(pairs, 12, "3 CAs, 6 etcd member certs and 3 clients");
+    assert_eq!(pairs, 13, "3 CAs, 6 etcd member certs and 4 clients");
     let etcd_ca = std::fs::read_to_string(pki.join("etcd/ca.crt")).unwrap();
     let body = etcd_ca.lines().nth(1).unwrap();
     for doc in ["etcd-1.yaml", "master-1.yaml"] {

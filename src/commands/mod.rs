@@ -1,6 +1,7 @@
 //! What each CLI verb does, composed from the pipeline modules. Output for people goes
 //! to stdout; problems go to stderr through the error the verb returns.
 
+pub mod backup;
 pub mod cloud;
 pub mod rebuild;
 pub mod upgrade;
