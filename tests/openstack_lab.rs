@@ -277,7 +277,47 @@ fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
     let (ok, out) = lab.paasgen(&["plan", "--os-cloud", "lab"]);
     assert!(ok && out.contains("Plan: 0 to create"), "{out}");
 
-    // 5. destroy leaves nothing of the cluster.
+    // 5. rebuild replaces one server on the same port: a new server, the same port
+    //    and fixed address, through the same planner as launch (a gateway: no etcd or
+    //    Kubernetes API to talk to here, the lab's servers do not boot).
+    let launched = |dir: &std::path::Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(".paasgen/launch.json")).unwrap())
+            .unwrap()
+    };
+    let before = launched(lab.dir.path())["nodes"]["gw-1"].clone();
+    let (ok, out) = lab.paasgen(&[
+        "rebuild",
+        "gw-1",
+        "--cloud",
+        "openstack",
+        "--os-cloud",
+        "lab",
+    ]);
+    assert!(ok, "{out}");
+    let after = launched(lab.dir.path())["nodes"]["gw-1"].clone();
+    assert_ne!(before["server_id"], after["server_id"], "{out}");
+    assert_eq!(before["port_ids"], after["port_ids"]);
+    assert_eq!(after["status"], "ACTIVE");
+    let servers = lab.names(&["server", "list", "--all-projects"]);
+    assert_eq!(
+        servers
+            .iter()
+            .filter(|n| *n == &format!("{CLUSTER}-gw-1"))
+            .count(),
+        1,
+        "{servers:?}"
+    );
+    println!(
+        "openstack-lab: rebuilt gw-1: server {} -> {}, ports {}",
+        before["server_id"], after["server_id"], after["port_ids"]
+    );
+    let (ok, out) = lab.paasgen(&["plan", "--os-cloud", "lab"]);
+    assert!(
+        ok && out.contains("Plan: 0 to create") && out.contains(" 0 differ"),
+        "{out}"
+    );
+
+    // 6. destroy leaves nothing of the cluster.
     let (ok, out) = lab.paasgen(&["destroy", "--yes", "--os-cloud", "lab"]);
     assert!(ok, "{out}");
     assert_eq!(lab.leftovers(), Vec::<String>::new());
