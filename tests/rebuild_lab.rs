@@ -85,6 +85,69 @@ fn paasgen_from_internet(dir: &Path, args: &[&str]) -> Output {
     output(&mut cmd)
 }
 
+/// The member that leads, by name (endpoint addresses are the example's).
+fn leader_name(node: &str) -> String {
+    let o = etcdctl(node, "endpoint status --cluster -w json");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let status: serde_json::Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
+    let leader = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["Status"]["header"]["member_id"] == e["Status"]["leader"])
+        .expect("a leader");
+    match leader["Endpoint"].as_str().unwrap() {
+        "https://192.168.0.10:2379" => "etcd-1",
+        "https://192.168.0.11:2379" => "etcd-2",
+        "https://192.168.0.12:2379" => "etcd-3",
+        other => panic!("unknown endpoint {other}"),
+    }
+    .to_string()
+}
+
+/// A client writing `paasgen/during/<n>` through all three members until stopped.
+struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(Vec<String>, usize, f64)>,
+}
+
+impl Writer {
+    fn start(node: &'static str) -> Writer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut ok, mut failed, mut gap) = (Vec::new(), 0, 0f64);
+            let mut last = Instant::now();
+            let mut n = 0;
+            while !flag.load(Ordering::Relaxed) {
+                n += 1;
+                let key = format!("paasgen/during/{n}");
+                let o = etcdctl(
+                    node,
+                    &format!("--endpoints=https://192.168.0.10:2379,https://192.168.0.11:2379,https://192.168.0.12:2379 put {key} w"),
+                );
+                if o.status.success() {
+                    gap = gap.max(last.elapsed().as_secs_f64());
+                    last = Instant::now();
+                    ok.push(key);
+                } else {
+                    failed += 1;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            (ok, failed, gap.max(last.elapsed().as_secs_f64()))
+        });
+        Writer { stop, handle }
+    }
+
+    /// Keys written, failed writes, longest time without a successful write (s).
+    fn stop(self) -> (Vec<String>, usize, f64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
 /// `id name` of every member, as etcdctl on `node` lists them.
 fn members(node: &str) -> Vec<(String, String)> {
     let o = etcdctl(node, "member list");
@@ -229,6 +292,50 @@ fn etcd_member_is_rebuilt_from_scratch() {
         summary.contains("0 to create") && summary.contains(" 0 differ"),
         "{plan}"
     );
+
+    // 3b. The leader, rebuilt while a client keeps writing through the other members.
+    let leader = leader_name("etcd-1");
+    let writer_node = ["etcd-1", "etcd-2", "etcd-3"]
+        .into_iter()
+        .find(|n| *n != leader)
+        .unwrap();
+    let writes = Writer::start(writer_node);
+    std::thread::sleep(Duration::from_secs(3));
+    let t = Instant::now();
+    let rebuilt = rebuild(&tmp.0, &leader, &[]);
+    assert!(
+        rebuilt.status.success(),
+        "{}{}",
+        text(&rebuilt.stdout),
+        text(&rebuilt.stderr)
+    );
+    let rebuild_secs = t.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(3));
+    let (ok, failed, longest_gap) = writes.stop();
+    println!(
+        "rebuild-lab: leader {leader} rebuilt in {rebuild_secs:.0}s while writing: {} writes ok, {failed} failed, longest gap between successes {longest_gap:.1}s",
+        ok.len()
+    );
+    assert!(ok.len() >= 10, "too few writes went through: {}", ok.len());
+    assert!(
+        longest_gap < 20.0,
+        "writes stopped for {longest_gap:.1}s during the rebuild"
+    );
+    wait_healthy(&leader, Duration::from_secs(60));
+    let listed = members("etcd-1");
+    assert_eq!(listed.len(), 3, "stale or missing members: {listed:?}");
+    for key in &ok {
+        let got = etcdctl(
+            &leader,
+            &format!("get {key} --print-value-only --consistency=s"),
+        );
+        assert_eq!(
+            text(&got.stdout).trim(),
+            "w",
+            "{key} lost on the new {leader}"
+        );
+    }
+    let after = members("etcd-1");
 
     // 4. A spec change every etcd node's user-data carries, rolled out by replacement.
     let spec_file = tmp.0.join("cluster.yaml");

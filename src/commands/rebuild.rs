@@ -126,6 +126,24 @@ impl Replacer<'_> {
                 cloud.delete(Kind::Server, &old.id)
             })
             .await?;
+            // Nova deletes in the background: until the server is gone, the planner
+            // would find it and create nothing.
+            let deadline = Instant::now() + opts.server_timeout;
+            loop {
+                let now =
+                    apply::retry(opts, "listing resources", || cloud.inventory(&spec.name)).await?;
+                if !now.iter().any(|e| e.kind == Kind::Server && e.id == old.id) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "server {server} ({}) is still there {}s after its deletion",
+                        old.id,
+                        opts.server_timeout.as_secs()
+                    );
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
         if let Some(kube) = &kube {
             // Only now: a kubelet still running would register its Node again.

@@ -167,6 +167,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rollout_keeps_the_cluster_serving() {
+        let spec = spec::parse("c.yaml", spec::EXAMPLE).unwrap().0;
+        assert_eq!(
+            rollout_order(&spec, |_| true),
+            [
+                "etcd-1", "etcd-2", "etcd-3", "master-1", "master-2", "master-3", "worker-1",
+                "worker-2", "gw-1", "gw-2"
+            ]
+        );
+        // Only what differs, still in that order.
+        let changed = ["gw-2", "worker-1", "etcd-3"];
+        assert_eq!(
+            rollout_order(&spec, |n| changed.contains(&n)),
+            ["etcd-3", "worker-1", "gw-2"]
+        );
+    }
+
+    #[test]
     fn the_version_line_changes_in_place() {
         let text = "name: x\nkubernetes:\n  version: 1.37.2   # pinned\n  pod_cidr: 10.244.0.0/16\netcd:\n  version: 3.6.14\n";
         let new = with_kubernetes_version(text, "1.37.3").unwrap();
