@@ -105,6 +105,9 @@ fn leader_name(node: &str) -> String {
     .to_string()
 }
 
+const ALL_ENDPOINTS: &str =
+    "https://192.168.0.10:2379,https://192.168.0.11:2379,https://192.168.0.12:2379";
+
 /// A client writing `paasgen/during/<n>` through all three members until stopped.
 struct Writer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -123,10 +126,18 @@ impl Writer {
             while !flag.load(Ordering::Relaxed) {
                 n += 1;
                 let key = format!("paasgen/during/{n}");
-                let o = etcdctl(
+                // All three members (etcdctl refuses --endpoints next to the profile's
+                // ETCDCTL_ENDPOINTS, so the variable is replaced).
+                let o = output(&mut exec(
                     node,
-                    &format!("--endpoints=https://192.168.0.10:2379,https://192.168.0.11:2379,https://192.168.0.12:2379 put {key} w"),
-                );
+                    &[
+                        "sh",
+                        "-c",
+                        &format!(
+                            ". /etc/profile.d/etcdctl.sh && ETCDCTL_ENDPOINTS={ALL_ENDPOINTS} etcdctl --dial-timeout=3s --command-timeout=5s put {key} w"
+                        ),
+                    ],
+                ));
                 if o.status.success() {
                     gap = gap.max(last.elapsed().as_secs_f64());
                     last = Instant::now();
