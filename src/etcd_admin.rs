@@ -141,22 +141,33 @@ impl EtcdAdmin {
 
     /// The member list, from the first member that gives it (a linearizable read: it
     /// needs the cluster's majority).
+    /// A member that just died may have been the leader: while the others elect a new
+    /// one ("leader changed", "no leader") the list is asked for again, for up to 30 s.
     pub async fn members(&self, except: Option<&str>) -> Result<Vec<Member>> {
         let mut errors = Vec::new();
-        for e in self
-            .endpoints
-            .iter()
-            .filter(|e| Some(e.name.as_str()) != except)
-        {
-            match self
-                .call(e, "cluster/member/list", json!({"linearizable": true}))
-                .await
+        for sweep in 0..15 {
+            if sweep > 0 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            errors.clear();
+            for e in self
+                .endpoints
+                .iter()
+                .filter(|e| Some(e.name.as_str()) != except)
             {
-                Ok(v) => return parse_members(&v),
-                Err(err) => errors.push(format!("{err:#}")),
+                match self
+                    .call(e, "cluster/member/list", json!({"linearizable": true}))
+                    .await
+                {
+                    Ok(v) => return parse_members(&v),
+                    Err(err) => errors.push(format!("{err:#}")),
+                }
             }
         }
-        bail!("no etcd member gave the member list: {}", errors.join("; "))
+        bail!(
+            "no etcd member gave the member list for 30s: {}",
+            errors.join("; ")
+        )
     }
 
     /// A membership change. etcd refuses one ("unhealthy cluster") until every member
