@@ -88,15 +88,8 @@ enum Command {
         /// Replace an etcd member even if the others cannot keep the majority meanwhile.
         #[arg(long)]
         force: bool,
-        /// Where etcd's members are reached, by their names (SNI) [default: public VIP:2379].
-        #[arg(long)]
-        etcd_via: Option<std::net::SocketAddr>,
-        /// Seconds the replacement may take to be healthy.
-        #[arg(long, default_value_t = 900)]
-        wait: u64,
-        /// Wait for another writer of the state dir instead of failing.
-        #[arg(long)]
-        wait_lock: bool,
+        #[command(flatten)]
+        replace: ReplaceOpts,
     },
     /// Bring the running cluster to what the spec says by replacing, one at a time and
     /// in a safe order, every node whose user-data changed (`--to` sets the version).
@@ -106,15 +99,8 @@ enum Command {
         to: Option<String>,
         #[command(flatten)]
         cloud: CloudOpts,
-        /// Where etcd's members are reached, by their names (SNI) [default: public VIP:2379].
-        #[arg(long)]
-        etcd_via: Option<std::net::SocketAddr>,
-        /// Seconds each replacement may take to be healthy.
-        #[arg(long, default_value_t = 900)]
-        wait: u64,
-        /// Wait for another writer of the state dir instead of failing.
-        #[arg(long)]
-        wait_lock: bool,
+        #[command(flatten)]
+        replace: ReplaceOpts,
     },
     /// etcd backups: `backup now` takes a snapshot through the etcd API into the state
     /// dir's backups/; `backup list` shows them, each checked against its sha256.
@@ -196,6 +182,20 @@ impl CloudOpts {
             timeout: std::time::Duration::from_secs(self.timeout),
         }
     }
+}
+
+/// How `rebuild` and `upgrade` replace a node.
+#[derive(clap::Args)]
+struct ReplaceOpts {
+    /// Where etcd's members are reached, by their names (SNI) [default: public VIP:2379].
+    #[arg(long)]
+    etcd_via: Option<std::net::SocketAddr>,
+    /// Seconds each replacement may take to be healthy.
+    #[arg(long, default_value_t = 900)]
+    wait: u64,
+    /// Wait for another writer of the state dir instead of failing.
+    #[arg(long)]
+    wait_lock: bool,
 }
 
 #[derive(Subcommand)]
@@ -291,31 +291,23 @@ fn main() -> ExitCode {
             node,
             cloud,
             force,
-            etcd_via,
-            wait,
-            wait_lock,
+            replace,
         } => commands::rebuild::rebuild(
             &commands::rebuild::RebuildArgs {
-                cloud: cloud.args(wait_lock),
+                cloud: cloud.args(replace.wait_lock),
                 node: &node,
                 force,
-                etcd_via,
-                wait: std::time::Duration::from_secs(wait),
+                etcd_via: replace.etcd_via,
+                wait: std::time::Duration::from_secs(replace.wait),
             },
             &paasgen::cloud::apply::Options::default(),
         ),
-        Command::Upgrade {
-            to,
-            cloud,
-            etcd_via,
-            wait,
-            wait_lock,
-        } => commands::upgrade::upgrade(
+        Command::Upgrade { to, cloud, replace } => commands::upgrade::upgrade(
             &commands::upgrade::UpgradeArgs {
-                cloud: cloud.args(wait_lock),
+                cloud: cloud.args(replace.wait_lock),
                 to: to.as_deref(),
-                etcd_via,
-                wait: std::time::Duration::from_secs(wait),
+                etcd_via: replace.etcd_via,
+                wait: std::time::Duration::from_secs(replace.wait),
             },
             &paasgen::cloud::apply::Options::default(),
         ),

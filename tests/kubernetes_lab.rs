@@ -583,19 +583,11 @@ fn kubernetes_boots_from_rendered_user_data() {
     );
 }
 
-/// `paasgen rebuild NODE --cloud lab`, run from the lab's internet (only the network
-/// namespace changes: the lab's nspawn needs the host's /sys).
+/// `paasgen rebuild NODE --cloud lab`, run from the lab's internet.
 fn rebuild(dir: &Path, node: &str) -> std::process::Output {
-    let mut cmd = Command::new("nsenter");
-    cmd.args([
-        "--net=/run/netns/plab-inet",
-        "--",
+    paasgen_from_internet(
         env!("CARGO_BIN_EXE_paasgen"),
-    ])
-    .args(["rebuild", node, "--cloud", "lab", "--wait", "600", "-f"])
-    .arg(dir.join("cluster.yaml"))
-    .arg("-o")
-    .arg(dir.join("out"))
-    .env("PAASGEN_HOME", repo(""));
-    output(&mut cmd)
+        dir,
+        &["rebuild", node, "--cloud", "lab", "--wait", "600"],
+    )
 }

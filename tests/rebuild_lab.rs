@@ -38,51 +38,19 @@ fn etcdctl(node: &str, args: &str) -> Output {
     ))
 }
 
-/// `paasgen rebuild NODE --cloud lab` run where a user of the cluster stands.
+/// `paasgen rebuild NODE --cloud lab` (or upgrade, with no node) from the lab's internet.
 fn rebuild(dir: &Path, node: &str, extra: &[&str]) -> Output {
-    // Only the network namespace changes (`ip netns exec` would also remount /sys,
-    // hiding the cgroup mounts the lab's nspawn needs when paasgen recreates a node).
-    let mut cmd = Command::new("nsenter");
-    cmd.args([
-        "--net=/run/netns/plab-inet",
-        "--",
-        env!("CARGO_BIN_EXE_paasgen"),
-    ])
-    .args(["rebuild", node, "--cloud", "lab", "--wait", "300", "-f"])
-    .arg(dir.join("cluster.yaml"))
-    .args(["-o"])
-    .arg(dir.join("out"))
-    .args(extra)
-    .env("PAASGEN_HOME", repo(""));
-    output(&mut cmd)
+    let mut args = vec!["rebuild", node, "--cloud", "lab", "--wait", "300"];
+    args.extend_from_slice(extra);
+    paasgen_from_internet(env!("CARGO_BIN_EXE_paasgen"), dir, &args)
 }
 
-/// `paasgen upgrade --cloud lab`, from the lab's internet.
 fn upgrade(dir: &Path) -> Output {
-    let mut cmd = Command::new("nsenter");
-    cmd.args([
-        "--net=/run/netns/plab-inet",
-        "--",
+    paasgen_from_internet(
         env!("CARGO_BIN_EXE_paasgen"),
-    ])
-    .args(["upgrade", "--cloud", "lab", "--wait", "300", "-f"])
-    .arg(dir.join("cluster.yaml"))
-    .env("PAASGEN_HOME", repo(""));
-    output(&mut cmd)
-}
-
-/// `paasgen ARGS... -f cluster.yaml`, from the lab's internet.
-fn paasgen_from_internet(dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new("nsenter");
-    cmd.args([
-        "--net=/run/netns/plab-inet",
-        "--",
-        env!("CARGO_BIN_EXE_paasgen"),
-    ])
-    .args(args)
-    .arg("-f")
-    .arg(dir.join("cluster.yaml"));
-    output(&mut cmd)
+        dir,
+        &["upgrade", "--cloud", "lab", "--wait", "300"],
+    )
 }
 
 /// The member that leads, by name (endpoint addresses are the example's).
@@ -409,7 +377,7 @@ fn etcd_member_is_rebuilt_from_scratch() {
 
     // 5. A backup through the etcd API, read and restored by etcd's own etcdutl.
     let t = Instant::now();
-    let taken = paasgen_from_internet(&tmp.0, &["backup", "now"]);
+    let taken = paasgen_from_internet(env!("CARGO_BIN_EXE_paasgen"), &tmp.0, &["backup", "now"]);
     let said = text(&taken.stdout);
     assert!(taken.status.success(), "{said}{}", text(&taken.stderr));
     println!(

@@ -9,7 +9,7 @@ use super::{load_spec, state_dir_for};
 use crate::etcd_admin::EtcdAdmin;
 use crate::fsutil::{self, write_atomic, PRIVATE};
 use crate::lock::StateLock;
-use crate::pki::Pki;
+use crate::pki::{hex, Pki};
 use crate::render::sha256_hex;
 use crate::spec::Role;
 use anyhow::{anyhow, bail, Context, Result};
@@ -113,7 +113,7 @@ pub fn backup_now(args: &BackupArgs) -> Result<()> {
             match etcd.snapshot(&member.name, &mut out).await {
                 Ok(taken) => {
                     out.flush()?;
-                    let sha = sha256_hex_of(out.hash);
+                    let sha = hex(&out.hash.finalize());
                     let file = out.inner.into_inner().map_err(|e| anyhow!("{e}"))?;
                     file.sync_all()?;
                     return Ok((taken, sha));
@@ -156,10 +156,6 @@ pub fn backup_now(args: &BackupArgs) -> Result<()> {
         record.sha256
     );
     Ok(())
-}
-
-fn sha256_hex_of(hash: Sha256) -> String {
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Every finished backup, oldest first, each checked against its record.

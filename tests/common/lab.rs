@@ -202,3 +202,17 @@ pub fn lab_cannot_run(test: &str) -> bool {
     eprintln!("{test} skipped: {why}");
     true
 }
+
+/// `paasgen ARGS... -f DIR/cluster.yaml` run from the lab's internet, where a user of the
+/// cluster stands. Only the network namespace changes: `ip netns exec` would also remount
+/// /sys, hiding the cgroup mounts the lab's nspawn needs when paasgen recreates a node.
+#[allow(dead_code)]
+pub fn paasgen_from_internet(paasgen: &str, dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new("nsenter");
+    cmd.args(["--net=/run/netns/plab-inet", "--", paasgen])
+        .args(args)
+        .arg("-f")
+        .arg(dir.join("cluster.yaml"))
+        .env("PAASGEN_HOME", repo(""));
+    output(&mut cmd)
+}
