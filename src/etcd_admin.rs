@@ -204,6 +204,72 @@ impl EtcdAdmin {
     }
 }
 
+impl EtcdAdmin {
+    /// Sends the snapshot that `member` restores on its first boot (`recover`): until
+    /// etcd runs there, the member's client port takes it (see etcd-restore.py). Asked
+    /// again until `wait` passes, since the server may still be booting.
+    pub async fn send_restore(
+        &self,
+        member: &str,
+        snapshot: Vec<u8>,
+        wait: Duration,
+    ) -> Result<Value> {
+        let e = self.endpoint(member)?;
+        let start = std::time::Instant::now();
+        let mut last = String::from("not tried");
+        while start.elapsed() < wait {
+            let request = e
+                .client
+                .put(format!("{}/paasgen/restore", e.url))
+                .timeout(Duration::from_secs(600))
+                .body(snapshot.clone());
+            match request.send().await {
+                Ok(response) if response.status().as_u16() == 201 => {
+                    return Ok(response.json().await.unwrap_or(Value::Null));
+                }
+                // etcd itself, or its health probe answered: not the receiver.
+                Ok(response) if response.status().as_u16() == 404 => {
+                    bail!("{member}: no restore receiver answers (etcd runs there already?)")
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let body: Value = response.json().await.unwrap_or(Value::Null);
+                    bail!(
+                        "{member}: the restore was refused: {status}: {}",
+                        body["message"]
+                    );
+                }
+                Err(err) => last = format!("{err:#}"),
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        bail!(
+            "{member} did not take the snapshot within {}s (last: {last}); its server is up: see its cloud-init and paasgen-etcd-restore logs",
+            wait.as_secs()
+        )
+    }
+
+    /// Deletes every key under `prefix`, asking `via`; returns how many went.
+    pub async fn delete_prefix(&self, via: &str, prefix: &str) -> Result<u64> {
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let mut end = prefix.as_bytes().to_vec();
+        // The range end of a prefix: its last byte plus one (prefixes here end in `/`).
+        *end.last_mut().ok_or_else(|| anyhow!("empty prefix"))? += 1;
+        let v = self
+            .call(
+                self.endpoint(via)?,
+                "kv/deleterange",
+                json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end)}),
+            )
+            .await?;
+        Ok(v["deleted"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0))
+    }
+}
+
 /// What a snapshot stream brought: the member's revision, and the bytes written.
 pub struct SnapshotTaken {
     pub member: String,

@@ -75,6 +75,33 @@ impl KubeAdmin {
         }
     }
 
+    /// The addresses behind the `kubernetes` Service: the API servers that hold a
+    /// lease in etcd (each renews its own every 10 s).
+    pub async fn api_endpoints(&self) -> Result<Vec<String>> {
+        let url = format!(
+            "{}/api/v1/namespaces/default/endpoints/kubernetes",
+            self.base
+        );
+        let (status, endpoints) = self
+            .send(self.client.get(url), "reading the kubernetes endpoints")
+            .await?;
+        if status != 200 {
+            bail!(
+                "reading the kubernetes endpoints: HTTP {status}: {}",
+                endpoints["message"]
+            );
+        }
+        let mut ips: Vec<String> = endpoints["subsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["addresses"].as_array().into_iter().flatten())
+            .filter_map(|a| a["ip"].as_str().map(str::to_string))
+            .collect();
+        ips.sort();
+        Ok(ips)
+    }
+
     /// Whether the Node's kubelet renewed its lease lately: it can still be drained.
     pub async fn kubelet_alive(&self, name: &str) -> Result<bool> {
         let url = format!(

@@ -14,3 +14,4 @@ pub mod lock;
 pub mod pki;
 pub mod render;
 pub mod spec;
+pub mod tempurl;

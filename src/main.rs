@@ -91,6 +91,24 @@ enum Command {
         #[command(flatten)]
         replace: ReplaceOpts,
     },
+    /// etcd lost its majority: replace every etcd server and found the cluster again from
+    /// a backup (the newest good one of `backup list` unless --from names one).
+    Recover {
+        /// The backup to restore: its file name in the state dir's backups/.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        #[command(flatten)]
+        cloud: CloudOpts,
+        /// Recover even though etcd still has its majority (every write since the backup
+        /// is lost).
+        #[arg(long)]
+        force: bool,
+        /// Do not wait for the Kubernetes API afterwards (its masters are down too).
+        #[arg(long)]
+        etcd_only: bool,
+        #[command(flatten)]
+        replace: ReplaceOpts,
+    },
     /// Bring the running cluster to what the spec says by replacing, one at a time and
     /// in a safe order, every node whose user-data changed (`--to` sets the version).
     Upgrade {
@@ -198,30 +216,49 @@ struct ReplaceOpts {
     wait_lock: bool,
 }
 
+/// What every backup verb is told: the spec, its state dir, and the cloud holding the
+/// Swift copies.
+#[derive(clap::Args)]
+struct BackupOpts {
+    #[arg(short, long, default_value = "cluster.yaml")]
+    file: PathBuf,
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Cloud of clouds.yaml for Swift (else OS_CLOUD, else the OS_* environment).
+    #[arg(long)]
+    os_cloud: Option<String>,
+    /// Seconds to wait for a connection and for each answer (or stream message).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
+}
+
 #[derive(Subcommand)]
 enum BackupCommand {
-    /// Take a snapshot now (from the first healthy member).
+    /// Take a snapshot now (from the first healthy member); copied to Swift too when
+    /// etcd.swift_backups is set up.
     Now {
-        #[arg(short, long, default_value = "cluster.yaml")]
-        file: PathBuf,
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        opts: BackupOpts,
         /// Where etcd's members are reached, by their names (SNI) [default: public VIP:2379].
         #[arg(long)]
         etcd_via: Option<std::net::SocketAddr>,
-        /// Seconds to wait for a connection and between messages of the stream.
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-        timeout: u64,
         /// Wait for another writer of the state dir instead of failing.
         #[arg(long)]
         wait_lock: bool,
     },
-    /// List the backups, oldest first.
-    List {
-        #[arg(short, long, default_value = "cluster.yaml")]
-        file: PathBuf,
+    /// Prepare the Swift container of etcd.swift_backups (versioned, with a TempURL key
+    /// only paasgen holds); etcd nodes rendered afterwards upload there.
+    Setup {
+        #[command(flatten)]
+        opts: BackupOpts,
+        /// Wait for another writer of the state dir instead of failing.
         #[arg(long)]
-        state_dir: Option<PathBuf>,
+        wait_lock: bool,
+    },
+    /// List the backups, oldest first, and the copies in Swift.
+    List {
+        #[command(flatten)]
+        opts: BackupOpts,
     },
 }
 
@@ -302,6 +339,23 @@ fn main() -> ExitCode {
             },
             &paasgen::cloud::apply::Options::default(),
         ),
+        Command::Recover {
+            from,
+            cloud,
+            force,
+            etcd_only,
+            replace,
+        } => commands::recover::recover(
+            &commands::recover::RecoverArgs {
+                cloud: cloud.args(replace.wait_lock),
+                from: from.as_deref(),
+                force,
+                etcd_via: replace.etcd_via,
+                wait: std::time::Duration::from_secs(replace.wait),
+                etcd_only,
+            },
+            &paasgen::cloud::apply::Options::default(),
+        ),
         Command::Upgrade { to, cloud, replace } => commands::upgrade::upgrade(
             &commands::upgrade::UpgradeArgs {
                 cloud: cloud.args(replace.wait_lock),
@@ -314,22 +368,35 @@ fn main() -> ExitCode {
         Command::Backup {
             command:
                 BackupCommand::Now {
-                    file,
-                    state_dir,
+                    opts,
                     etcd_via,
-                    timeout,
                     wait_lock,
                 },
         } => commands::backup::backup_now(&commands::backup::BackupArgs {
-            file: &file,
-            state_dir: state_dir.as_deref(),
+            file: &opts.file,
+            state_dir: opts.state_dir.as_deref(),
+            os_cloud: opts.os_cloud.as_deref(),
             etcd_via,
-            timeout: std::time::Duration::from_secs(timeout),
+            timeout: std::time::Duration::from_secs(opts.timeout),
             wait_lock,
         }),
         Command::Backup {
-            command: BackupCommand::List { file, state_dir },
-        } => commands::backup::backup_list(&file, state_dir.as_deref()),
+            command: BackupCommand::Setup { opts, wait_lock },
+        } => commands::backup::setup(&commands::backup::SetupArgs {
+            file: &opts.file,
+            state_dir: opts.state_dir.as_deref(),
+            os_cloud: opts.os_cloud.as_deref(),
+            timeout: std::time::Duration::from_secs(opts.timeout),
+            wait_lock,
+        }),
+        Command::Backup {
+            command: BackupCommand::List { opts },
+        } => commands::backup::backup_list(
+            &opts.file,
+            opts.state_dir.as_deref(),
+            opts.os_cloud.as_deref(),
+            std::time::Duration::from_secs(opts.timeout),
+        ),
         Command::Destroy {
             cloud,
             yes,

@@ -178,3 +178,91 @@ fn a_rebuilt_etcd_member_keeps_rendering_as_joining() {
     assert_eq!(state_of("etcd-2"), "existing");
     assert_eq!(state_of("etcd-1"), "new");
 }
+
+/// After `recover`: the restoring member founds a cluster of one and carries the
+/// receiver of the snapshot (which Python compiles); each member added after it joins
+/// the members before it; the new token is everyone's.
+#[test]
+fn a_recovered_etcd_renders_restore_then_joins() {
+    use paasgen::render::{self, decode_files, EtcdRecovery};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec::parse("c.yaml", spec::EXAMPLE).unwrap().0;
+    let (pki, _) = render_in(dir.path(), &spec);
+    let state = StateFile::new(dir.path());
+    let mut launched = state.load().unwrap().unwrap_or_default();
+    launched.etcd_recovery = Some(EtcdRecovery {
+        token: "demo-etcd-0123456789ab".into(),
+        restored_on: Some("etcd-1".into()),
+        snapshot_sha256: "ab".repeat(32),
+        joined: [(
+            "etcd-2".to_string(),
+            vec!["etcd-1".to_string(), "etcd-2".to_string()],
+        )]
+        .into_iter()
+        .collect(),
+    });
+    state.save(&launched).unwrap();
+    let opts = paasgen::commands::render_options(dir.path()).unwrap();
+    let docs = render::render(&spec, &pki, &opts).unwrap();
+    let files_of = |name: &str| {
+        let doc = docs.iter().find(|d| d.name == name).unwrap();
+        decode_files(&doc.user_data).unwrap()
+    };
+    let text_of = |name: &str, path: &str| {
+        files_of(name)
+            .iter()
+            .find(|f| f.path == path)
+            .map(|f| String::from_utf8(f.bytes.clone()).unwrap())
+    };
+    let conf = |name| text_of(name, "/etc/etcd/etcd.conf.yml").unwrap();
+    let c1 = conf("etcd-1");
+    assert!(
+        c1.contains("initial-cluster: \"etcd-1=https://192.168.0.10:2380\"\n"),
+        "{c1}"
+    );
+    assert!(c1.contains("initial-cluster-state: new"), "{c1}");
+    let c2 = conf("etcd-2");
+    assert!(
+        c2.contains("initial-cluster: \"etcd-1=https://192.168.0.10:2380,etcd-2=https://192.168.0.11:2380\"\n")
+            && c2.contains("initial-cluster-state: existing"),
+        "{c2}"
+    );
+    for c in [&c1, &c2, &conf("etcd-3")] {
+        assert!(
+            c.contains("initial-cluster-token: \"demo-etcd-0123456789ab\""),
+            "{c}"
+        );
+    }
+    let unit = text_of("etcd-1", "/etc/systemd/system/etcd.service").unwrap();
+    assert!(
+        unit.contains("Requires=paasgen-etcd-restore.service"),
+        "{unit}"
+    );
+    let script = text_of("etcd-1", "/usr/local/sbin/paasgen-etcd-restore").unwrap();
+    assert!(
+        script.contains(&format!("SHA256 = \"{}\"", "ab".repeat(32))),
+        "{script}"
+    );
+    assert!(
+        script.contains("LISTEN = (\"192.168.0.10\", 2379)"),
+        "{script}"
+    );
+    let path = dir.path().join("restore.py");
+    std::fs::write(&path, &script).unwrap();
+    let compiled = std::process::Command::new("python3")
+        .args(["-m", "py_compile"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        compiled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+    // Only the restoring member carries the receiver.
+    for other in ["etcd-2", "etcd-3"] {
+        assert!(text_of(other, "/usr/local/sbin/paasgen-etcd-restore").is_none());
+        let unit = text_of(other, "/etc/systemd/system/etcd.service").unwrap();
+        assert!(!unit.contains("restore"), "{unit}");
+    }
+}

@@ -86,3 +86,63 @@ fn each_role_holds_only_the_keys_it_needs() {
         );
     }
 }
+
+/// With off-site backups set up, each etcd node holds one Swift signature: PUT, under
+/// its own name, in a root-only file; no other node has one, and none holds the key.
+#[test]
+fn each_etcd_node_holds_only_its_own_upload_signature() {
+    use paasgen::render::{self, OffsiteTarget};
+    let dir = tempfile::tempdir().unwrap();
+    let text = paasgen::spec::EXAMPLE.replacen(
+        "  snapshot_keep: 24\n",
+        "  snapshot_keep: 24\n  swift_backups: { container: demo-etcd-backups, keep_days: 3 }\n",
+        1,
+    );
+    let spec = paasgen::spec::parse("c.yaml", &text).unwrap().0;
+    let (pki, _) = render_in(dir.path(), &spec);
+    let key = "k".repeat(64);
+    let container = "/v1/AUTH_p/demo-etcd-backups";
+    let opts = render::RenderOptions {
+        etcd_upload: Some(OffsiteTarget {
+            container_path: container.into(),
+            upload_endpoint: "https://swift.example:8080".into(),
+            key: key.clone(),
+            expires: 2_000_000_000,
+        }),
+        ..Default::default()
+    };
+    let docs = render::render(&spec, &pki, &opts).unwrap();
+    for doc in &docs {
+        assert!(!doc.user_data.contains(&key), "{} holds the key", doc.name);
+        let files = files_of(doc);
+        let upload = files
+            .iter()
+            .find(|f| f.path == "/etc/paasgen/etcd-backup-upload");
+        if doc.role != Role::Etcd {
+            assert!(upload.is_none(), "{} has an upload signature", doc.name);
+            continue;
+        }
+        let upload = upload.unwrap_or_else(|| panic!("{} has no upload signature", doc.name));
+        assert_eq!(upload.permissions.as_deref(), Some("0600"));
+        let env = String::from_utf8(upload.bytes.clone()).unwrap();
+        let signed = paasgen::tempurl::sign_put_prefix(
+            key.as_bytes(),
+            container,
+            &format!("{}/", doc.name),
+            2_000_000_000,
+        )
+        .unwrap();
+        assert!(
+            env.contains(&format!("UPLOAD_QUERY='{}'", signed.query())),
+            "{env}"
+        );
+        assert!(
+            env.contains(&format!(
+                "UPLOAD_URL_PREFIX='https://swift.example:8080{container}/{}/'",
+                doc.name
+            )),
+            "{env}"
+        );
+        assert!(env.contains("DELETE_AFTER=259200"), "{env}");
+    }
+}

@@ -40,6 +40,15 @@ fn example_with(from: &str, to: &str) -> String {
     EXAMPLE.replacen(from, to, 1)
 }
 
+/// `at line N` for the example's first line holding `needle` (the example may grow).
+fn at_line_of(needle: &str) -> String {
+    let n = EXAMPLE
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("the example has no `{needle}`"));
+    format!("at line {}", n + 1)
+}
+
 fn rejects(spec_text: &str, expected: &[&str]) -> Outcome {
     let o = render(spec_text);
     assert_eq!(
@@ -72,7 +81,8 @@ fn duplicate_node_name() {
             "duplicate node name `etcd-1` (also nodes[2])",
         ],
     );
-    assert!(o.stderr.contains("at line 63"), "{}", o.stderr);
+    let line = at_line_of("name: etcd-2,");
+    assert!(o.stderr.contains(&line), "{line}: {}", o.stderr);
 }
 
 #[test]
@@ -93,7 +103,7 @@ fn ip_outside_the_private_network() {
         &[
             "nodes[9].private_ip",
             "10.1.1.1 is outside network.private_cidr 192.168.0.0/24",
-            "at line 69",
+            &at_line_of("private_ip: 192.168.0.31"),
         ],
     );
 }
@@ -272,7 +282,7 @@ fn unknown_role_with_a_suggestion() {
         &[
             "unknown variant `gatway`",
             "did you mean `gateway`?",
-            "at line 60",
+            &at_line_of("role: gateway,"),
         ],
     );
 }
@@ -375,7 +385,7 @@ fn type_errors_name_the_field_and_line() {
     rejects(
         &example_with("private_ip: 192.168.0.11", "private_ip: notanip"),
         &[
-            "at line 63",
+            &at_line_of("private_ip: 192.168.0.11"),
             "nodes[3].private_ip: invalid IPv4 address syntax",
         ],
     );
@@ -464,4 +474,38 @@ fn mirrors_are_checked_for_where_they_land() {
         &with_mirrors("  debian: { uri: \"http://mirror.example/debian\" }"),
         &["uri"],
     );
+}
+
+#[test]
+fn swift_backups_are_checked() {
+    let with = |block: &str| {
+        example_with(
+            "  snapshot_keep: 24\n",
+            &format!("  snapshot_keep: 24\n  swift_backups: {block}\n"),
+        )
+    };
+    rejects(
+        &with("{ container: \"backups/../x\" }"),
+        &["etcd.swift_backups.container", "is not a container name"],
+    );
+    rejects(
+        &with("{ container: b, keep_days: 0 }"),
+        &["etcd.swift_backups.keep_days", "expected 1 to 3650 days"],
+    );
+    rejects(
+        &with("{ container: b, upload_endpoint: \"http://swift.example:8080/v1/AUTH_x\" }"),
+        &[
+            "etcd.swift_backups.upload_endpoint",
+            "scheme, host and port only",
+        ],
+    );
+    rejects(
+        &with("{ container: b, upload_endpoint: \"ftp://swift.example\" }"),
+        &[
+            "etcd.swift_backups.upload_endpoint",
+            "must start with http:// or https://",
+        ],
+    );
+    let o = render(&with("{ container: demo-etcd-backups, keep_days: 7 }"));
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
 }

@@ -156,8 +156,12 @@ impl<C: Cloud> Launch<'_, C> {
         let mut state = self.state.load()?.unwrap_or_default();
         state.cluster = self.cluster.to_string();
         let mut ids = Ids::new();
+        let by_key: std::collections::HashMap<(Kind, &str), &Existing> = existing
+            .iter()
+            .map(|e| ((e.kind, e.name.as_str()), e))
+            .collect();
         for r in self.desired {
-            if let Some(e) = find(&existing, r) {
+            if let Some(e) = by_key.get(&(r.kind, r.name.as_str())) {
                 ids.insert(r.name.clone(), e.id.clone());
                 state.resources.insert(
                     r.name.clone(),
@@ -224,10 +228,9 @@ impl<C: Cloud> Launch<'_, C> {
                             what: format!("created {} {} ({id})", r.kind, r.name),
                         });
                         ids.insert(r.name.clone(), id.clone());
-                        state
-                            .resources
-                            .insert(r.name.clone(), Record { kind: r.kind, id });
-                        self.state.save(state)?;
+                        let record = Record { kind: r.kind, id };
+                        self.state.record_created(&r.name, &record)?;
+                        state.resources.insert(r.name.clone(), record);
                         outcome.created.push(r.name.clone());
                     }
                     Err(e) => {
@@ -235,6 +238,7 @@ impl<C: Cloud> Launch<'_, C> {
                     }
                 }
             }
+            self.state.save(state)?;
             if let Some(e) = first_error {
                 return Err(e);
             }
@@ -272,7 +276,11 @@ impl<C: Cloud> Launch<'_, C> {
             .filter(|r| r.kind == Kind::Server)
             .collect();
         let mut replaced = BTreeSet::new();
+        let docs: std::collections::HashMap<&str, &NodeDocument> =
+            self.docs.iter().map(|d| (d.name.as_str(), d)).collect();
         loop {
+            let created: std::collections::HashSet<&str> =
+                outcome.created.iter().map(String::as_str).collect();
             (self.report)(Event::Phase {
                 what: format!("waiting for {} server(s)", servers.len()),
                 total: servers.len(),
@@ -318,10 +326,10 @@ impl<C: Cloud> Launch<'_, C> {
                 {
                     to_replace.push(r);
                 }
-                let doc = self.docs.iter().find(|d| &d.name == node);
+                let doc = docs.get(node.as_str()).copied();
                 // A server keeps the user-data it booted with: only a server created
                 // now, or one launched with this very document, records it for `diff`.
-                let created_now = outcome.created.contains(&r.name) || replaced.contains(&r.name);
+                let created_now = created.contains(r.name.as_str()) || replaced.contains(&r.name);
                 let running_sha = match created_now {
                     true => Some(user_data_sha256.clone()),
                     false => running.get(&r.name).cloned(),
@@ -402,7 +410,8 @@ impl<C: Cloud> Launch<'_, C> {
 /// Groups a wave into lanes run one after the other inside, in parallel across:
 /// members of one server group share a lane, everything else has its own.
 fn lanes<'r>(ready: &[&'r Resource]) -> Vec<Vec<&'r Resource>> {
-    let mut lanes: Vec<(Option<&str>, Vec<&Resource>)> = Vec::new();
+    let mut lanes: Vec<Vec<&Resource>> = Vec::new();
+    let mut group_lane: BTreeMap<&str, usize> = BTreeMap::new();
     for r in ready {
         let group = match &r.spec {
             Spec::Server {
@@ -411,15 +420,17 @@ fn lanes<'r>(ready: &[&'r Resource]) -> Vec<Vec<&'r Resource>> {
             } => Some(g.as_str()),
             _ => None,
         };
-        match lanes
-            .iter_mut()
-            .find(|(g, _)| group.is_some() && *g == group)
-        {
-            Some((_, lane)) => lane.push(r),
-            None => lanes.push((group, vec![r])),
+        match group.and_then(|g| group_lane.get(g)) {
+            Some(&lane) => lanes[lane].push(r),
+            None => {
+                if let Some(g) = group {
+                    group_lane.insert(g, lanes.len());
+                }
+                lanes.push(vec![r]);
+            }
         }
     }
-    lanes.into_iter().map(|(_, lane)| lane).collect()
+    lanes
 }
 
 fn kinds(rs: &[&Resource]) -> String {

@@ -6,13 +6,15 @@
 use super::apply::Transient;
 use super::{Cloud, Existing, Ids, Kind, Resource, ServerState, Spec};
 use anyhow::{anyhow, bail, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 #[derive(Debug, Default)]
 struct Inner {
     next_id: u64,
-    resources: Vec<(Existing, Option<String>)>,
+    /// By creation number, so listings come in creation order; `by_id` finds one.
+    resources: BTreeMap<u64, (Existing, Option<String>)>,
+    by_id: HashMap<String, u64>,
     create_calls: usize,
     /// How long each create takes, and how many were under way at once at most.
     latency: std::time::Duration,
@@ -26,6 +28,12 @@ struct Inner {
     transient: usize,
     /// Servers (by resource name) that go ERROR with this fault.
     server_faults: BTreeMap<String, String>,
+}
+
+impl Inner {
+    fn get(&self, id: &str) -> Option<&(Existing, Option<String>)> {
+        self.by_id.get(id).and_then(|seq| self.resources.get(seq))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -86,7 +94,7 @@ impl MemoryCloud {
 
     /// Everything that exists, for assertions.
     pub fn resources(&self) -> Vec<Existing> {
-        self.with(|i| i.resources.iter().map(|(e, _)| e.clone()).collect())
+        self.with(|i| i.resources.values().map(|(e, _)| e.clone()).collect())
     }
 
     fn transient(&self) -> Result<()> {
@@ -106,7 +114,7 @@ impl Cloud for MemoryCloud {
         let prefix = format!("{cluster}-");
         Ok(self.with(|i| {
             i.resources
-                .iter()
+                .values()
                 .filter(|(e, _)| e.name.starts_with(&prefix))
                 .map(|(e, _)| e.clone())
                 .collect()
@@ -132,7 +140,7 @@ impl Cloud for MemoryCloud {
                 let id = ids
                     .get(dep)
                     .ok_or_else(|| anyhow!("{} created before {dep}", r.name))?;
-                if !i.resources.iter().any(|(e, _)| &e.id == id) {
+                if !i.by_id.contains_key(id) {
                     bail!("{} refers to {dep} ({id}), which does not exist", r.name);
                 }
             }
@@ -160,17 +168,22 @@ impl Cloud for MemoryCloud {
                 },
                 _ => (None, None, None, None),
             };
-            i.resources.push((
-                Existing {
-                    kind: r.kind,
-                    name: r.name.clone(),
-                    id: id.clone(),
-                    status,
-                    fault,
-                    user_data_sha256: sha,
-                },
-                user_data,
-            ));
+            i.by_id.insert(id.clone(), i.next_id);
+            let seq = i.next_id;
+            i.resources.insert(
+                seq,
+                (
+                    Existing {
+                        kind: r.kind,
+                        name: r.name.clone(),
+                        id: id.clone(),
+                        status,
+                        fault,
+                        user_data_sha256: sha,
+                    },
+                    user_data,
+                ),
+            );
             if i.lose_response == Some(call) {
                 bail!("injected loss of the response to create call {call}");
             }
@@ -181,11 +194,7 @@ impl Cloud for MemoryCloud {
     async fn server_state(&self, id: &str) -> Result<ServerState> {
         self.transient()?;
         self.with(|i| {
-            let (e, _) = i
-                .resources
-                .iter()
-                .find(|(e, _)| e.id == id)
-                .ok_or_else(|| anyhow!("no server {id}"))?;
+            let (e, _) = i.get(id).ok_or_else(|| anyhow!("no server {id}"))?;
             Ok(match (e.status.as_deref(), &e.fault) {
                 (Some("ERROR"), fault) => ServerState::Error(fault.clone().unwrap_or_default()),
                 (Some("ACTIVE"), _) => ServerState::Active,
@@ -196,18 +205,17 @@ impl Cloud for MemoryCloud {
 
     async fn delete(&self, _kind: Kind, id: &str) -> Result<()> {
         self.transient()?;
-        self.with(|i| i.resources.retain(|(e, _)| e.id != id));
+        self.with(|i| {
+            if let Some(seq) = i.by_id.remove(id) {
+                i.resources.remove(&seq);
+            }
+        });
         Ok(())
     }
 
     async fn server_user_data(&self, id: &str) -> Result<Option<String>> {
         use base64::Engine;
-        let b64 = self.with(|i| {
-            i.resources
-                .iter()
-                .find(|(e, _)| e.id == id)
-                .and_then(|(_, u)| u.clone())
-        });
+        let b64 = self.with(|i| i.get(id).and_then(|(_, u)| u.clone()));
         match b64 {
             None => Ok(None),
             Some(b) => Ok(Some(String::from_utf8(

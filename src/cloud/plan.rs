@@ -88,9 +88,11 @@ pub fn plan(desired: &[Resource], existing: &[Existing]) -> Plan {
             }
         })
         .collect();
+    let wanted: std::collections::HashSet<(Kind, &str)> =
+        desired.iter().map(|r| (r.kind, r.name.as_str())).collect();
     let orphans = existing
         .iter()
-        .filter(|e| !desired.iter().any(|r| r.kind == e.kind && r.name == e.name))
+        .filter(|e| !wanted.contains(&(e.kind, e.name.as_str())))
         .cloned()
         .collect();
     Plan { steps, orphans }

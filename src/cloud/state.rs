@@ -4,6 +4,7 @@
 
 use super::Kind;
 use crate::fsutil::{write_atomic, PRIVATE};
+pub use crate::render::EtcdRecovery;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +36,17 @@ pub struct LaunchState {
     /// `initial-cluster-state: existing`, and every later render keeps saying so.
     #[serde(default)]
     pub etcd_joined: BTreeSet<String>,
+    /// Set by `recover`, which founded etcd again from a snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_recovery: Option<EtcdRecovery>,
+}
+
+/// One line of launch.journal.
+#[derive(Debug, Serialize, Deserialize)]
+struct Created {
+    name: String,
+    #[serde(flatten)]
+    record: Record,
 }
 
 pub struct StateFile {
@@ -52,23 +64,79 @@ impl StateFile {
         self.dir.join("launch.json")
     }
 
+    /// Resources created since launch.json was last written, one JSON line each: a
+    /// create is recorded at once without rewriting a file that grows with the cluster.
+    fn journal_path(&self) -> PathBuf {
+        self.dir.join("launch.journal")
+    }
+
     pub fn load(&self) -> Result<Option<LaunchState>> {
         let path = self.path();
-        if !path.exists() {
-            return Ok(None);
+        let mut state = None;
+        if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            state = Some(
+                serde_json::from_str::<LaunchState>(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?,
+            );
         }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        Ok(Some(
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
-        ))
+        let journal = self.journal_path();
+        if journal.exists() {
+            let text = std::fs::read_to_string(&journal)
+                .with_context(|| format!("reading {}", journal.display()))?;
+            let state = state.get_or_insert_with(LaunchState::default);
+            // A line cut short by a crash is a record that was never complete; the
+            // resource itself is found again by name.
+            for entry in text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Created>(l).ok())
+            {
+                state.resources.insert(entry.name, entry.record);
+            }
+        }
+        Ok(state)
     }
 
     pub fn save(&self, state: &LaunchState) -> Result<()> {
         crate::fsutil::private_dir(&self.dir)?;
         let json = serde_json::to_string_pretty(state)? + "\n";
         write_atomic(&self.path(), json.as_bytes(), PRIVATE)?;
-        crate::fsutil::sync_dir(&self.dir)
+        crate::fsutil::sync_dir(&self.dir)?;
+        // launch.json now holds everything the journal recorded.
+        match std::fs::remove_file(self.journal_path()) {
+            Ok(()) => crate::fsutil::sync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", self.journal_path().display())),
+        }
+    }
+
+    /// Records a created resource at once (flushed to disk), in time proportional to the
+    /// record, not to the state; the next `save` folds it into launch.json.
+    pub fn record_created(&self, name: &str, record: &Record) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        crate::fsutil::private_dir(&self.dir)?;
+        let path = self.journal_path();
+        let new = !path.exists();
+        let line = serde_json::to_string(&Created {
+            name: name.to_string(),
+            record: record.clone(),
+        })? + "\n";
+        let append = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(PRIVATE)
+                .open(&path)?;
+            f.write_all(line.as_bytes())?;
+            f.sync_data()
+        };
+        append().with_context(|| format!("writing {}", path.display()))?;
+        if new {
+            crate::fsutil::sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     pub fn launched_user_data_path(&self, node: &str) -> PathBuf {

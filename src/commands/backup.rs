@@ -6,6 +6,7 @@
 //! without one is unfinished and not listed.
 
 use super::{load_spec, state_dir_for};
+use crate::cloud::openstack::swift::Swift;
 use crate::etcd_admin::EtcdAdmin;
 use crate::fsutil::{self, write_atomic, PRIVATE};
 use crate::lock::StateLock;
@@ -23,6 +24,8 @@ use std::time::Duration;
 pub struct BackupArgs<'a> {
     pub file: &'a Path,
     pub state_dir: Option<&'a Path>,
+    /// Cloud of clouds.yaml for the Swift copy (else OS_CLOUD / OS_*).
+    pub os_cloud: Option<&'a str>,
     pub etcd_via: Option<std::net::SocketAddr>,
     pub timeout: Duration,
     pub wait_lock: bool,
@@ -155,6 +158,27 @@ pub fn backup_now(args: &BackupArgs) -> Result<()> {
         record.member,
         record.sha256
     );
+    let Some(wanted) = &spec.etcd.swift_backups else {
+        return Ok(());
+    };
+    if offsite_target(&state_dir)?.is_none() {
+        println!("note: no copy in Swift: run `paasgen backup setup` first");
+        return Ok(());
+    }
+    // paasgen's own copies sit apart from the nodes' (`<node>/...`).
+    let object = format!("paasgen/{}", record.file);
+    rt.block_on(async {
+        let swift = Swift::connect(args.os_cloud, args.timeout).await?;
+        let bytes = std::fs::read(&db)?;
+        let keep = u64::from(wanted.keep_days) * 86_400;
+        swift
+            .put_object(&wanted.container, &object, bytes, &record.sha256, keep)
+            .await
+    })
+    .with_context(|| {
+        format!("the local backup is kept, but its copy to Swift failed ({object})")
+    })?;
+    println!("copied to Swift: {}/{object}", wanted.container);
     Ok(())
 }
 
@@ -189,13 +213,53 @@ pub fn list(state_dir: &Path) -> Result<Vec<(BackupRecord, Result<()>)>> {
         .collect()
 }
 
-pub fn backup_list(file: &Path, state_dir: Option<&Path>) -> Result<()> {
+pub fn backup_list(
+    file: &Path,
+    state_dir: Option<&Path>,
+    os_cloud: Option<&str>,
+    timeout: Duration,
+) -> Result<()> {
+    let spec = load_spec(file)?;
     let state_dir = state_dir_for(file, state_dir);
     let backups = list(&state_dir)?;
     if backups.is_empty() {
         println!("no backups in {}", backups_dir(&state_dir).display());
-        return Ok(());
+    } else {
+        print_local(backups);
     }
+    if let (Some(wanted), Some(_)) = (&spec.etcd.swift_backups, offsite_target(&state_dir)?) {
+        let rt = super::cloud::runtime()?;
+        rt.block_on(print_swift(&wanted.container, os_cloud, timeout))?;
+    }
+    Ok(())
+}
+
+/// The copies in Swift, with the sha256 each was uploaded with.
+async fn print_swift(container: &str, os_cloud: Option<&str>, timeout: Duration) -> Result<()> {
+    let swift = Swift::connect(os_cloud, timeout).await?;
+    let objects = swift.list(container).await?;
+    println!(
+        "\nin Swift, container {container} ({} objects):",
+        objects.len()
+    );
+    println!("{:<26} {:>11} {:<12} NAME", "UPLOADED", "BYTES", "SHA256");
+    for o in objects {
+        let sha = swift
+            .object_meta(container, &o.name, "sha256")
+            .await?
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<26} {:>11} {:<12} {}",
+            o.last_modified,
+            o.bytes,
+            &sha[..12.min(sha.len())],
+            o.name
+        );
+    }
+    Ok(())
+}
+
+fn print_local(backups: Vec<(BackupRecord, Result<()>)>) {
     println!(
         "{:<21} {:>9} {:>11} {:<12} {:<8} FILE",
         "TAKEN", "REVISION", "BYTES", "SHA256", "CHECK"
@@ -214,5 +278,125 @@ pub fn backup_list(file: &Path, state_dir: Option<&Path>) -> Result<()> {
             r.file
         );
     }
+}
+
+/// What `backup setup` recorded (`backups/swift.json`); the key is apart, in
+/// `backups/swift-tempurl.key` (0600).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwiftRecord {
+    pub container: String,
+    /// The catalog's account URL, where paasgen lists and reads.
+    pub account_url: String,
+    /// `/v1/AUTH_<project>/<container>`.
+    pub container_path: String,
+    /// `scheme://host[:port]` the nodes upload to.
+    pub upload_endpoint: String,
+    /// Unix seconds: the nodes' signatures stop working then; run setup again before.
+    pub expires: u64,
+}
+
+const SWIFT_RECORD: &str = "swift.json";
+const SWIFT_KEY: &str = "swift-tempurl.key";
+/// How long the nodes' upload signatures last.
+const UPLOAD_SIGNATURE_LIFE: u64 = 2 * 365 * 86_400;
+
+/// The prepared container and its key, if `backup setup` ran.
+pub fn offsite_target(state_dir: &Path) -> Result<Option<crate::render::OffsiteTarget>> {
+    let dir = backups_dir(state_dir);
+    let record_path = dir.join(SWIFT_RECORD);
+    if !record_path.exists() {
+        return Ok(None);
+    }
+    let record: SwiftRecord = serde_json::from_str(&std::fs::read_to_string(&record_path)?)
+        .with_context(|| format!("reading {}", record_path.display()))?;
+    let key_path = dir.join(SWIFT_KEY);
+    let key = std::fs::read_to_string(&key_path).with_context(|| {
+        format!(
+            "reading {} (written by `paasgen backup setup`)",
+            key_path.display()
+        )
+    })?;
+    let key = key.trim().to_string();
+    if key.len() < 32 {
+        bail!("{}: the key is too short (damaged?)", key_path.display());
+    }
+    Ok(Some(crate::render::OffsiteTarget {
+        container_path: record.container_path,
+        upload_endpoint: record.upload_endpoint,
+        key,
+        expires: record.expires,
+    }))
+}
+
+pub struct SetupArgs<'a> {
+    pub file: &'a Path,
+    pub state_dir: Option<&'a Path>,
+    pub os_cloud: Option<&'a str>,
+    pub timeout: Duration,
+    pub wait_lock: bool,
+}
+
+/// `backup setup`: the container (versioned, so an overwrite keeps the earlier copy)
+/// with a TempURL key that only paasgen holds; the etcd nodes then get, at their next
+/// render, a signature good for PUT under their own name.
+pub fn setup(args: &SetupArgs) -> Result<()> {
+    let spec = load_spec(args.file)?;
+    let Some(wanted) = &spec.etcd.swift_backups else {
+        bail!("the spec has no etcd.swift_backups: add `swift_backups: {{ container: <name> }}` under etcd");
+    };
+    let state_dir = state_dir_for(args.file, args.state_dir);
+    let _lock = StateLock::acquire(&state_dir, "backup setup", args.wait_lock)?;
+    let dir = backups_dir(&state_dir);
+    fsutil::private_dir(&dir)?;
+    let key_path = dir.join(SWIFT_KEY);
+    let key = match std::fs::read_to_string(&key_path) {
+        Ok(k) => k.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            rand::Rng::fill(&mut rand::rng(), &mut bytes);
+            let k = hex(&bytes);
+            write_atomic(&key_path, format!("{k}\n").as_bytes(), PRIVATE)?;
+            k
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", key_path.display())),
+    };
+    let rt = super::cloud::runtime()?;
+    let swift = rt.block_on(Swift::connect(args.os_cloud, args.timeout))?;
+    rt.block_on(swift.ensure_container(&wanted.container, &key))?;
+    let account = &swift.account_url;
+    let catalog_endpoint = format!(
+        "{}://{}{}",
+        account.scheme(),
+        account.host_str().unwrap_or_default(),
+        account.port().map(|p| format!(":{p}")).unwrap_or_default()
+    );
+    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+    let record = SwiftRecord {
+        container: wanted.container.clone(),
+        account_url: account.to_string(),
+        container_path: format!("{}/{}", swift.account_path(), wanted.container),
+        upload_endpoint: wanted
+            .upload_endpoint
+            .clone()
+            .unwrap_or(catalog_endpoint)
+            .trim_end_matches('/')
+            .to_string(),
+        expires: crate::tempurl::expires_after(now, UPLOAD_SIGNATURE_LIFE),
+    };
+    write_atomic(
+        &dir.join(SWIFT_RECORD),
+        (serde_json::to_string_pretty(&record)? + "\n").as_bytes(),
+        PRIVATE,
+    )?;
+    fsutil::sync_dir(&dir)?;
+    println!(
+        "backups: container {} at {} (versioned; TempURL key in {}); etcd nodes upload to {} with PUT-only signatures under their own names, good until unix time {}",
+        record.container,
+        record.account_url,
+        key_path.display(),
+        record.upload_endpoint,
+        record.expires
+    );
+    println!("render and roll out (`paasgen upgrade`) so that running etcd nodes get them");
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod cloud;
 pub mod rebuild;
+pub mod recover;
 pub mod upgrade;
 
 use crate::fsutil::{write_atomic, PUBLIC};
@@ -86,11 +87,16 @@ pub fn render_in_memory(spec: &Spec, state: &Path) -> Result<(Pki, Vec<NodeDocum
     Ok((pki, docs))
 }
 
-/// How the cluster's history shapes a render: members that joined a running etcd.
+/// How the cluster's history shapes a render: members that joined a running etcd, and
+/// an etcd founded again from a snapshot.
 pub fn render_options(state: &Path) -> Result<RenderOptions> {
-    let launched = crate::cloud::state::StateFile::new(state).load()?;
+    let launched = crate::cloud::state::StateFile::new(state)
+        .load()?
+        .unwrap_or_default();
     Ok(RenderOptions {
-        etcd_joining: launched.map(|l| l.etcd_joined).unwrap_or_default(),
+        etcd_joining: launched.etcd_joined,
+        etcd_recovery: launched.etcd_recovery,
+        etcd_upload: backup::offsite_target(state)?,
     })
 }
 

@@ -87,7 +87,7 @@ pub struct Replacer<'a> {
 
 impl Replacer<'_> {
     pub async fn replace(&self, node: &Node) -> Result<()> {
-        let (spec, pki, cloud, opts) = (self.spec, self.pki, self.cloud, self.opts);
+        let (spec, pki) = (self.spec, self.pki);
         let mut render_opts = render_options(self.state_dir)?;
         if node.role == Role::Etcd {
             render_opts.etcd_joining.insert(node.name.clone());
@@ -114,51 +114,98 @@ impl Replacer<'_> {
             launched.etcd_joined.insert(node.name.clone());
             state.save(&launched)?;
         }
-        let server = format!("{}-{}", spec.name, node.name);
-        let existing =
-            apply::retry(opts, "listing resources", || cloud.inventory(&spec.name)).await?;
-        if let Some(old) = existing
-            .iter()
-            .find(|e| e.kind == Kind::Server && e.name == server)
-        {
-            println!("deleting server {server} ({})", old.id);
-            apply::retry(opts, "deleting the server", || {
-                cloud.delete(Kind::Server, &old.id)
-            })
-            .await?;
-            // Nova deletes in the background: until the server is gone, the planner
-            // would find it and create nothing.
-            let deadline = Instant::now() + opts.server_timeout;
-            loop {
-                let now =
-                    apply::retry(opts, "listing resources", || cloud.inventory(&spec.name)).await?;
-                if !now.iter().any(|e| e.kind == Kind::Server && e.id == old.id) {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    bail!(
-                        "server {server} ({}) is still there {}s after its deletion",
-                        old.id,
-                        opts.server_timeout.as_secs()
-                    );
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
+        self.delete_server(&node.name).await?;
         if let Some(kube) = &kube {
             // Only now: a kubelet still running would register its Node again.
             kube.delete_node(&node.name).await?;
             println!("kubernetes: deleted Node {}", node.name);
         }
+        self.create_server(node, &docs, &desired).await?;
+        if let Some(etcd) = &etcd {
+            wait_member_healthy(etcd, node, self.wait).await?;
+        }
+        if let Some(kube) = &kube {
+            wait_node_ready(kube, &node.name, self.wait).await?;
+        }
+        println!("rebuilt {}", node.name);
+        Ok(())
+    }
+}
+
+impl Replacer<'_> {
+    /// Deletes the server of `node` if there is one, and waits until it is gone.
+    pub async fn delete_server(&self, node: &str) -> Result<()> {
+        let (spec, cloud, opts) = (self.spec, self.cloud, self.opts);
+        let server = format!("{}-{node}", spec.name);
+        let existing =
+            apply::retry(opts, "listing resources", || cloud.inventory(&spec.name)).await?;
+        let Some(old) = existing
+            .iter()
+            .find(|e| e.kind == Kind::Server && e.name == server)
+        else {
+            return Ok(());
+        };
+        println!("deleting server {server} ({})", old.id);
+        apply::retry(opts, "deleting the server", || {
+            cloud.delete(Kind::Server, &old.id)
+        })
+        .await?;
+        // Nova deletes in the background: until the server is gone, the planner
+        // would find it and create nothing.
+        let deadline = Instant::now() + opts.server_timeout;
+        loop {
+            let now =
+                apply::retry(opts, "listing resources", || cloud.inventory(&spec.name)).await?;
+            if !now.iter().any(|e| e.kind == Kind::Server && e.id == old.id) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "server {server} ({}) is still there {}s after its deletion",
+                    old.id,
+                    opts.server_timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Creates the server of `node` (and whatever else of `desired` is missing, except
+    /// other servers) with its user-data from `docs`, and waits until it runs.
+    pub async fn create_server(
+        &self,
+        node: &Node,
+        docs: &[render::NodeDocument],
+        desired: &[crate::cloud::Resource],
+    ) -> Result<()> {
+        let server = format!("{}-{}", self.spec.name, node.name);
+        // Other missing servers are not this call's business (recover brings etcd
+        // members back one at a time); the ones there are settled and recorded as
+        // `launch` does.
+        let existing = apply::retry(self.opts, "listing resources", || {
+            self.cloud.inventory(&self.spec.name)
+        })
+        .await?;
+        let desired: Vec<_> = desired
+            .iter()
+            .filter(|r| {
+                r.kind != Kind::Server
+                    || r.name == server
+                    || existing
+                        .iter()
+                        .any(|e| e.kind == Kind::Server && e.name == r.name)
+            })
+            .cloned()
+            .collect();
         println!("creating server {server} with fresh user-data");
         let report = |_| {};
         let outcome = Launch {
-            cloud,
-            cluster: &spec.name,
+            cloud: self.cloud,
+            cluster: &self.spec.name,
             desired: &desired,
-            opts,
-            state: &state,
-            docs: &docs,
+            opts: self.opts,
+            state: &StateFile::new(self.state_dir),
+            docs,
             report: &report,
         }
         .run()
@@ -172,13 +219,6 @@ impl Replacer<'_> {
                 failed.fault.as_deref().unwrap_or("no fault given")
             );
         }
-        if let Some(etcd) = &etcd {
-            wait_member_healthy(etcd, node, self.wait).await?;
-        }
-        if let Some(kube) = &kube {
-            wait_node_ready(kube, &node.name, self.wait).await?;
-        }
-        println!("rebuilt {}", node.name);
         Ok(())
     }
 }
@@ -243,7 +283,7 @@ async fn swap_member(etcd: &EtcdAdmin, spec: &Spec, node: &Node, force: bool) ->
 }
 
 /// Waits until the new member has started (it has a name), is a voter, and is healthy.
-async fn wait_member_healthy(etcd: &EtcdAdmin, node: &Node, wait: Duration) -> Result<()> {
+pub async fn wait_member_healthy(etcd: &EtcdAdmin, node: &Node, wait: Duration) -> Result<()> {
     let url = peer_url(node.private_ip);
     let start = Instant::now();
     loop {

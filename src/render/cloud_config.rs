@@ -29,8 +29,8 @@ struct Entry<'a> {
     content: String,
 }
 
-/// Compressed file contents, shared across the nodes of one render (/etc/hosts and the
-/// like are the same on every node).
+/// Compressed file contents, shared across the nodes of one render thread (most files
+/// are the same on every node of a role).
 #[derive(Default)]
 pub struct GzCache {
     by_digest: HashMap<[u8; 32], String>,
@@ -61,7 +61,12 @@ const CONTENT_INDENT: &str = "      ";
 fn literal_block(content: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(content).ok()?;
     let plain = |c: char| c == '\n' || c == '\t' || (!c.is_control() && c != '\u{feff}');
-    if text.is_empty() || !text.chars().all(plain) || text.starts_with([' ', '\n']) {
+    // Printable ASCII (the usual case) is plain without looking at characters.
+    let ascii = |b: &u8| matches!(b, b' '..=b'~' | b'\n' | b'\t');
+    if text.is_empty()
+        || !(content.iter().all(ascii) || text.chars().all(plain))
+        || text.starts_with([' ', '\n'])
+    {
         return None;
     }
     let body = text.trim_end_matches('\n');
@@ -71,15 +76,21 @@ fn literal_block(content: &[u8]) -> Option<String> {
         1 => "|",
         _ => "|+",
     };
-    let mut out =
-        String::with_capacity(text.len() + text.lines().count() * CONTENT_INDENT.len() + 4);
+    let lines = content.iter().filter(|&&b| b == b'\n').count() + 1;
+    let mut out = String::with_capacity(text.len() + lines * CONTENT_INDENT.len() + 4);
     out.push_str(chomp);
-    for line in text.split_inclusive('\n') {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (line, next) = match rest.find('\n') {
+            Some(end) => (&rest[..end], &rest[end + 1..]),
+            None => (rest, ""),
+        };
         out.push('\n');
-        if line != "\n" {
+        if !line.is_empty() {
             out.push_str(CONTENT_INDENT);
+            out.push_str(line);
         }
-        out.push_str(line.trim_end_matches('\n'));
+        rest = next;
     }
     Some(out)
 }
@@ -130,8 +141,20 @@ pub fn assemble(
             .enumerate()
             .map(|(i, f)| entry(f, by_size[..compressed].contains(&i), gz))
             .collect();
-        ctx.insert("files", &entries);
-        let doc = t.render(role_template, ctx)?;
+        // The template sees a placeholder for each content, put in its place afterwards:
+        // contents are most of a document, and need not go through the template engine.
+        let placeholders: Vec<Entry> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Entry {
+                path: e.path,
+                permissions: e.permissions.clone(),
+                encoding: e.encoding,
+                content: format!("{MARK}{i}{MARK}"),
+            })
+            .collect();
+        ctx.insert("files", &placeholders);
+        let doc = fill_in(&t.render(role_template, ctx)?, &entries)?;
         if base64_len(doc.len()) <= NOVA_USER_DATA_LIMIT {
             return Ok(doc);
         }
@@ -145,6 +168,40 @@ pub fn assemble(
         }
         compressed += 1;
     }
+}
+
+/// Delimits a content placeholder: a control character, which no spec value that reaches
+/// a document holds (validation refuses them) and no template writes.
+const MARK: char = '\u{1}';
+
+/// `rendered` with each placeholder `<MARK>i<MARK>` replaced by the content of entry i.
+fn fill_in(rendered: &str, entries: &[Entry]) -> Result<String> {
+    let size = rendered.len() + entries.iter().map(|e| e.content.len()).sum::<usize>();
+    let mut doc = String::with_capacity(size);
+    let mut rest = rendered;
+    let mut filled = 0;
+    while let Some(start) = rest.find(MARK) {
+        doc.push_str(&rest[..start]);
+        let after = &rest[start + MARK.len_utf8()..];
+        let entry = after.find(MARK).and_then(|end| {
+            let i: usize = after[..end].parse().ok()?;
+            Some((entries.get(i)?, end))
+        });
+        let Some((entry, end)) = entry else {
+            bail!("the rendered document holds a stray control character U+0001");
+        };
+        doc.push_str(&entry.content);
+        filled += 1;
+        rest = &after[end + MARK.len_utf8()..];
+    }
+    doc.push_str(rest);
+    if filled != entries.len() {
+        bail!(
+            "the role template wrote {filled} file contents, not {}",
+            entries.len()
+        );
+    }
+    Ok(doc)
 }
 
 #[cfg(test)]

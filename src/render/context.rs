@@ -4,8 +4,8 @@
 use crate::pki::Pki;
 use crate::spec::versions::{self, Download};
 use crate::spec::{EtcdSource, Node, Role, Spec, MAX_GATEWAYS};
-use serde::Serialize;
-use std::collections::BTreeSet;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How a render differs from a first build of the cluster.
 #[derive(Debug, Clone, Default)]
@@ -13,6 +13,38 @@ pub struct RenderOptions {
     /// etcd members that replace a lost member of a running cluster: their config says
     /// `initial-cluster-state: existing`.
     pub etcd_joining: BTreeSet<String>,
+    /// Set by `recover`: the etcd cluster was founded again from a snapshot.
+    pub etcd_recovery: Option<EtcdRecovery>,
+    /// Set by `backup setup`: where etcd's timers upload their snapshots.
+    pub etcd_upload: Option<OffsiteTarget>,
+}
+
+/// The Swift container `backup setup` prepared, and the key its TempURLs are signed
+/// with (a secret of the state dir: a node gets only its own signature).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsiteTarget {
+    /// `/v1/AUTH_<project>/<container>`: what a TempURL signs.
+    pub container_path: String,
+    /// `scheme://host[:port]` the nodes upload to.
+    pub upload_endpoint: String,
+    pub key: String,
+    /// Unix seconds: the signatures stop working then.
+    pub expires: u64,
+}
+
+/// How `recover` founds the etcd cluster again: one member restores the snapshot on
+/// first boot, the others are added one at a time, each knowing the members before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdRecovery {
+    /// Of the restored cluster: members of the lost one cannot talk to it.
+    pub token: String,
+    /// The member that restores the snapshot, until it is rebuilt.
+    pub restored_on: Option<String>,
+    /// sha256 of the snapshot: the member restores only these bytes.
+    pub snapshot_sha256: String,
+    /// Members added after the restore: each with the members it joined (itself last).
+    #[serde(default)]
+    pub joined: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,9 +101,32 @@ pub struct EtcdView {
     pub download: Option<Download>,
     pub initial_cluster: String,
     pub initial_cluster_state: &'static str,
+    pub initial_cluster_token: String,
+    /// This member restores a snapshot on first boot (`recover`).
+    pub restore: Option<RestoreView>,
+    /// Secret (this member's only): where its timer uploads snapshots.
+    pub upload: Option<UploadView>,
     pub client_endpoints: String,
     pub snapshot_schedule: String,
     pub snapshot_keep: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreView {
+    pub snapshot_sha256: String,
+    /// `etcdutl snapshot restore --bump-revision`: Kubernetes' watchers see every
+    /// revision after the restore as newer than anything they saw before it.
+    pub bump_revision: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadView {
+    /// `<endpoint>/v1/<account>/<container>/<member>/`: the object name follows.
+    pub url_prefix: String,
+    /// The TempURL query: PUT only, under `<member>/` only.
+    pub query: String,
+    /// Seconds Swift keeps each copy.
+    pub delete_after: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -137,6 +192,34 @@ pub struct KubeadmView {
     pub may_init: bool,
 }
 
+/// A PUT-only TempURL for `<member>/` in the backup container, when both the spec asks
+/// for off-site copies and `backup setup` prepared the container.
+fn upload_view(spec: &Spec, opts: &RenderOptions, node: &Node) -> Option<UploadView> {
+    let wanted = spec.etcd.swift_backups.as_ref()?;
+    let target = opts.etcd_upload.as_ref()?;
+    let prefix = format!("{}/", node.name);
+    let signed = crate::tempurl::sign_put_prefix(
+        target.key.as_bytes(),
+        &target.container_path,
+        &prefix,
+        target.expires,
+    )
+    .ok()?;
+    Some(UploadView {
+        url_prefix: format!(
+            "{}{}/{prefix}",
+            target.upload_endpoint.trim_end_matches('/'),
+            crate::tempurl::percent_encode(&target.container_path, true)
+        ),
+        query: signed.query(),
+        delete_after: u64::from(wanted.keep_days) * 86_400,
+    })
+}
+
+/// Far more revisions than a cluster writes between a backup and its restore (the
+/// figure the Kubernetes documentation suggests).
+const RESTORE_BUMP_REVISION: u64 = 1_000_000_000;
+
 /// What every template of one node sees.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeContext {
@@ -145,8 +228,12 @@ pub struct NodeContext {
     pub ports: PortsView,
     pub node: NodeView,
     pub masters: Vec<NodeView>,
-    /// Gateways only (haproxy backends): large clusters have many workers.
+    /// Gateways only: the haproxy ingress backends (`spec::ingress_workers`: the workers
+    /// labelled `ingress: "true"`, or every worker when none is).
     pub workers: Vec<NodeView>,
+    /// This node's /etc/hosts: itself and the nodes it names (see `Shared::hosts`), so
+    /// that its size does not grow with the worker count.
+    pub hosts: Vec<NodeView>,
     pub etcd_members: Vec<NodeView>,
     pub ssh_authorized_keys: Vec<String>,
     pub gateway: Option<GatewayView>,
@@ -164,9 +251,12 @@ pub struct Shared {
     ports: PortsView,
     nodes: Vec<NodeView>,
     masters: Vec<NodeView>,
-    workers: Vec<NodeView>,
+    /// The gateways' ingress backends.
+    ingress: Vec<NodeView>,
     etcd_members: Vec<NodeView>,
     gateways: Vec<NodeView>,
+    /// Per role, the nodes a node of that role names (its /etc/hosts besides itself).
+    named_by_role: BTreeMap<Role, Vec<NodeView>>,
     ssh_authorized_keys: Vec<String>,
 }
 
@@ -191,9 +281,40 @@ impl Shared {
         let net = &spec.network;
         let nodes: Vec<NodeView> = spec.nodes().map(|n| node_view(spec, n)).collect();
         let with_role = |role| nodes.iter().filter(|n| n.role == role).cloned().collect();
+        let ingress: BTreeSet<&str> = crate::spec::ingress_workers(spec)
+            .into_iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        // Nothing on a node resolves another node's name today (configs use addresses),
+        // but whom a node talks to is what an operator on it looks up: etcd members
+        // their peers; masters etcd and the other masters; gateways what keepalived and
+        // haproxy name (gateways, masters, etcd members for SNI, ingress backends).
+        // Workers only need the API name, and the worker count never reaches a document.
+        let named = |roles: &[Role], ingress: &BTreeSet<&str>| -> Vec<NodeView> {
+            nodes
+                .iter()
+                .filter(|n| roles.contains(&n.role) || ingress.contains(n.name.as_str()))
+                .cloned()
+                .collect()
+        };
+        let none = BTreeSet::new();
+        let named_by_role = BTreeMap::from([
+            (
+                Role::Gateway,
+                named(&[Role::Gateway, Role::Etcd, Role::Master], &ingress),
+            ),
+            (Role::Etcd, named(&[Role::Etcd], &none)),
+            (Role::Master, named(&[Role::Etcd, Role::Master], &none)),
+            (Role::Worker, Vec::new()),
+        ]);
         Shared {
             masters: with_role(Role::Master),
-            workers: with_role(Role::Worker),
+            ingress: nodes
+                .iter()
+                .filter(|n| ingress.contains(n.name.as_str()))
+                .cloned()
+                .collect(),
+            named_by_role,
             etcd_members: with_role(Role::Etcd),
             gateways: with_role(Role::Gateway),
             cluster: ClusterView {
@@ -238,9 +359,10 @@ impl Shared {
             ports: self.ports.clone(),
             masters: self.masters.clone(),
             workers: match role {
-                Role::Gateway => self.workers.clone(),
+                Role::Gateway => self.ingress.clone(),
                 _ => Vec::new(),
             },
+            hosts: self.hosts(&this),
             etcd_members: self.etcd_members.clone(),
             ssh_authorized_keys: self.ssh_authorized_keys.clone(),
             gateway: (role == Role::Gateway).then(|| self.gateway(node)),
@@ -253,6 +375,21 @@ impl Shared {
             mirrors: mirrors_view(spec, role),
             node: this,
         }
+    }
+
+    /// The /etc/hosts entries of `this`: itself and the nodes its role names, in spec order.
+    fn hosts(&self, this: &NodeView) -> Vec<NodeView> {
+        let named = self
+            .named_by_role
+            .get(&this.role)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if named.iter().any(|n| n.name == this.name) {
+            return named.to_vec();
+        }
+        let mut hosts = vec![this.clone()];
+        hosts.extend(named.iter().cloned());
+        hosts
     }
 
     fn gateway(&self, node: &Node) -> GatewayView {
@@ -278,6 +415,29 @@ impl Shared {
     fn etcd(&self, spec: &Spec, opts: &RenderOptions, node: &Node) -> EtcdView {
         let e = &spec.etcd;
         let members = &self.etcd_members;
+        let named = |names: &[String]| -> Vec<&NodeView> {
+            members.iter().filter(|m| names.contains(&m.name)).collect()
+        };
+        let everyone: Vec<&NodeView> = members.iter().collect();
+        let recovery = opts.etcd_recovery.as_ref();
+        // A rebuilt member joins whatever runs; after a recovery, the restoring member
+        // founds a cluster of one and the others join it one by one.
+        let (initial, state, restore) = match recovery {
+            _ if opts.etcd_joining.contains(&node.name) => (everyone, "existing", None),
+            Some(r) if r.restored_on.as_deref() == Some(node.name.as_str()) => (
+                named(std::slice::from_ref(&node.name)),
+                "new",
+                Some(RestoreView {
+                    snapshot_sha256: r.snapshot_sha256.clone(),
+                    bump_revision: RESTORE_BUMP_REVISION,
+                }),
+            ),
+            Some(r) => match r.joined.get(&node.name) {
+                Some(names) => (named(names), "existing", None),
+                None => (everyone, "new", None),
+            },
+            None => (everyone, "new", None),
+        };
         let download = match e.source {
             EtcdSource::Debian => None,
             EtcdSource::Release => Some(
@@ -293,16 +453,17 @@ impl Shared {
                 EtcdSource::Release => "/usr/local/bin/etcd",
             },
             download,
-            initial_cluster: members
+            initial_cluster: initial
                 .iter()
                 .map(|m| format!("{}=https://{}:2380", m.name, m.private_ip))
                 .collect::<Vec<_>>()
                 .join(","),
-            initial_cluster_state: if opts.etcd_joining.contains(&node.name) {
-                "existing"
-            } else {
-                "new"
-            },
+            initial_cluster_state: state,
+            initial_cluster_token: recovery
+                .map(|r| r.token.clone())
+                .unwrap_or_else(|| format!("{}-etcd", spec.name)),
+            restore,
+            upload: upload_view(spec, opts, node),
             client_endpoints: "https://127.0.0.1:2379".into(),
             snapshot_schedule: e.snapshot_schedule.clone(),
             snapshot_keep: e.snapshot_keep,

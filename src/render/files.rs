@@ -34,18 +34,17 @@ fn cert_and_key(dir: &str, name: &str, ck: &CertKey) -> [File; 2] {
     ]
 }
 
-/// Renders the files of `node`. `hosts` is the cluster-wide /etc/hosts, rendered once.
+/// Renders the files of `node`.
 pub fn for_node(
     t: &Templates,
     ctx: &tera::Context,
     pki: &Pki,
     spec: &Spec,
     node: &Node,
-    hosts: &str,
 ) -> Result<Vec<File>> {
     let render = |name: &str| t.render(&format!("files/{name}.tera"), ctx);
     let mut files = vec![
-        file("/etc/hosts", CONFIG, hosts),
+        file("/etc/hosts", CONFIG, render("hosts")?),
         file(
             "/usr/local/lib/paasgen/functions.sh",
             CONFIG,
@@ -130,6 +129,37 @@ pub fn for_node(
                     render("etcd-snapshot.timer")?,
                 ),
             ]);
+            // Set by `recover` on the member that founds the cluster again.
+            let restores = ctx
+                .get("etcd")
+                .and_then(|e| e.get("restore"))
+                .is_some_and(|r| !r.is_null());
+            let uploads = ctx
+                .get("etcd")
+                .and_then(|e| e.get("upload"))
+                .is_some_and(|u| !u.is_null());
+            if uploads {
+                // The member's own PUT-only signature: a secret.
+                files.push(file(
+                    "/etc/paasgen/etcd-backup-upload",
+                    PRIVATE,
+                    render("etcd-backup-upload.env")?,
+                ));
+            }
+            if restores {
+                files.extend([
+                    file(
+                        "/usr/local/sbin/paasgen-etcd-restore",
+                        SCRIPT,
+                        render("etcd-restore.py")?,
+                    ),
+                    file(
+                        "/etc/systemd/system/paasgen-etcd-restore.service",
+                        CONFIG,
+                        render("etcd-restore.service")?,
+                    ),
+                ]);
+            }
         }
         Role::Master => {
             // Pre-shared control-plane material: a master joins without a certificate key.

@@ -9,7 +9,7 @@ mod output;
 mod templates;
 
 pub use cloud_config::{base64_len, NOVA_USER_DATA_LIMIT};
-pub use context::RenderOptions;
+pub use context::{EtcdRecovery, OffsiteTarget, RenderOptions};
 pub use decode::{decode_files, DecodedFile};
 pub use files::File;
 pub use output::{
@@ -36,17 +36,52 @@ pub struct NodeDocument {
 pub fn render(spec: &Spec, pki: &Pki, opts: &RenderOptions) -> Result<Vec<NodeDocument>> {
     let t = Templates::load()?;
     let shared = context::Shared::new(spec);
-    let hosts = t.render_value("files/hosts.tera", &shared.cluster_context())?;
+    // Nodes render independently: in parallel, a run of nodes per thread, joined in
+    // spec order (so the first error is the first failing node's, as one by one).
+    let nodes: Vec<&crate::spec::Node> = spec.nodes().collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(nodes.len().div_ceil(RENDER_BATCH))
+        .max(1);
+    let batch = nodes.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = nodes
+            .chunks(batch)
+            .map(|run| scope.spawn(|| render_nodes(&t, &shared, spec, pki, opts, run)))
+            .collect();
+        let mut docs = Vec::with_capacity(nodes.len());
+        for run in runs {
+            match run.join() {
+                Ok(rendered) => docs.extend(rendered?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(docs)
+    })
+}
+
+/// Fewer nodes than this are not worth a thread of their own.
+const RENDER_BATCH: usize = 64;
+
+fn render_nodes(
+    t: &Templates,
+    shared: &context::Shared,
+    spec: &Spec,
+    pki: &Pki,
+    opts: &RenderOptions,
+    nodes: &[&crate::spec::Node],
+) -> Result<Vec<NodeDocument>> {
     let mut gz = cloud_config::GzCache::default();
-    spec.nodes()
+    nodes
+        .iter()
         .map(|node| {
             let node_ctx = shared.node_context(spec, pki, opts, node);
             let mut ctx = tera::Context::from_serialize(&node_ctx)?;
-            let files = files::for_node(&t, &ctx, pki, spec, node, &hosts)
+            let files = files::for_node(t, &ctx, pki, spec, node)
                 .with_context(|| format!("node {}", node.name))?;
             let template = format!("roles/{}.yaml.tera", node.role);
             let user_data =
-                cloud_config::assemble(&t, &template, &mut ctx, &node.name, &files, &mut gz)?;
+                cloud_config::assemble(t, &template, &mut ctx, &node.name, &files, &mut gz)?;
             Ok(NodeDocument {
                 name: node.name.clone(),
                 role: node.role,

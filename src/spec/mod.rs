@@ -11,7 +11,7 @@ pub mod versions;
 
 pub use parse::{load, parse};
 pub use scaled::example_with_workers;
-pub use validate::{validate, MAX_GATEWAYS};
+pub use validate::{ingress_workers, validate, INGRESS_LABEL, MAX_GATEWAYS, MAX_INGRESS_BACKENDS};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -155,6 +155,28 @@ pub struct Etcd {
     pub snapshot_keep: u32,
     /// Allow fewer than three members (no fault tolerance): labs only.
     pub allow_fewer_than_three: bool,
+    /// Off-site copies of the snapshots in OpenStack object storage.
+    pub swift_backups: Option<SwiftBackups>,
+}
+
+/// The leading member's timer uploads each snapshot into `container` through a Swift
+/// TempURL that only lets it add objects under its own name (`paasgen backup setup`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwiftBackups {
+    pub container: String,
+    /// Swift deletes each copy this many days after its upload (`X-Delete-After`): the
+    /// nodes cannot delete anything themselves.
+    #[serde(default = "default_keep_days")]
+    pub keep_days: u32,
+    /// Where the nodes reach Swift, when not at the catalog's public endpoint
+    /// (`http[s]://host[:port]`; the account path is the catalog's).
+    #[serde(default)]
+    pub upload_endpoint: Option<String>,
+}
+
+fn default_keep_days() -> u32 {
+    14
 }
 
 impl Default for Etcd {
@@ -166,6 +188,7 @@ impl Default for Etcd {
             snapshot_schedule: "hourly".into(),
             snapshot_keep: 24,
             allow_fewer_than_three: false,
+            swift_backups: None,
         }
     }
 }

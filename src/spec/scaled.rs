@@ -2,7 +2,8 @@
 
 use super::EXAMPLE;
 
-/// The example spec text with a /16 private network and `workers` workers.
+/// The example spec text with a /16 private network and `workers` workers; worker-1 and
+/// worker-2 are the ingress nodes, as in the example.
 pub fn example_with_workers(workers: usize) -> String {
     let mut text: String = EXAMPLE
         .lines()
@@ -15,8 +16,13 @@ pub fn example_with_workers(workers: usize) -> String {
         1,
     );
     for i in 0..workers {
+        let labels = match i {
+            0 => ", labels: { ingress: \"true\", zone: a }",
+            1 => ", labels: { ingress: \"true\" }",
+            _ => "",
+        };
         text.push_str(&format!(
-            "  - {{ name: worker-{}, role: worker, private_ip: 192.168.{}.{} }}\n",
+            "  - {{ name: worker-{}, role: worker, private_ip: 192.168.{}.{}{labels} }}\n",
             i + 1,
             1 + i / 250,
             1 + i % 250

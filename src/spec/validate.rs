@@ -15,9 +15,11 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     check_network(spec, &mut c);
     check_nodes(spec, &mut c);
     check_roles(spec, &mut c);
+    check_ingress(spec, &mut c);
     check_kubernetes(spec, &mut c);
     check_etcd(spec, &mut c);
     check_mirrors(spec, &mut c);
+    check_swift_backups(spec, &mut c);
     c.problems
 }
 
@@ -331,6 +333,74 @@ fn label_problem(key: &str, value: &str) -> Option<String> {
 /// keepalived priorities step down by 10 from 150 per gateway (see render's context);
 /// more gateways than this add nothing to availability.
 pub const MAX_GATEWAYS: usize = 8;
+
+/// The label (`labels: { ingress: "true" }`) of the workers the gateways send :80 and
+/// :443 to: those that run the ingress controller.
+pub const INGRESS_LABEL: (&str, &str) = ("ingress", "true");
+
+/// At most this many ingress backends per gateway: every one is a haproxy server with
+/// its own health check and a line in the gateways' user-data, which Nova caps.
+pub const MAX_INGRESS_BACKENDS: usize = 200;
+
+/// The workers the gateways balance ingress traffic over, in spec order: those labelled
+/// `ingress: "true"`, or every worker when none is.
+pub fn ingress_workers(spec: &Spec) -> Vec<&super::Node> {
+    let labelled = |n: &&super::Node| {
+        n.labels.get(INGRESS_LABEL.0).map(String::as_str) == Some(INGRESS_LABEL.1)
+    };
+    let workers: Vec<&super::Node> = spec.nodes_with_role(Role::Worker).collect();
+    if workers.iter().any(labelled) {
+        workers.into_iter().filter(labelled).collect()
+    } else {
+        workers
+    }
+}
+
+/// Gateways list their ingress backends: a cluster of any size needs only the workers
+/// that run the ingress controller there, and more than a few hundred do not fit.
+fn check_ingress(spec: &Spec, c: &mut Checker) {
+    let (key, value) = INGRESS_LABEL;
+    let workers = spec.nodes_with_role(Role::Worker).count();
+    let labelled: Vec<(usize, &serde_saphyr::Spanned<super::Node>)> = spec
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.value.role == Role::Worker)
+        .filter(|(_, n)| n.value.labels.get(key).map(String::as_str) == Some(value))
+        .collect();
+    if let Some((i, n)) = labelled.get(MAX_INGRESS_BACKENDS) {
+        c.error(
+            format!("nodes[{i}].labels.{key}"),
+            Some(n.referenced.line()),
+            format!(
+                "{} workers are labelled `{key}: \"{value}\"`: the gateways balance :80/:443 over at most {MAX_INGRESS_BACKENDS} (each is a haproxy server in their user-data, which OpenStack caps at 65535 bytes)",
+                labelled.len()
+            ),
+        );
+    } else if labelled.is_empty() && workers > MAX_INGRESS_BACKENDS {
+        c.error(
+            "nodes",
+            None,
+            format!(
+                "{workers} workers and none labelled `{key}: \"{value}\"`: the gateways would send :80/:443 to every worker, and their user-data holds at most {MAX_INGRESS_BACKENDS} ingress backends; label the workers that run the ingress controller (nodes[N].labels.{key}: \"{value}\")"
+            ),
+        );
+    }
+    for (i, spanned) in spec.nodes.iter().enumerate() {
+        let n = &spanned.value;
+        if n.role != Role::Worker && n.labels.get(key).map(String::as_str) == Some(value) {
+            c.warning(
+                format!("nodes[{i}].labels.{key}"),
+                Some(spanned.referenced.line()),
+                format!(
+                    "`{}` is a {}: only workers receive the gateways' ingress traffic",
+                    shown(&n.name, 64),
+                    n.role
+                ),
+            );
+        }
+    }
+}
 
 fn check_roles(spec: &Spec, c: &mut Checker) {
     for role in Role::ALL {
@@ -657,6 +727,53 @@ fn check_mirrors(spec: &Spec, c: &mut Checker) {
             None,
             "give the registry's base URL without a path (images are pulled as <registry>/<upstream host>/<name>)",
         );
+    }
+}
+
+fn check_swift_backups(spec: &Spec, c: &mut Checker) {
+    let Some(b) = &spec.etcd.swift_backups else {
+        return;
+    };
+    // Swift's rules for a container name, and no characters a URL would need escaped.
+    let name_ok = !b.container.is_empty()
+        && b.container.len() <= 256
+        && b.container
+            .bytes()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, b'-' | b'_' | b'.'));
+    if !name_ok {
+        c.error(
+            "etcd.swift_backups.container",
+            None,
+            format!(
+                "`{}` is not a container name: 1-256 of a-z, A-Z, 0-9, '-', '_', '.'",
+                shown(&b.container, 80)
+            ),
+        );
+    }
+    if !(1..=3650).contains(&b.keep_days) {
+        c.error(
+            "etcd.swift_backups.keep_days",
+            None,
+            "expected 1 to 3650 days",
+        );
+    }
+    if let Some(url) = &b.upload_endpoint {
+        let has_path = url
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.trim_end_matches('/').contains('/'));
+        if let Some(why) = url_problem(url) {
+            c.error(
+                "etcd.swift_backups.upload_endpoint",
+                None,
+                format!("`{}` is not a usable URL: {why}", shown(url, 80)),
+            );
+        } else if has_path {
+            c.error(
+                "etcd.swift_backups.upload_endpoint",
+                None,
+                "give scheme, host and port only: the account path is the catalog's",
+            );
+        }
     }
 }
 

@@ -190,6 +190,24 @@ pub fn render_edited_example(
     out_dir
 }
 
+/// `lab up` of `out_dir` on the baked image (waiting for another lab to go), until every
+/// node has finished cloud-init; the guard tears the lab down.
+#[allow(dead_code)]
+pub fn boot_lab(out_dir: &Path) -> LabGuard {
+    let image = run_ok(&mut Command::new(repo("images/bake")));
+    let image = image.lines().last().unwrap().trim().to_string();
+    run_ok(
+        Command::new(lab_script())
+            .env("PAASGEN_LAB_LOCK_WAIT", "3600")
+            .args(["up", "-d"])
+            .arg(out_dir)
+            .args(["--image", &image]),
+    );
+    let guard = LabGuard;
+    run_ok(Command::new(lab_script()).args(["wait", "600"]));
+    guard
+}
+
 /// True when the lab cannot run here and the test should pass without it (it prints
 /// why); under `CI` a missing prerequisite fails the test instead.
 pub fn lab_cannot_run(test: &str) -> bool {

@@ -3,6 +3,7 @@
 //! called through that session.
 
 mod auth;
+pub mod swift;
 
 pub use auth::connect;
 

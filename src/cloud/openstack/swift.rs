@@ -1,0 +1,162 @@
+//! The few Swift (object storage) calls etcd's off-site backups need, through the same
+//! Keystone session as everything else: the account URL comes from the service catalog.
+
+use super::auth::connect;
+use anyhow::{anyhow, bail, Context, Result};
+use osauth::services::OBJECT_STORAGE;
+use osauth::Session;
+use reqwest::Method;
+use serde::Deserialize;
+
+pub struct Swift {
+    session: Session,
+    /// `http[s]://host[:port]/v1/AUTH_<project>` as the catalog gives it.
+    pub account_url: reqwest::Url,
+}
+
+/// One object of a container listing.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Object {
+    pub name: String,
+    pub bytes: u64,
+    pub last_modified: String,
+}
+
+impl Swift {
+    pub async fn connect(cloud: Option<&str>, timeout: std::time::Duration) -> Result<Swift> {
+        let session = connect(cloud, timeout).await?;
+        let account_url = session
+            .get_endpoint(OBJECT_STORAGE, std::iter::empty::<&str>())
+            .await
+            .map_err(|e| anyhow!("object storage (Swift) in the service catalog: {e}"))?;
+        Ok(Swift {
+            session,
+            account_url,
+        })
+    }
+
+    /// `/v1/AUTH_<project>`: the part of the account URL a TempURL signs.
+    pub fn account_path(&self) -> String {
+        self.account_url.path().trim_end_matches('/').to_string()
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &[&str],
+        headers: &[(&str, &str)],
+        query: &[(&str, &str)],
+    ) -> Result<reqwest::Response> {
+        let what = format!("Swift {method} /{}", path.join("/"));
+        let mut req = self
+            .session
+            .request(OBJECT_STORAGE, method, path.iter().copied());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        let resp = req
+            .send_unchecked()
+            .await
+            .map_err(|e| anyhow!("{what}: {e}"))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            bail!("{what}: {status}: {}", body.trim());
+        }
+        Ok(resp)
+    }
+
+    /// Creates `container` (or updates it) with object versioning on, so that an
+    /// overwrite keeps the earlier copy, and `tempurl_key` as its TempURL key.
+    pub async fn ensure_container(&self, container: &str, tempurl_key: &str) -> Result<()> {
+        self.send(
+            Method::PUT,
+            &[container],
+            &[
+                ("X-Versions-Enabled", "true"),
+                ("X-Container-Meta-Temp-URL-Key", tempurl_key),
+            ],
+            &[],
+        )
+        .await?;
+        // PUT on an existing container may ignore the metadata on some proxies: set it.
+        self.send(
+            Method::POST,
+            &[container],
+            &[
+                ("X-Versions-Enabled", "true"),
+                ("X-Container-Meta-Temp-URL-Key", tempurl_key),
+            ],
+            &[],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Every (current) object of `container`, by name.
+    pub async fn list(&self, container: &str) -> Result<Vec<Object>> {
+        let resp = self
+            .send(Method::GET, &[container], &[], &[("format", "json")])
+            .await?;
+        resp.json()
+            .await
+            .with_context(|| format!("listing container {container}"))
+    }
+
+    /// Uploads `bytes` as `object`; Swift checks them against their md5 (ETag) and
+    /// deletes the copy after `delete_after` seconds.
+    pub async fn put_object(
+        &self,
+        container: &str,
+        object: &str,
+        bytes: Vec<u8>,
+        meta_sha256: &str,
+        delete_after: u64,
+    ) -> Result<()> {
+        use md5::{Digest, Md5};
+        let etag = crate::pki::hex(&Md5::digest(&bytes));
+        let mut path = vec![container];
+        path.extend(object.split('/'));
+        let what = format!("Swift PUT /{}", path.join("/"));
+        let resp = self
+            .session
+            .request(OBJECT_STORAGE, Method::PUT, path.iter().copied())
+            .header("ETag", etag.as_str())
+            .header("X-Object-Meta-Sha256", meta_sha256)
+            .header("X-Delete-After", delete_after.to_string())
+            // An upload of a large database takes longer than one API call may.
+            .timeout(std::time::Duration::from_secs(3600))
+            .body(bytes)
+            .send_unchecked()
+            .await
+            .map_err(|e| anyhow!("{what}: {e}"))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            bail!(
+                "{what}: {status}: {}",
+                resp.text().await.unwrap_or_default().trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// An object's user metadata `X-Object-Meta-<name>`.
+    pub async fn object_meta(
+        &self,
+        container: &str,
+        object: &str,
+        name: &str,
+    ) -> Result<Option<String>> {
+        let mut path = vec![container];
+        path.extend(object.split('/'));
+        let resp = self.send(Method::HEAD, &path, &[], &[]).await?;
+        Ok(resp
+            .headers()
+            .get(format!("x-object-meta-{name}"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string))
+    }
+}

@@ -1,0 +1,262 @@
+//! `paasgen recover [--from BACKUP]`: etcd lost its majority; found it again from a
+//! backup, without reaching any of the old members.
+//!
+//! Every etcd server is replaced. The first member's new user-data waits, on its client
+//! port, for the snapshot (sent by paasgen through the gateways like every etcd call,
+//! checked there against the sha256 rendered into the user-data), restores it as a
+//! cluster of one (`etcdutl snapshot restore` with the member's name, peer URL and a
+//! new cluster token, the revision bumped so Kubernetes' watchers start over), and
+//! starts etcd on it. The others are added one at a time, each rendered with
+//! `initial-cluster-state: existing` and the member list as it is when it joins.
+//! Then the API servers' leases from before the snapshot are dropped, so that the
+//! `kubernetes` Service lists only API servers that run now.
+
+use super::cloud::{connect, runtime, CloudArgs};
+use super::rebuild::{wait_member_healthy, Replacer};
+use super::{backup, load_spec, render_options, state_dir_for};
+use crate::cloud::apply::Options;
+use crate::cloud::desired;
+use crate::cloud::state::{EtcdRecovery, StateFile};
+use crate::etcd_admin::{keeps_quorum, peer_url, EtcdAdmin};
+use crate::kube_admin::KubeAdmin;
+use crate::lock::StateLock;
+use crate::pki::Pki;
+use crate::render;
+use crate::spec::{Node, Role, Spec};
+use anyhow::{anyhow, bail, Context, Result};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub struct RecoverArgs<'a> {
+    pub cloud: CloudArgs<'a>,
+    /// A backup of the state dir (its file name or path) [default: the newest good one].
+    pub from: Option<&'a Path>,
+    /// Recover even though etcd still has its majority (every write since the backup
+    /// is lost).
+    pub force: bool,
+    pub etcd_via: Option<SocketAddr>,
+    /// How long each member may take to be healthy.
+    pub wait: Duration,
+    /// Do not wait for the Kubernetes API afterwards (its masters are being rebuilt
+    /// too, or the cluster runs no Kubernetes yet).
+    pub etcd_only: bool,
+}
+
+/// Where the API servers keep their leases (kube-apiserver's `--etcd-prefix` is
+/// `/registry`): one key per API server, which it renews every 10 s.
+const MASTER_LEASES: &str = "/registry/masterleases/";
+
+pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
+    let started = Instant::now();
+    let c = &args.cloud;
+    let spec = load_spec(c.file)?;
+    let state_dir = state_dir_for(c.file, c.state_dir);
+    let (record, snapshot) = choose_backup(&state_dir, args.from)?;
+    println!(
+        "snapshot {} (revision {}, taken {} from {}), sha256 {} checked",
+        record.file, record.revision, record.taken_at, record.member, record.sha256
+    );
+    let rt = runtime()?;
+    let cloud = rt.block_on(connect(c))?;
+    let lock = StateLock::acquire(&state_dir, "recover", c.wait_lock)?;
+    let pki = Pki::ensure(&state_dir, &spec).context("preparing the PKI")?;
+    pki.save(&lock)?;
+    let etcd = EtcdAdmin::new(&spec, &pki, args.etcd_via, c.timeout)?;
+    let replacer = Replacer {
+        spec: &spec,
+        pki: &pki,
+        cloud: &cloud,
+        state_dir: &state_dir,
+        opts,
+        force: args.force,
+        etcd_via: args.etcd_via,
+        wait: args.wait,
+        timeout: c.timeout,
+    };
+    rt.block_on(async {
+        refuse_if_majority(&spec, &etcd, args.force).await?;
+        let members: Vec<Node> = spec.nodes_with_role(Role::Etcd).cloned().collect();
+        let first = members
+            .first()
+            .ok_or_else(|| anyhow!("the spec has no etcd node"))?;
+        // From here on every render founds etcd from this snapshot: a second try
+        // renders the same documents.
+        let state = StateFile::new(&state_dir);
+        let mut launched = state.load()?.unwrap_or_default();
+        for m in &members {
+            launched.etcd_joined.remove(&m.name);
+        }
+        launched.etcd_recovery = Some(EtcdRecovery {
+            token: format!("{}-etcd-{}", spec.name, &record.sha256[..12]),
+            restored_on: Some(first.name.clone()),
+            snapshot_sha256: record.sha256.clone(),
+            joined: Default::default(),
+        });
+        state.save(&launched)?;
+        // No old member may come back: it would hold data from after the snapshot.
+        for m in &members {
+            replacer.delete_server(&m.name).await?;
+        }
+        launch_member(&replacer, first).await?;
+        let restored = etcd.send_restore(&first.name, snapshot, args.wait).await?;
+        println!(
+            "etcd: {} restored the snapshot ({} keys, revision {})",
+            first.name, restored["restored"]["totalKey"], restored["restored"]["revision"]
+        );
+        wait_member_healthy(&etcd, first, args.wait).await?;
+        let dropped = etcd.delete_prefix(&first.name, MASTER_LEASES).await?;
+        println!("etcd: dropped {dropped} API server lease(s) from before the snapshot");
+        for (i, member) in members.iter().enumerate().skip(1) {
+            let id = etcd.add(&peer_url(member.private_ip), &first.name).await?;
+            println!("etcd: added member {} ({id:x})", member.name);
+            let mut launched = state.load()?.unwrap_or_default();
+            if let Some(r) = launched.etcd_recovery.as_mut() {
+                let names = members[..=i].iter().map(|m| m.name.clone()).collect();
+                r.joined.insert(member.name.clone(), names);
+            }
+            state.save(&launched)?;
+            launch_member(&replacer, member).await?;
+            wait_member_healthy(&etcd, member, args.wait).await?;
+        }
+        println!(
+            "etcd: all {} members healthy {:.0}s after the start of recover",
+            members.len(),
+            started.elapsed().as_secs_f64()
+        );
+        if spec.first_master().is_some() && !args.etcd_only {
+            let kube = KubeAdmin::new(&spec, &pki, c.timeout)?;
+            wait_live_api_endpoints(&kube, &spec, args.wait).await?;
+        }
+        println!(
+            "recovered etcd from {} in {:.0}s",
+            record.file,
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    })
+}
+
+/// The backup to restore, read and checked against its record.
+fn choose_backup(state_dir: &Path, from: Option<&Path>) -> Result<(backup::BackupRecord, Vec<u8>)> {
+    let backups = backup::list(state_dir)?;
+    let wanted = from.map(|f| {
+        f.file_name()
+            .map(|n| n.to_string_lossy().trim_end_matches(".json").to_string())
+            .unwrap_or_default()
+    });
+    let chosen = match &wanted {
+        Some(name) => backups
+            .into_iter()
+            .find(|(r, _)| r.file == *name || r.file == format!("{name}.db"))
+            .ok_or_else(|| {
+                anyhow!("no backup {name} in {}/backups (see `paasgen backup list`)", state_dir.display())
+            })?,
+        // Newest first: the list is oldest first.
+        None => backups
+            .into_iter()
+            .rev()
+            .find(|(_, check)| check.is_ok())
+            .ok_or_else(|| {
+                anyhow!("no good backup in {}/backups: take one with `paasgen backup now` while etcd runs", state_dir.display())
+            })?,
+    };
+    let (record, check) = chosen;
+    check.with_context(|| format!("backup {}", record.file))?;
+    let bytes = std::fs::read(state_dir.join("backups").join(&record.file))?;
+    // Read once more: the bytes sent are the bytes checked.
+    if render::sha256_hex(&bytes) != record.sha256 {
+        bail!("backup {}: sha256 differs from its record", record.file);
+    }
+    Ok((record, bytes))
+}
+
+/// A cluster that still has its majority is repaired member by member (`rebuild`),
+/// losing nothing; recovering it would lose every write since the backup.
+async fn refuse_if_majority(spec: &Spec, etcd: &EtcdAdmin, force: bool) -> Result<()> {
+    let members: Vec<&Node> = spec.nodes_with_role(Role::Etcd).collect();
+    let mut healthy = Vec::new();
+    for m in &members {
+        if etcd.healthy(&m.name).await {
+            healthy.push(m.name.as_str());
+        }
+    }
+    println!(
+        "etcd: {} of {} members healthy{}",
+        healthy.len(),
+        members.len(),
+        if healthy.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", healthy.join(", "))
+        }
+    );
+    if keeps_quorum(members.len(), healthy.len()) {
+        let message = format!(
+            "etcd still has its majority ({} of {} healthy): replace the others with `paasgen rebuild`, which loses nothing; recover would replace every member and lose every write since the backup",
+            healthy.len(),
+            members.len()
+        );
+        if !force {
+            bail!("{message} (--force recovers anyway)");
+        }
+        eprintln!("warning: {message} (--force)");
+    }
+    Ok(())
+}
+
+/// Renders with the recovery as the state file says it now, and creates the member.
+async fn launch_member(replacer: &Replacer<'_>, member: &Node) -> Result<()> {
+    let docs = render::render(
+        replacer.spec,
+        replacer.pki,
+        &render_options(replacer.state_dir)?,
+    )?;
+    let desired = desired::resources(replacer.spec, &docs)?;
+    replacer.create_server(member, &docs, &desired).await
+}
+
+/// Waits until the `kubernetes` Service lists exactly the masters whose kubelet runs
+/// (their API servers renew a lease; the dropped ones of dead masters never return).
+async fn wait_live_api_endpoints(kube: &KubeAdmin, spec: &Spec, wait: Duration) -> Result<()> {
+    let start = Instant::now();
+    let mut last = String::from("no answer");
+    while start.elapsed() < wait {
+        // A look at the API takes several calls, each retried: bounded as a whole.
+        let look = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut live = Vec::new();
+            for m in spec.nodes_with_role(Role::Master) {
+                if kube.kubelet_alive(&m.name).await? {
+                    live.push(m.private_ip.to_string());
+                }
+            }
+            live.sort();
+            Ok::<_, anyhow::Error>((kube.api_endpoints().await?, live))
+        })
+        .await;
+        match look {
+            Ok(Ok((endpoints, live))) if !endpoints.is_empty() && endpoints == live => {
+                println!(
+                    "kubernetes: the API answers; the kubernetes Service lists {} after {:.0}s",
+                    endpoints.join(", "),
+                    start.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            Ok(Ok((endpoints, live))) => {
+                last = format!(
+                    "endpoints [{}], live masters [{}]",
+                    endpoints.join(", "),
+                    live.join(", ")
+                )
+            }
+            Ok(Err(e)) => last = format!("{e:#}"),
+            Err(_) => last = "the API did not answer within 20s".into(),
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    bail!(
+        "etcd is recovered, but the kubernetes Service did not settle on the live masters within {}s ({last}); `--etcd-only` skips this check",
+        wait.as_secs()
+    )
+}
