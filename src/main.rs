@@ -260,6 +260,12 @@ enum BackupCommand {
         #[command(flatten)]
         opts: BackupOpts,
     },
+    /// Delete the copies in Swift beyond etcd.swift_backups.keep per member (`backup
+    /// now` does it too); the nodes themselves cannot delete.
+    Prune {
+        #[command(flatten)]
+        opts: BackupOpts,
+    },
 }
 
 #[derive(Subcommand)]
@@ -389,6 +395,13 @@ fn main() -> ExitCode {
             timeout: std::time::Duration::from_secs(opts.timeout),
             wait_lock,
         }),
+        Command::Backup {
+            command: BackupCommand::Prune { opts },
+        } => commands::backup::prune(
+            &opts.file,
+            opts.os_cloud.as_deref(),
+            std::time::Duration::from_secs(opts.timeout),
+        ),
         Command::Backup {
             command: BackupCommand::List { opts },
         } => commands::backup::backup_list(

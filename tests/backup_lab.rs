@@ -78,7 +78,7 @@ fn leader_uploads_snapshots_to_swift_with_a_put_only_url() {
         text.replacen(
             "  snapshot_keep: 24\n",
             &format!(
-                "  snapshot_keep: 24\n  swift_backups: {{ container: {container}, keep_days: 2, upload_endpoint: \"http://198.51.100.10:8081\" }}\n"
+                "  snapshot_keep: 24\n  swift_backups: {{ container: {container}, keep: 1, upload_endpoint: \"http://198.51.100.10:8081\" }}\n"
             ),
             1,
         )
@@ -185,11 +185,6 @@ fn leader_uploads_snapshots_to_swift_with_a_put_only_url() {
         got.header("X-Object-Meta-Sha256").as_deref(),
         Some(sha.as_str())
     );
-    assert!(
-        got.header("X-Delete-At").is_some(),
-        "no expiry: {}",
-        got.headers
-    );
     let local = exec_ok(
         leader,
         &[
@@ -233,7 +228,8 @@ fn leader_uploads_snapshots_to_swift_with_a_put_only_url() {
         "401",
         "PUT under another member's name"
     );
-    let fresh = format!("{prefix}probe.db?{query}");
+    // (Named to sort before the snapshots: the oldest copy, pruned below.)
+    let fresh = format!("{prefix}{leader}-00000000T000000Z-probe.db?{query}");
     assert_eq!(
         node_curl(leader, &["-X", "PUT", "--data-binary", "x", &fresh]),
         "201",
@@ -250,9 +246,17 @@ fn leader_uploads_snapshots_to_swift_with_a_put_only_url() {
         "the backup is gone after the refused DELETE"
     );
 
+    // The leader's timer once more: a second copy under its name.
+    std::thread::sleep(Duration::from_millis(1100));
+    exec_ok(
+        leader,
+        &["systemctl", "start", "paasgen-etcd-snapshot.service"],
+    );
+
     // `backup now` from where a user stands (the lab's internet, with Keystone and Swift
     // forwarded to its loopback as a cloud's public endpoints would be): kept locally
-    // and copied to Swift; `backup list` shows both kinds of copies.
+    // and copied to Swift, then the copies beyond `keep: 1` per member are pruned with
+    // all their versions; `backup list` shows what is left.
     run_ok(Command::new("ip").args(["-n", "plab-inet", "link", "set", "lo", "up"]));
     swift.forward_to("plab-inet", "127.0.0.1:8080", 8080);
     swift.forward_to("plab-inet", "127.0.0.1:5000", 5000);
@@ -289,13 +293,39 @@ fn leader_uploads_snapshots_to_swift_with_a_put_only_url() {
             .arg(&spec),
     );
     println!("backup-lab: backup list:\n{listed}");
+    assert!(said.contains("pruned Swift: "), "{said}");
+    let names = |query: &str| -> Vec<String> {
+        let r = curl(&[
+            "-H",
+            &format!("X-Auth-Token: {token}"),
+            &format!("{base}?format=json{query}"),
+        ]);
+        assert_eq!(r.code, 200);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let left = names("");
+    assert_eq!(left.len(), 2, "{left:?}");
+    let newest = left
+        .iter()
+        .find(|n| n.starts_with(&format!("{leader}/")))
+        .unwrap();
+    assert!(newest.as_str() > object.as_str(), "{left:?}");
+    assert!(left.contains(&copied), "{left:?}");
+    // Pruned for good: no version of the older copies is left either.
+    let versions = names("&versions");
     assert!(
-        listed.contains(&object) && listed.contains(&copied),
-        "{listed}"
+        !versions.iter().any(|n| *n == object || n.contains("probe")),
+        "{versions:?}"
     );
     assert!(
-        listed.contains(&sha[..12]) && listed.contains(&local_sha[..12]),
+        listed.contains(newest.as_str()) && listed.contains(&copied),
         "{listed}"
     );
+    assert!(listed.contains(&local_sha[..12]), "{listed}");
     swift.stop();
 }

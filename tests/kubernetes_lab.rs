@@ -10,8 +10,8 @@
 //! image archives or runc): its user-data installs all of it from the site mirror the
 //! lab serves in its "internet" (`scripts/lab-mirror`: signed apt repository, release
 //! files, registry), named by the spec's `mirrors`, and it still joins.
-//! Day 2, run as a user would (`--cloud lab`, from the lab's internet): master-1 and
-//! worker-2 rebuilt from scratch; then etcd loses its majority and `paasgen recover`
+//! Day 2, run as a user would (`--cloud lab`, from the lab's internet): master-1,
+//! worker-2 and gw-1 rebuilt from scratch (the API polled through the VIP meanwhile); then etcd loses its majority and `paasgen recover`
 //! brings it back from a backup, after which the API holds what the backup held and the
 //! `kubernetes` Service lists only the masters that run.
 //!
@@ -581,6 +581,67 @@ fn kubernetes_boots_from_rendered_user_data() {
         || diagnostics(&["worker-1", "worker-2"]),
     );
     println!("k8s-lab: after the rebuilds: {}", hello.trim());
+
+    // 5b. gw-1 rebuilt from scratch while a user asks the API through the public VIP
+    //     every half second: gw-2 holds the VIPs meanwhile.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (stop, bin, kubeconfig) = (stop.clone(), kubectl_bin.clone(), kubeconfig.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed, mut gap) = (0usize, 0usize, 0f64);
+            let mut last = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let answered = try_ok(&mut kubectl(
+                    &bin,
+                    &kubeconfig,
+                    &["get", "--raw", "/readyz"],
+                ))
+                .is_some_and(|r| r.trim() == "ok");
+                if answered {
+                    gap = gap.max(last.elapsed().as_secs_f64());
+                    last = Instant::now();
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            (ok, failed, gap.max(last.elapsed().as_secs_f64()))
+        })
+    };
+    let t = Instant::now();
+    let out = rebuild(&tmp.0, "gw-1");
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "rebuild gw-1:\n{said}\n{}",
+        diagnostics(&["gw-1", "gw-2"])
+    );
+    // Polled on until the new gw-1 serves (and may take the VIPs back) and a bit after.
+    wait_for(
+        "keepalived and haproxy running on the new gw-1",
+        Duration::from_secs(180),
+        Duration::from_secs(2),
+        || {
+            let active = try_ok(&mut exec(
+                "gw-1",
+                &["systemctl", "is-active", "keepalived", "haproxy"],
+            ))?;
+            (active.split_whitespace().collect::<Vec<_>>() == ["active", "active"]).then_some(())
+        },
+        || diagnostics(&["gw-1"]),
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed, gap) = poller.join().unwrap();
+    println!(
+        "k8s-lab: rebuilt gw-1 in {:.0}s; the API through the VIP meanwhile: {ok} answers, {failed} failed, longest gap {gap:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        ok > 10 && gap < 10.0,
+        "{ok} answers, {failed} failed, longest gap {gap:.1}s"
+    );
 
     // 6. etcd loses its majority and is recovered from a backup: the API works again,
     //    holds what was written before the backup and not what came after, and the

@@ -489,8 +489,8 @@ fn swift_backups_are_checked() {
         &["etcd.swift_backups.container", "is not a container name"],
     );
     rejects(
-        &with("{ container: b, keep_days: 0 }"),
-        &["etcd.swift_backups.keep_days", "expected 1 to 3650 days"],
+        &with("{ container: b, keep: 0 }"),
+        &["etcd.swift_backups.keep", "expected 1 to 10000 copies"],
     );
     rejects(
         &with("{ container: b, upload_endpoint: \"http://swift.example:8080/v1/AUTH_x\" }"),
@@ -506,6 +506,6 @@ fn swift_backups_are_checked() {
             "must start with http:// or https://",
         ],
     );
-    let o = render(&with("{ container: demo-etcd-backups, keep_days: 7 }"));
+    let o = render(&with("{ container: demo-etcd-backups, keep: 7 }"));
     assert_eq!(o.code, Some(0), "{}", o.stderr);
 }

@@ -6,7 +6,7 @@
 //! without one is unfinished and not listed.
 
 use super::{load_spec, state_dir_for};
-use crate::cloud::openstack::swift::Swift;
+use crate::cloud::openstack::swift::{Swift, Version};
 use crate::etcd_admin::EtcdAdmin;
 use crate::fsutil::{self, write_atomic, PRIVATE};
 use crate::lock::StateLock;
@@ -167,19 +167,71 @@ pub fn backup_now(args: &BackupArgs) -> Result<()> {
     }
     // paasgen's own copies sit apart from the nodes' (`<node>/...`).
     let object = format!("paasgen/{}", record.file);
-    rt.block_on(async {
-        let swift = Swift::connect(args.os_cloud, args.timeout).await?;
-        let bytes = std::fs::read(&db)?;
-        let keep = u64::from(wanted.keep_days) * 86_400;
-        swift
-            .put_object(&wanted.container, &object, bytes, &record.sha256, keep)
-            .await
-    })
-    .with_context(|| {
-        format!("the local backup is kept, but its copy to Swift failed ({object})")
-    })?;
+    let swift = rt
+        .block_on(async {
+            let swift = Swift::connect(args.os_cloud, args.timeout).await?;
+            let bytes = std::fs::read(&db)?;
+            swift
+                .put_object(&wanted.container, &object, bytes, &record.sha256)
+                .await?;
+            Ok::<_, anyhow::Error>(swift)
+        })
+        .with_context(|| {
+            format!("the local backup is kept, but its copy to Swift failed ({object})")
+        })?;
     println!("copied to Swift: {}/{object}", wanted.container);
+    rt.block_on(prune_swift(&swift, &wanted.container, wanted.keep))
+}
+
+/// The versions to delete so that each member's prefix (and paasgen's own) keeps its
+/// newest `keep` copies, every version of them. Names sort by their time stamp.
+pub fn versions_to_prune(versions: &[Version], keep: usize) -> Vec<&Version> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut names: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for v in versions {
+        let prefix = v.name.split_once('/').map_or("", |(p, _)| p);
+        names.entry(prefix).or_default().insert(v.name.as_str());
+    }
+    let old: BTreeSet<&str> = names
+        .values()
+        .flat_map(|n| n.iter().rev().skip(keep).copied())
+        .collect();
+    versions
+        .iter()
+        .filter(|v| old.contains(v.name.as_str()))
+        .collect()
+}
+
+async fn prune_swift(swift: &Swift, container: &str, keep: u32) -> Result<()> {
+    let versions = swift.list_versions(container).await?;
+    let old = versions_to_prune(&versions, keep as usize);
+    let mut names: Vec<&str> = old.iter().map(|v| v.name.as_str()).collect();
+    names.dedup();
+    for v in &old {
+        swift
+            .delete_version(container, &v.name, &v.version_id)
+            .await?;
+    }
+    println!(
+        "pruned Swift: {} version(s) of {} old copies deleted, the newest {keep} per member kept",
+        old.len(),
+        names.len()
+    );
     Ok(())
+}
+
+/// `backup prune`: what `backup now` does after its upload, on its own (for a cron
+/// job where paasgen runs).
+pub fn prune(file: &Path, os_cloud: Option<&str>, timeout: Duration) -> Result<()> {
+    let spec = load_spec(file)?;
+    let Some(wanted) = &spec.etcd.swift_backups else {
+        bail!("the spec has no etcd.swift_backups: nothing to prune");
+    };
+    let rt = super::cloud::runtime()?;
+    rt.block_on(async {
+        let swift = Swift::connect(os_cloud, timeout).await?;
+        prune_swift(&swift, &wanted.container, wanted.keep).await
+    })
 }
 
 /// Every finished backup, oldest first, each checked against its record.
@@ -192,6 +244,8 @@ pub fn list(state_dir: &Path) -> Result<Vec<(BackupRecord, Result<()>)>> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        // The Swift container's record is not a backup's.
+        .filter(|p| p.file_name().is_some_and(|n| n != SWIFT_RECORD))
         .collect();
     records.sort();
     records
@@ -399,4 +453,37 @@ pub fn setup(args: &SetupArgs) -> Result<()> {
     );
     println!("render and roll out (`paasgen upgrade`) so that running etcd nodes get them");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(name: &str, id: &str) -> Version {
+        Version {
+            name: name.into(),
+            version_id: id.into(),
+        }
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_copies_of_each_member_with_all_their_versions() {
+        let versions = [
+            v("etcd-1/etcd-1-20261130T010000Z.db", "a"),
+            v("etcd-1/etcd-1-20261130T020000Z.db", "b"),
+            v("etcd-1/etcd-1-20261130T020000Z.db", "b2"),
+            v("etcd-1/etcd-1-20261130T030000Z.db", "c"),
+            v("etcd-2/etcd-2-20261130T000000Z.db", "d"),
+            v("paasgen/demo-20261130T010000Z-r5.db", "e"),
+            v("paasgen/demo-20261130T020000Z-r9.db", "f"),
+        ];
+        let gone = |keep| -> Vec<&str> {
+            versions_to_prune(&versions, keep)
+                .iter()
+                .map(|v| v.version_id.as_str())
+                .collect()
+        };
+        assert_eq!(gone(2), ["a"]);
+        assert_eq!(gone(1), ["a", "b", "b2", "e"]);
+    }
 }

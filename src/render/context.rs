@@ -125,8 +125,6 @@ pub struct UploadView {
     pub url_prefix: String,
     /// The TempURL query: PUT only, under `<member>/` only.
     pub query: String,
-    /// Seconds Swift keeps each copy.
-    pub delete_after: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -195,7 +193,7 @@ pub struct KubeadmView {
 /// A PUT-only TempURL for `<member>/` in the backup container, when both the spec asks
 /// for off-site copies and `backup setup` prepared the container.
 fn upload_view(spec: &Spec, opts: &RenderOptions, node: &Node) -> Option<UploadView> {
-    let wanted = spec.etcd.swift_backups.as_ref()?;
+    spec.etcd.swift_backups.as_ref()?;
     let target = opts.etcd_upload.as_ref()?;
     let prefix = format!("{}/", node.name);
     let signed = crate::tempurl::sign_put_prefix(
@@ -212,7 +210,6 @@ fn upload_view(spec: &Spec, opts: &RenderOptions, node: &Node) -> Option<UploadV
             crate::tempurl::percent_encode(&target.container_path, true)
         ),
         query: signed.query(),
-        delete_after: u64::from(wanted.keep_days) * 86_400,
     })
 }
 

@@ -165,18 +165,18 @@ pub struct Etcd {
 #[serde(deny_unknown_fields)]
 pub struct SwiftBackups {
     pub container: String,
-    /// Swift deletes each copy this many days after its upload (`X-Delete-After`): the
-    /// nodes cannot delete anything themselves.
-    #[serde(default = "default_keep_days")]
-    pub keep_days: u32,
+    /// Copies kept per member (and of paasgen's own): `backup prune`, also run by
+    /// `backup now`, deletes older ones with paasgen's credential; nodes cannot delete.
+    #[serde(default = "default_keep")]
+    pub keep: u32,
     /// Where the nodes reach Swift, when not at the catalog's public endpoint
     /// (`http[s]://host[:port]`; the account path is the catalog's).
     #[serde(default)]
     pub upload_endpoint: Option<String>,
 }
 
-fn default_keep_days() -> u32 {
-    14
+fn default_keep() -> u32 {
+    48
 }
 
 impl Default for Etcd {

@@ -750,11 +750,11 @@ fn check_swift_backups(spec: &Spec, c: &mut Checker) {
             ),
         );
     }
-    if !(1..=3650).contains(&b.keep_days) {
+    if !(1..=10_000).contains(&b.keep) {
         c.error(
-            "etcd.swift_backups.keep_days",
+            "etcd.swift_backups.keep",
             None,
-            "expected 1 to 3650 days",
+            "expected 1 to 10000 copies",
         );
     }
     if let Some(url) = &b.upload_endpoint {

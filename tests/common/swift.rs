@@ -48,7 +48,7 @@ impl OpenStackLab {
         if keystone_up() {
             return OpenStackLab { started: false };
         }
-        eprintln!("swift_lab: starting the OpenStack lab");
+        eprintln!("starting the OpenStack lab (stopped again at the end)");
         let lab = OpenStackLab { started: true };
         run_ok(Command::new(repo("scripts/openstack-lab")).arg("start"));
         lab
@@ -243,6 +243,31 @@ pub struct Auth {
 
 /// A project-scoped token of clouds.yaml's `lab` user: (token, project id, catalog).
 pub fn token() -> (String, String, Value) {
+    let (tok, v) = token_body();
+    (
+        tok,
+        v["token"]["project"]["id"].as_str().unwrap().to_string(),
+        v["token"]["catalog"].clone(),
+    )
+}
+
+/// Keystone's URL in clouds.yaml's `lab` cloud (127.0.0.1).
+pub fn auth_url() -> String {
+    let clouds: Clouds =
+        serde_saphyr::from_str(&std::fs::read_to_string(oslab_dir().join("clouds.yaml")).unwrap())
+            .unwrap();
+    let url = clouds.clouds["lab"]
+        .auth
+        .auth_url
+        .trim_end_matches('/')
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    url
+}
+
+/// A project-scoped token of clouds.yaml's `lab` user: (token, Keystone's whole answer:
+/// `token.user.id`, `token.project.id`, `token.catalog`, ...).
+pub fn token_body() -> (String, Value) {
     let clouds: Clouds =
         serde_saphyr::from_str(&std::fs::read_to_string(oslab_dir().join("clouds.yaml")).unwrap())
             .unwrap();
@@ -266,11 +291,7 @@ pub fn token() -> (String, String, Value) {
     ]);
     assert_eq!(r.code, 201, "{}", text(&r.body));
     let v: Value = serde_json::from_slice(&r.body).unwrap();
-    (
-        r.header("X-Subject-Token").expect("X-Subject-Token"),
-        v["token"]["project"]["id"].as_str().unwrap().to_string(),
-        v["token"]["catalog"].clone(),
-    )
+    (r.header("X-Subject-Token").expect("X-Subject-Token"), v)
 }
 
 pub fn md5_hex(path: &Path) -> String {

@@ -1,6 +1,8 @@
 //! Credentials the OpenStack way: `clouds.yaml` (OS_CLIENT_CONFIG_FILE, ./,
 //! ~/.config/openstack/, /etc/openstack/) selected by --os-cloud / OS_CLOUD, or the
 //! OS_* environment. Secrets are never printed. Every call has connect and read timeouts.
+//! A cloud entry's `<service_type>_endpoint_override` keys (openstacksdk's) replace the
+//! catalog's endpoint of that service.
 
 use anyhow::{anyhow, bail, Context, Result};
 use osauth::common::IdOrName;
@@ -26,6 +28,48 @@ struct CloudEntry {
     region_name: Option<String>,
     #[serde(default)]
     interface: Option<String>,
+    /// Every other key: ignored (as before), except `<service_type>_endpoint_override`.
+    #[serde(flatten)]
+    other: BTreeMap<String, OtherValue>,
+}
+
+/// The value of a key paasgen does not know: kept only when it is a string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OtherValue {
+    Text(String),
+    #[allow(dead_code)]
+    Ignored(serde::de::IgnoredAny),
+}
+
+impl CloudEntry {
+    /// openstacksdk's `<service_type>_endpoint_override` keys, by catalog type
+    /// (`object_store_endpoint_override` -> `object-store`).
+    fn endpoint_overrides(&self, name: &str) -> Result<BTreeMap<String, reqwest::Url>> {
+        let mut out = BTreeMap::new();
+        for (key, value) in &self.other {
+            let Some(service) = key.strip_suffix("_endpoint_override") else {
+                continue;
+            };
+            let OtherValue::Text(text) = value else {
+                bail!("{name}: {key} must be a URL string");
+            };
+            let url = reqwest::Url::parse(text)
+                .ok()
+                .filter(|u| !u.cannot_be_a_base() && u.has_host())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{name}: {key}: `{}` is not an http(s) URL",
+                        crate::spec::shown(text, 64)
+                    )
+                })?;
+            if service.is_empty() {
+                bail!("{name}: {key} names no service");
+            }
+            out.insert(service.replace('_', "-"), url);
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -75,6 +119,7 @@ fn entry_from_env() -> Result<CloudEntry> {
         },
         region_name: var("OS_REGION_NAME"),
         interface: var("OS_INTERFACE"),
+        other: BTreeMap::new(),
     })
 }
 
@@ -160,6 +205,7 @@ async fn reach(client: &reqwest::Client, auth_url: &str, timeout: Duration) -> R
 /// is named. Every HTTP call of the session uses `timeout`.
 pub async fn connect(cloud: Option<&str>, timeout: Duration) -> Result<Session> {
     let (name, entry) = entry(cloud)?;
+    let overrides = entry.endpoint_overrides(&name)?;
     let client = http_client(timeout)?;
     let a = &entry.auth;
     reach(&client, &a.auth_url, timeout).await?;
@@ -212,7 +258,20 @@ pub async fn connect(cloud: Option<&str>, timeout: Duration) -> Result<Session> 
             bail!("{name}: auth_type {other} is not supported (password, v3applicationcredential)")
         }
     }
-    .map_err(|e| anyhow!("authenticating to cloud {name} at {}: {e}", a.auth_url))?;
+    .map_err(|e| {
+        // Who was refused, never with what: the id or user name, no secret.
+        let who = match (&a.application_credential_id, &a.username) {
+            (Some(id), _) if entry.auth_type.as_deref() == Some("v3applicationcredential") => {
+                format!("application credential {}", crate::spec::shown(id, 64))
+            }
+            (_, Some(user)) => format!("user {}", crate::spec::shown(user, 64)),
+            _ => "the credentials".into(),
+        };
+        anyhow!(
+            "authenticating to cloud {name}: Keystone at {} did not accept {who}: {e}",
+            a.auth_url
+        )
+    })?;
     if let Some(region) = &entry.region_name {
         session.set_region(region.clone());
     }
@@ -221,5 +280,63 @@ pub async fn connect(cloud: Option<&str>, timeout: Duration) -> Result<Session> 
             InterfaceType::from_str(interface).map_err(|e| anyhow!("{name}: interface: {e}"))?;
         session.set_endpoint_interface(i);
     }
+    // Keystone itself is reached at auth_url; `identity_endpoint_override` is honoured too.
+    if !overrides.is_empty() {
+        session
+            .endpoint_overrides_mut()
+            .extend(overrides.into_iter());
+    }
     Ok(session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<CloudEntry> {
+        let mut file: CloudsFile = serde_saphyr::from_str(yaml)?;
+        Ok(file.clouds.remove("c").expect("cloud c"))
+    }
+
+    const BASE: &str = "clouds:\n  c:\n    auth:\n      auth_url: http://127.0.0.1:5000/v3\n";
+
+    #[test]
+    fn endpoint_overrides_are_read_by_service_type() {
+        let e = parse(&format!(
+            "{BASE}    identity_api_version: 3\n    some_list: [1, 2]\n    some_map: {{a: 1}}\n    compute_endpoint_override: http://127.0.0.1:18774/v2.1\n    network_endpoint_override: http://127.0.0.1:19696\n    object_store_endpoint_override: https://swift.example/v1/AUTH_x\n    region_name: R\n"
+        ))
+        .unwrap();
+        assert_eq!(e.region_name.as_deref(), Some("R"));
+        let o = e.endpoint_overrides("`c`").unwrap();
+        let got: Vec<(&str, &str)> = o.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("compute", "http://127.0.0.1:18774/v2.1"),
+                ("network", "http://127.0.0.1:19696/"),
+                ("object-store", "https://swift.example/v1/AUTH_x"),
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_stay_ignored_and_no_override_is_none() {
+        let e = parse(&format!(
+            "{BASE}    verify: false\n    whatever: {{x: [1]}}\n"
+        ))
+        .unwrap();
+        assert!(e.endpoint_overrides("`c`").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_bad_override_is_an_error_naming_the_key() {
+        for bad in [
+            "image_endpoint_override: 42",
+            "image_endpoint_override: not a url",
+        ] {
+            let e = parse(&format!("{BASE}    {bad}\n")).unwrap();
+            let err = e.endpoint_overrides("`c`").unwrap_err().to_string();
+            assert!(err.contains("image_endpoint_override"), "{err}");
+        }
+    }
 }

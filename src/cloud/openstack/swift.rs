@@ -22,6 +22,13 @@ pub struct Object {
     pub last_modified: String,
 }
 
+/// One version of an object in a versioned container.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Version {
+    pub name: String,
+    pub version_id: String,
+}
+
 impl Swift {
     pub async fn connect(cloud: Option<&str>, timeout: std::time::Duration) -> Result<Swift> {
         let session = connect(cloud, timeout).await?;
@@ -106,15 +113,13 @@ impl Swift {
             .with_context(|| format!("listing container {container}"))
     }
 
-    /// Uploads `bytes` as `object`; Swift checks them against their md5 (ETag) and
-    /// deletes the copy after `delete_after` seconds.
+    /// Uploads `bytes` as `object`; Swift checks them against their md5 (ETag).
     pub async fn put_object(
         &self,
         container: &str,
         object: &str,
         bytes: Vec<u8>,
         meta_sha256: &str,
-        delete_after: u64,
     ) -> Result<()> {
         use md5::{Digest, Md5};
         let etag = crate::pki::hex(&Md5::digest(&bytes));
@@ -126,7 +131,6 @@ impl Swift {
             .request(OBJECT_STORAGE, Method::PUT, path.iter().copied())
             .header("ETag", etag.as_str())
             .header("X-Object-Meta-Sha256", meta_sha256)
-            .header("X-Delete-After", delete_after.to_string())
             // An upload of a large database takes longer than one API call may.
             .timeout(std::time::Duration::from_secs(3600))
             .body(bytes)
@@ -140,6 +144,46 @@ impl Swift {
                 resp.text().await.unwrap_or_default().trim()
             );
         }
+        Ok(())
+    }
+
+    /// Every version of every object of a versioned `container` (overwritten copies
+    /// and delete markers included).
+    pub async fn list_versions(&self, container: &str) -> Result<Vec<Version>> {
+        let mut all: Vec<Version> = Vec::new();
+        loop {
+            let mut query = vec![("versions", ""), ("format", "json")];
+            let (marker, version_marker);
+            if let Some(last) = all.last() {
+                marker = last.name.clone();
+                version_marker = last.version_id.clone();
+                query.push(("marker", &marker));
+                query.push(("version_marker", &version_marker));
+            }
+            let page: Vec<Version> = self
+                .send(Method::GET, &[container], &[], &query)
+                .await?
+                .json()
+                .await
+                .with_context(|| format!("listing the versions in {container}"))?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
+
+    /// Deletes one version of `object` for good.
+    pub async fn delete_version(
+        &self,
+        container: &str,
+        object: &str,
+        version_id: &str,
+    ) -> Result<()> {
+        let mut path = vec![container];
+        path.extend(object.split('/'));
+        self.send(Method::DELETE, &path, &[], &[("version-id", version_id)])
+            .await?;
         Ok(())
     }
 
