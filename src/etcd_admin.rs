@@ -194,13 +194,48 @@ impl EtcdAdmin {
         Ok(())
     }
 
-    /// Adds a member with `peer_url`; returns its new id.
+    /// Adds a member with `peer_url`; returns its new id. A cluster without a quorum
+    /// (a member forced out while another was down) cannot commit the change: it is
+    /// asked again for two minutes, and an answer lost in a timeout is found in the
+    /// member list rather than added twice.
     pub async fn add(&self, peer_url: &str, via: &str) -> Result<u64> {
-        let v = self
-            .reconfigure(via, "cluster/member/add", json!({"peerURLs": [peer_url]}))
-            .await?;
-        let member: RawMember = serde_json::from_value(v["member"].clone())?;
-        Ok(member.parse()?.id)
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let error = match self
+                .reconfigure(via, "cluster/member/add", json!({"peerURLs": [peer_url]}))
+                .await
+            {
+                Ok(v) => {
+                    let member: RawMember = serde_json::from_value(v["member"].clone())?;
+                    return Ok(member.parse()?.id);
+                }
+                Err(e) => e,
+            };
+            let text = format!("{error:#}");
+            let unsure = ["timed out", "leader changed", "no leader", "already exists"]
+                .iter()
+                .any(|m| text.contains(m))
+                || error
+                    .chain()
+                    .any(|c| c.downcast_ref::<reqwest::Error>().is_some());
+            if !unsure {
+                return Err(error);
+            }
+            if let Ok(members) = self.members(None).await {
+                if let Some(m) = members
+                    .iter()
+                    .find(|m| m.peer_urls.iter().any(|u| u == peer_url))
+                {
+                    return Ok(m.id);
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(error.context(format!(
+                    "adding the member at {peer_url}: the cluster has no quorum to commit it"
+                )));
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! rendered user-data, paasgen run from the lab's "internet" (where a user stands),
 //! reaching each etcd member through the gateways' public VIP by its name (SNI).
 //!
-//! Shows: a rebuild that would cost the majority is refused and changes nothing; a
+//! Shows: a rebuild that would cost the majority is refused and changes nothing (with
+//! `--force` it goes ahead and completes once the missing member is back); a
 //! powered-off member is replaced by a fresh node (new disk, new member id, user-data
 //! saying `initial-cluster-state: existing`) that joins, holds the data written before,
 //! and leaves all three members healthy.
@@ -191,8 +192,37 @@ fn etcd_member_is_rebuilt_from_scratch() {
         before,
         "a refused rebuild changed the members"
     );
+    // With --force it goes ahead: etcd-1 is swapped out although etcd-3 is down, so the
+    // cluster has no quorum to add the new member until etcd-3 is back (started 15 s
+    // later); then the rebuild completes.
+    let t = Instant::now();
+    let forced = {
+        let dir = tmp.0.clone();
+        std::thread::spawn(move || rebuild(&dir, "etcd-1", &["--force"]))
+    };
+    std::thread::sleep(Duration::from_secs(15));
     run_ok(Command::new(lab_script()).args(["start", "etcd-3"]));
+    let forced = forced.join().unwrap();
+    let said = format!("{}{}", text(&forced.stdout), text(&forced.stderr));
+    assert!(forced.status.success(), "{said}");
+    assert!(
+        said.contains("(--force)") && said.contains("rebuilt etcd-1"),
+        "{said}"
+    );
+    println!(
+        "rebuild-lab: etcd-1 rebuilt with --force while etcd-3 was down, in {:.0}s",
+        t.elapsed().as_secs_f64()
+    );
     wait_healthy("etcd-1", Duration::from_secs(120));
+    let forced_members = members("etcd-2");
+    assert_eq!(forced_members.len(), 3, "{forced_members:?}");
+    let etcd1 = |ms: &[(String, String)]| ms.iter().find(|(_, n)| n == "etcd-1").cloned();
+    assert_ne!(
+        etcd1(&forced_members),
+        etcd1(&before),
+        "etcd-1 has a new member id"
+    );
+    let before = forced_members;
 
     // 2. etcd-2 dies (powered off; its disk would be lost with it): rebuilt from scratch.
     exec_ok("etcd-2", &["touch", "/var/lib/old-disk-marker"]);
