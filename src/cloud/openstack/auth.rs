@@ -282,9 +282,7 @@ pub async fn connect(cloud: Option<&str>, timeout: Duration) -> Result<Session> 
     }
     // Keystone itself is reached at auth_url; `identity_endpoint_override` is honoured too.
     if !overrides.is_empty() {
-        session
-            .endpoint_overrides_mut()
-            .extend(overrides.into_iter());
+        session.endpoint_overrides_mut().extend(overrides);
     }
     Ok(session)
 }
