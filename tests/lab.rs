@@ -183,7 +183,6 @@ fn etcdctl(node: &str, endpoints: &str, tls: &[&str], args: &[&str]) -> Output {
     let ep = format!("--endpoints={endpoints}");
     let mut a: Vec<&str> = vec![
         "env",
-        "ETCDCTL_API=3",
         "etcdctl",
         "--dial-timeout=3s",
         "--command-timeout=5s",
