@@ -139,6 +139,21 @@ impl EtcdAdmin {
         value["health"] == "true"
     }
 
+    /// The etcd nodes of the spec that say they are healthy, but `except`.
+    pub async fn healthy_members(&self, except: Option<&str>) -> Vec<String> {
+        let mut healthy = Vec::new();
+        for e in self
+            .endpoints
+            .iter()
+            .filter(|e| Some(e.name.as_str()) != except)
+        {
+            if self.healthy(&e.name).await {
+                healthy.push(e.name.clone());
+            }
+        }
+        healthy
+    }
+
     /// The member list, from the first member that gives it (a linearizable read: it
     /// needs the cluster's majority).
     /// A member that just died may have been the leader: while the others elect a new
@@ -249,6 +264,8 @@ impl EtcdAdmin {
         snapshot: Vec<u8>,
         wait: Duration,
     ) -> Result<Value> {
+        // Shared, not copied, by every try.
+        let snapshot = bytes::Bytes::from(snapshot);
         let e = self.endpoint(member)?;
         let start = std::time::Instant::now();
         let mut last = String::from("not tried");

@@ -24,18 +24,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use swiftkit::*;
 
-/// etcdctl on `node` against its local member, with the node's own client cert.
-fn etcdctl(node: &str, args: &str) -> std::process::Output {
-    output(&mut exec(
-        node,
-        &[
-            "sh",
-            "-c",
-            &format!(". /etc/profile.d/etcdctl.sh && etcdctl --dial-timeout=3s --command-timeout=5s {args}"),
-        ],
-    ))
-}
-
 /// curl on `node`: the HTTP status only.
 fn node_curl(node: &str, args: &[&str]) -> String {
     let mut all = vec![

@@ -31,18 +31,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// etcdctl on `node` against its local member, with the node's own client cert.
-fn etcdctl(node: &str, args: &str) -> Output {
-    output(&mut exec(
-        node,
-        &[
-            "sh",
-            "-c",
-            &format!(". /etc/profile.d/etcdctl.sh && etcdctl --dial-timeout=3s --command-timeout=5s {args}"),
-        ],
-    ))
-}
-
 /// `paasgen rebuild NODE --cloud lab` (or upgrade, with no node) from the lab's internet.
 fn rebuild(dir: &Path, node: &str, extra: &[&str]) -> Output {
     let mut args = vec!["rebuild", node, "--cloud", "lab", "--wait", "300"];
@@ -56,6 +44,17 @@ fn upgrade(dir: &Path) -> Output {
         dir,
         &["upgrade", "--cloud", "lab", "--wait", "300"],
     )
+}
+
+/// `upgrade` finds every node running what render gives now.
+fn assert_nothing_to_replace(dir: &Path) {
+    let again = upgrade(dir);
+    assert!(
+        text(&again.stdout).contains("nothing to replace"),
+        "{}{}",
+        text(&again.stdout),
+        text(&again.stderr)
+    );
 }
 
 /// The member that leads, by name (endpoint addresses are the example's).
@@ -391,13 +390,7 @@ fn etcd_member_is_rebuilt_from_scratch() {
     assert_eq!(text(&got.stdout).trim(), "kept", "{}", text(&got.stderr));
     let script = exec_ok("etcd-1", &["cat", "/usr/local/sbin/paasgen-etcd-snapshot"]);
     assert!(script.contains("keeps the newest 12"), "{script}");
-    let again = upgrade(&tmp.0);
-    assert!(
-        text(&again.stdout).contains("nothing to replace"),
-        "{}{}",
-        text(&again.stdout),
-        text(&again.stderr)
-    );
+    assert_nothing_to_replace(&tmp.0);
 
     // 5. A backup through the etcd API, read and restored by etcd's own etcdutl.
     let t = Instant::now();
@@ -529,11 +522,5 @@ fn etcd_member_is_rebuilt_from_scratch() {
         "{c3}"
     );
     // The recovered cluster is what render gives now: nothing left to replace.
-    let again = upgrade(&tmp.0);
-    assert!(
-        text(&again.stdout).contains("nothing to replace"),
-        "{}{}",
-        text(&again.stdout),
-        text(&again.stderr)
-    );
+    assert_nothing_to_replace(&tmp.0);
 }

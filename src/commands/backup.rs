@@ -234,37 +234,47 @@ pub fn prune(file: &Path, os_cloud: Option<&str>, timeout: Duration) -> Result<(
     })
 }
 
-/// Every finished backup, oldest first, each checked against its record.
-pub fn list(state_dir: &Path) -> Result<Vec<(BackupRecord, Result<()>)>> {
+/// Every finished backup's record, oldest first.
+pub fn records(state_dir: &Path) -> Result<Vec<BackupRecord>> {
     let dir = backups_dir(state_dir);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(Vec::new());
     };
-    let mut records: Vec<PathBuf> = entries
+    let mut paths: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         // The Swift container's record is not a backup's.
         .filter(|p| p.file_name().is_some_and(|n| n != SWIFT_RECORD))
         .collect();
-    records.sort();
-    records
+    paths.sort();
+    paths
         .into_iter()
         .map(|path| {
             let text = std::fs::read_to_string(&path)?;
-            let record: BackupRecord = serde_json::from_str(&text)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let check = std::fs::read(dir.join(&record.file))
-                .map_err(anyhow::Error::from)
-                .and_then(|bytes| {
-                    if sha256_hex(&bytes) != record.sha256 {
-                        bail!("sha256 differs from the record");
-                    }
-                    Ok(())
-                });
-            Ok((record, check))
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
         })
         .collect()
+}
+
+/// The bytes of a backup, if they are the ones its record names.
+pub fn read_checked(state_dir: &Path, record: &BackupRecord) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(backups_dir(state_dir).join(&record.file))?;
+    if sha256_hex(&bytes) != record.sha256 {
+        bail!("sha256 differs from the record");
+    }
+    Ok(bytes)
+}
+
+/// Every finished backup, oldest first, each checked against its record.
+pub fn list(state_dir: &Path) -> Result<Vec<(BackupRecord, Result<()>)>> {
+    Ok(records(state_dir)?
+        .into_iter()
+        .map(|r| {
+            let check = read_checked(state_dir, &r).map(drop);
+            (r, check)
+        })
+        .collect())
 }
 
 pub fn backup_list(
@@ -374,6 +384,9 @@ pub fn offsite_target(state_dir: &Path) -> Result<Option<crate::render::OffsiteT
     if key.len() < 32 {
         bail!("{}: the key is too short (damaged?)", key_path.display());
     }
+    // Checked here, where a damaged record can be named: render signs with it.
+    crate::tempurl::sign_put_prefix(key.as_bytes(), &record.container_path, "x/", 0)
+        .with_context(|| format!("{}: container_path", record_path.display()))?;
     Ok(Some(crate::render::OffsiteTarget {
         container_path: record.container_path,
         upload_endpoint: record.upload_endpoint,

@@ -107,7 +107,7 @@ impl Replacer<'_> {
             drain_if_ready(kube, &node.name, self.wait).await?;
         }
         if let Some(etcd) = &etcd {
-            swap_member(etcd, spec, node, self.force).await?;
+            swap_member(etcd, node, self.force).await?;
             // From now on the node's user-data joins the running cluster, whatever
             // happens next: a second try renders the same document.
             let mut launched = state.load()?.unwrap_or_default();
@@ -224,7 +224,7 @@ impl Replacer<'_> {
 }
 
 /// Takes the old member out of etcd and the new one in, asking the other members.
-async fn swap_member(etcd: &EtcdAdmin, spec: &Spec, node: &Node, force: bool) -> Result<()> {
+async fn swap_member(etcd: &EtcdAdmin, node: &Node, force: bool) -> Result<()> {
     let members = etcd.members(Some(&node.name)).await.context(
         "the other etcd members do not answer: if the cluster lost its majority, restore it from a backup instead",
     )?;
@@ -241,15 +241,7 @@ async fn swap_member(etcd: &EtcdAdmin, spec: &Spec, node: &Node, force: bool) ->
         if attempt > 0 {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        healthy.clear();
-        for other in spec
-            .nodes_with_role(Role::Etcd)
-            .filter(|n| n.name != node.name)
-        {
-            if etcd.healthy(&other.name).await {
-                healthy.push(other.name.clone());
-            }
-        }
+        healthy = etcd.healthy_members(Some(&node.name)).await;
         if keeps_quorum(size, healthy.len()) {
             break;
         }

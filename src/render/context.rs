@@ -202,6 +202,7 @@ fn upload_view(spec: &Spec, opts: &RenderOptions, node: &Node) -> Option<UploadV
         &prefix,
         target.expires,
     )
+    // The container path was checked when the record was loaded.
     .ok()?;
     Some(UploadView {
         url_prefix: format!(

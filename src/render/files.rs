@@ -1,6 +1,7 @@
 //! Which files each role gets. The single place where key material becomes files, so
 //! what a node holds can be read off here.
 
+use super::context::NodeContext;
 use super::templates::Templates;
 use crate::pki::{CertKey, Pki};
 use crate::spec::{Node, Role, Spec};
@@ -38,6 +39,7 @@ fn cert_and_key(dir: &str, name: &str, ck: &CertKey) -> [File; 2] {
 pub fn for_node(
     t: &Templates,
     ctx: &tera::Context,
+    node_ctx: &NodeContext,
     pki: &Pki,
     spec: &Spec,
     node: &Node,
@@ -129,16 +131,11 @@ pub fn for_node(
                     render("etcd-snapshot.timer")?,
                 ),
             ]);
-            // Set by `recover` on the member that founds the cluster again.
-            let restores = ctx
-                .get("etcd")
-                .and_then(|e| e.get("restore"))
-                .is_some_and(|r| !r.is_null());
-            let uploads = ctx
-                .get("etcd")
-                .and_then(|e| e.get("upload"))
-                .is_some_and(|u| !u.is_null());
-            if uploads {
+            let etcd = node_ctx
+                .etcd
+                .as_ref()
+                .expect("an etcd node's context has etcd");
+            if etcd.upload.is_some() {
                 // The member's own PUT-only signature: a secret.
                 files.push(file(
                     "/etc/paasgen/etcd-backup-upload",
@@ -146,7 +143,8 @@ pub fn for_node(
                     render("etcd-backup-upload.env")?,
                 ));
             }
-            if restores {
+            // Set by `recover` on the member that founds the cluster again.
+            if etcd.restore.is_some() {
                 files.extend([
                     file(
                         "/usr/local/sbin/paasgen-etcd-restore",

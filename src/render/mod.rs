@@ -77,7 +77,7 @@ fn render_nodes(
         .map(|node| {
             let node_ctx = shared.node_context(spec, pki, opts, node);
             let mut ctx = tera::Context::from_serialize(&node_ctx)?;
-            let files = files::for_node(t, &ctx, pki, spec, node)
+            let files = files::for_node(t, &ctx, &node_ctx, pki, spec, node)
                 .with_context(|| format!("node {}", node.name))?;
             let template = format!("roles/{}.yaml.tera", node.role);
             let user_data =

@@ -190,6 +190,19 @@ pub fn render_edited_example(
     out_dir
 }
 
+/// etcdctl on `node` against its local member, with the node's own client cert.
+#[allow(dead_code)]
+pub fn etcdctl(node: &str, args: &str) -> Output {
+    output(&mut exec(
+        node,
+        &[
+            "sh",
+            "-c",
+            &format!(". /etc/profile.d/etcdctl.sh && etcdctl --dial-timeout=3s --command-timeout=5s {args}"),
+        ],
+    ))
+}
+
 /// `lab up` of `out_dir` on the baked image (waiting for another lab to go), until every
 /// node has finished cloud-init; the guard tears the lab down.
 #[allow(dead_code)]

@@ -79,19 +79,9 @@ impl Swift {
     /// Creates `container` (or updates it) with object versioning on, so that an
     /// overwrite keeps the earlier copy, and `tempurl_key` as its TempURL key.
     pub async fn ensure_container(&self, container: &str, tempurl_key: &str) -> Result<()> {
+        // A PUT on a container that exists updates its metadata (202).
         self.send(
             Method::PUT,
-            &[container],
-            &[
-                ("X-Versions-Enabled", "true"),
-                ("X-Container-Meta-Temp-URL-Key", tempurl_key),
-            ],
-            &[],
-        )
-        .await?;
-        // PUT on an existing container may ignore the metadata on some proxies: set it.
-        self.send(
-            Method::POST,
             &[container],
             &[
                 ("X-Versions-Enabled", "true"),
@@ -123,8 +113,7 @@ impl Swift {
     ) -> Result<()> {
         use md5::{Digest, Md5};
         let etag = crate::pki::hex(&Md5::digest(&bytes));
-        let mut path = vec![container];
-        path.extend(object.split('/'));
+        let path = object_path(container, object);
         let what = format!("Swift PUT /{}", path.join("/"));
         let resp = self
             .session
@@ -180,8 +169,7 @@ impl Swift {
         object: &str,
         version_id: &str,
     ) -> Result<()> {
-        let mut path = vec![container];
-        path.extend(object.split('/'));
+        let path = object_path(container, object);
         self.send(Method::DELETE, &path, &[], &[("version-id", version_id)])
             .await?;
         Ok(())
@@ -194,8 +182,7 @@ impl Swift {
         object: &str,
         name: &str,
     ) -> Result<Option<String>> {
-        let mut path = vec![container];
-        path.extend(object.split('/'));
+        let path = object_path(container, object);
         let resp = self.send(Method::HEAD, &path, &[], &[]).await?;
         Ok(resp
             .headers()
@@ -203,4 +190,11 @@ impl Swift {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string))
     }
+}
+
+/// The URL path segments of `object` (its name may hold `/`) in `container`.
+fn object_path<'a>(container: &'a str, object: &'a str) -> Vec<&'a str> {
+    std::iter::once(container)
+        .chain(object.split('/'))
+        .collect()
 }
