@@ -113,7 +113,13 @@ fn the_plan_lists_every_resource_of_the_example() {
     };
     for gw in ["gw-1", "gw-2"] {
         let (net, ip, pairs, sgs) = port(&format!("demo-{gw}-private"));
-        assert_eq!(net, NetworkRef::Own("demo-net".into()));
+        assert_eq!(
+            net,
+            NetworkRef::Own {
+                network: "demo-net".into(),
+                subnet: "demo-subnet".into()
+            }
+        );
         assert!(pairs.contains(&"192.168.0.5".to_string()), "{pairs:?}");
         assert_eq!(sgs, vec!["demo-gateway".to_string()]);
         assert!(ip.starts_with("192.168.0."));

@@ -91,7 +91,10 @@ pub fn resources(spec: &Spec, docs: &[NodeDocument]) -> Result<Vec<Resource>> {
     // The VIPs are reserved as ports of their own so that Neutron never hands them out.
     out.push(port(
         n.group_vip("private"),
-        NetworkRef::Own(n.network()),
+        NetworkRef::Own {
+            network: n.network(),
+            subnet: n.subnet(),
+        },
         net.private_vip,
         vec![],
         vec![],
@@ -114,7 +117,10 @@ pub fn resources(spec: &Spec, docs: &[NodeDocument]) -> Result<Vec<Resource>> {
         };
         out.push(port(
             n.private_port(&doc.name),
-            NetworkRef::Own(n.network()),
+            NetworkRef::Own {
+                network: n.network(),
+                subnet: n.subnet(),
+            },
             doc.private_ip,
             sg.clone(),
             private_pairs,

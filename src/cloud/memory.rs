@@ -4,7 +4,7 @@
 //! test double of the `Cloud` trait, not an imitation of any API.
 
 use super::apply::Transient;
-use super::{Cloud, Existing, Ids, Kind, Resource, ServerState, Spec};
+use super::{Cloud, Existing, Ids, Kind, NetworkRef, Resource, ServerState, Spec};
 use anyhow::{anyhow, bail, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -28,6 +28,9 @@ struct Inner {
     transient: usize,
     /// Servers (by resource name) that go ERROR with this fault.
     server_faults: BTreeMap<String, String>,
+    /// Ids of the networks that have a subnet: like Neutron, a fixed address on any
+    /// other is refused.
+    networks_with_subnet: std::collections::HashSet<String>,
 }
 
 impl Inner {
@@ -143,6 +146,22 @@ impl Cloud for MemoryCloud {
                 if !i.by_id.contains_key(id) {
                     bail!("{} refers to {dep} ({id}), which does not exist", r.name);
                 }
+            }
+            match &r.spec {
+                Spec::Subnet { network, .. } => {
+                    let net = ids.get(network).cloned().unwrap_or_default();
+                    i.networks_with_subnet.insert(net);
+                }
+                Spec::Port {
+                    network: NetworkRef::Own { network, .. },
+                    ..
+                } => {
+                    let net = ids.get(network).cloned().unwrap_or_default();
+                    if !i.networks_with_subnet.contains(&net) {
+                        bail!("{}: IP allocation requires subnets for network", r.name);
+                    }
+                }
+                _ => {}
             }
             i.next_id += 1;
             let id = format!("{}-{:04}", r.kind.as_str().replace(' ', "-"), i.next_id);

@@ -74,10 +74,11 @@ pub enum Remote {
     Cidr(String),
 }
 
-/// A network a port sits on: the cluster's own, or an existing one found by name.
+/// A network a port sits on: the cluster's own (with the subnet its fixed address comes
+/// from), or an existing one found by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkRef {
-    Own(String),
+    Own { network: String, subnet: String },
     Existing(String),
 }
 
@@ -147,8 +148,9 @@ impl Resource {
                 ..
             } => {
                 let mut deps: Vec<&str> = security_groups.iter().map(String::as_str).collect();
-                if let NetworkRef::Own(n) = network {
-                    deps.push(n);
+                // Neutron refuses a fixed address on a network before its subnet exists.
+                if let NetworkRef::Own { network, subnet } = network {
+                    deps.extend([network.as_str(), subnet.as_str()]);
                 }
                 deps
             }

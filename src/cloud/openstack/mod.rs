@@ -370,7 +370,7 @@ impl Cloud for OpenStack {
                 allowed_address_pairs,
             } => {
                 let network_id = match network {
-                    NetworkRef::Own(n) => id_of(ids, n)?.to_string(),
+                    NetworkRef::Own { network, .. } => id_of(ids, network)?.to_string(),
                     NetworkRef::Existing(n) => self.lookup("network", n).await?,
                 };
                 let sgs: Vec<&str> = security_groups
