@@ -178,10 +178,25 @@ impl Replacer<'_> {
         docs: &[render::NodeDocument],
         desired: &[crate::cloud::Resource],
     ) -> Result<()> {
-        let server = format!("{}-{}", self.spec.name, node.name);
-        // Other missing servers are not this call's business (recover brings etcd
-        // members back one at a time); the ones there are settled and recorded as
-        // `launch` does.
+        self.create_servers(std::slice::from_ref(node), docs, desired)
+            .await
+    }
+
+    /// `create_server` for several nodes at once: created in one wave, so that their
+    /// boots overlap.
+    pub async fn create_servers(
+        &self,
+        nodes: &[Node],
+        docs: &[render::NodeDocument],
+        desired: &[crate::cloud::Resource],
+    ) -> Result<()> {
+        let servers: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("{}-{}", self.spec.name, n.name))
+            .collect();
+        // Other missing servers are not this call's business (a rebuild replaces one
+        // node, while others may be down); the ones there are settled and recorded
+        // as `launch` does.
         let existing = apply::retry(self.opts, "listing resources", || {
             self.cloud.inventory(&self.spec.name)
         })
@@ -190,14 +205,14 @@ impl Replacer<'_> {
             .iter()
             .filter(|r| {
                 r.kind != Kind::Server
-                    || r.name == server
+                    || servers.contains(&r.name)
                     || existing
                         .iter()
                         .any(|e| e.kind == Kind::Server && e.name == r.name)
             })
             .cloned()
             .collect();
-        println!("creating server {server} with fresh user-data");
+        println!("creating server(s) {} with fresh user-data", servers.join(", "));
         let report = |_| {};
         let outcome = Launch {
             cloud: self.cloud,
@@ -210,11 +225,16 @@ impl Replacer<'_> {
         }
         .run()
         .await?;
-        // Only the replacement counts here: other nodes may be down, which is why
+        // Only the replacements count here: other nodes may be down, which is why
         // one rebuilds.
-        if let Some((_, failed)) = outcome.failed().into_iter().find(|(n, _)| **n == node.name) {
+        let failed = outcome.failed();
+        if let Some((name, failed)) = failed
+            .into_iter()
+            .find(|(n, _)| nodes.iter().any(|node| node.name == **n))
+        {
             bail!(
-                "{server} is {}: {}",
+                "{}-{name} is {}: {}",
+                self.spec.name,
                 failed.status,
                 failed.fault.as_deref().unwrap_or("no fault given")
             );

@@ -6,8 +6,10 @@
 //! checked there against the sha256 rendered into the user-data), restores it as a
 //! cluster of one (`etcdutl snapshot restore` with the member's name, peer URL and a
 //! new cluster token, the revision bumped so Kubernetes' watchers start over), and
-//! starts etcd on it. The others are added one at a time, each rendered with
-//! `initial-cluster-state: existing` and the member list as it is when it joins.
+//! starts etcd on it. The others boot at the same time, each rendered with
+//! `initial-cluster-state: existing` and the member list as it will be when it joins:
+//! their etcd retries until paasgen adds them, one at a time, so the boots overlap
+//! instead of following each other.
 //! Then the API servers' leases from before the snapshot are dropped, so that the
 //! `kubernetes` Service lists only API servers that run now.
 
@@ -87,18 +89,26 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
         for m in &members {
             launched.etcd_joined.remove(&m.name);
         }
+        // Member i joins the cluster of members 1..=i: known now, so every server is
+        // rendered and booted at once.
+        let joined = members
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, m)| (m.name.clone(), members[..=i].iter().map(|m| m.name.clone()).collect()))
+            .collect();
         launched.etcd_recovery = Some(EtcdRecovery {
             token: format!("{}-etcd-{}", spec.name, &record.sha256[..12]),
             restored_on: Some(first.name.clone()),
             snapshot_sha256: record.sha256.clone(),
-            joined: Default::default(),
+            joined,
         });
         state.save(&launched)?;
         // No old member may come back: it would hold data from after the snapshot.
         for m in &members {
             replacer.delete_server(&m.name).await?;
         }
-        launch_member(&replacer, first).await?;
+        launch_members(&replacer, &members).await?;
         let restored = etcd.send_restore(&first.name, snapshot, args.wait).await?;
         println!(
             "etcd: {} restored the snapshot ({} keys, revision {})",
@@ -107,16 +117,11 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
         wait_member_healthy(&etcd, first, args.wait).await?;
         let dropped = etcd.delete_prefix(&first.name, MASTER_LEASES).await?;
         println!("etcd: dropped {dropped} API server lease(s) from before the snapshot");
-        for (i, member) in members.iter().enumerate().skip(1) {
+        // One at a time: a member added before the previous one runs would leave the
+        // cluster without quorum until both do.
+        for member in members.iter().skip(1) {
             let id = etcd.add(&peer_url(member.private_ip), &first.name).await?;
             println!("etcd: added member {} ({id:x})", member.name);
-            let mut launched = state.load()?.unwrap_or_default();
-            if let Some(r) = launched.etcd_recovery.as_mut() {
-                let names = members[..=i].iter().map(|m| m.name.clone()).collect();
-                r.joined.insert(member.name.clone(), names);
-            }
-            state.save(&launched)?;
-            launch_member(&replacer, member).await?;
             wait_member_healthy(&etcd, member, args.wait).await?;
         }
         println!(
@@ -200,15 +205,15 @@ async fn refuse_if_majority(spec: &Spec, etcd: &EtcdAdmin, force: bool) -> Resul
     Ok(())
 }
 
-/// Renders with the recovery as the state file says it now, and creates the member.
-async fn launch_member(replacer: &Replacer<'_>, member: &Node) -> Result<()> {
+/// Renders with the recovery as the state file says it, and creates every member.
+async fn launch_members(replacer: &Replacer<'_>, members: &[Node]) -> Result<()> {
     let docs = render::render(
         replacer.spec,
         replacer.pki,
         &render_options(replacer.state_dir)?,
     )?;
     let desired = desired::resources(replacer.spec, &docs)?;
-    replacer.create_server(member, &docs, &desired).await
+    replacer.create_servers(members, &docs, &desired).await
 }
 
 /// Waits until the `kubernetes` Service lists exactly the masters whose kubelet runs
