@@ -108,12 +108,16 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
         for m in &members {
             replacer.delete_server(&m.name).await?;
         }
+        let at = |what: &str| println!("{what} at {:.0}s", started.elapsed().as_secs_f64());
+        at("recover: old servers deleted");
         launch_members(&replacer, &members).await?;
+        at("recover: new servers created");
         let restored = etcd.send_restore(&first.name, snapshot, args.wait).await?;
         println!(
             "etcd: {} restored the snapshot ({} keys, revision {})",
             first.name, restored["restored"]["totalKey"], restored["restored"]["revision"]
         );
+        at("recover: snapshot restored");
         wait_member_healthy(&etcd, first, args.wait).await?;
         let dropped = etcd.delete_prefix(&first.name, MASTER_LEASES).await?;
         println!("etcd: dropped {dropped} API server lease(s) from before the snapshot");
