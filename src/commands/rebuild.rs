@@ -212,7 +212,10 @@ impl Replacer<'_> {
             })
             .cloned()
             .collect();
-        println!("creating server(s) {} with fresh user-data", servers.join(", "));
+        println!(
+            "creating server(s) {} with fresh user-data",
+            servers.join(", ")
+        );
         let report = |_| {};
         let outcome = Launch {
             cloud: self.cloud,

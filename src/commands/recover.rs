@@ -95,7 +95,12 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
             .iter()
             .enumerate()
             .skip(1)
-            .map(|(i, m)| (m.name.clone(), members[..=i].iter().map(|m| m.name.clone()).collect()))
+            .map(|(i, m)| {
+                (
+                    m.name.clone(),
+                    members[..=i].iter().map(|m| m.name.clone()).collect(),
+                )
+            })
             .collect();
         launched.etcd_recovery = Some(EtcdRecovery {
             token: format!("{}-etcd-{}", spec.name, &record.sha256[..12]),
