@@ -75,7 +75,13 @@ impl EtcdAdmin {
         via: Option<SocketAddr>,
         timeout: Duration,
     ) -> Result<EtcdAdmin> {
-        let via = via.unwrap_or_else(|| SocketAddr::from((spec.network.public_vip, 2379)));
+        let via = match (via, spec.network.public_vip()) {
+            (Some(via), _) => via,
+            (None, Some(vip)) => SocketAddr::from((vip, 2379)),
+            (None, None) => bail!(
+                "`network.public: floating`: give --etcd-via <floating IP>:2379 (the floating IP is in .paasgen/launch.json)"
+            ),
+        };
         let ca = reqwest::Certificate::from_pem(pki.etcd_ca.cert_pem.as_bytes())?;
         let identity = reqwest::Identity::from_pem(
             format!(

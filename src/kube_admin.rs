@@ -41,8 +41,13 @@ impl KubeAdmin {
             .connect_timeout(timeout)
             .timeout(timeout)
             .build()?;
+        // Floating mode: the admin kubeconfig names the floating IP, which only the
+        // state dir knows.
+        let Some(address) = spec.network.public_vip() else {
+            anyhow::bail!("`network.public: floating`: reaching the API through the floating IP is not wired into this verb yet");
+        };
         Ok(KubeAdmin {
-            base: format!("https://{}:6443", spec.network.public_vip),
+            base: format!("https://{address}:6443"),
             client,
         })
     }

@@ -110,11 +110,18 @@ enum Command {
         replace: ReplaceOpts,
     },
     /// Bring the running cluster to what the spec says by replacing, one at a time and
-    /// in a safe order, every node whose user-data changed (`--to` sets the version).
+    /// in a safe order, every node whose user-data changed (`--to`, `--etcd` set versions).
     Upgrade {
         /// Kubernetes version to move to (written into the spec first).
-        #[arg(long)]
+        #[arg(long, value_name = "VERSION")]
         to: Option<String>,
+        /// etcd version to move to (written into the spec first, as etcd.version).
+        #[arg(long, value_name = "VERSION")]
+        etcd: Option<String>,
+        /// sha256 of that etcd release's tarball (etcd.sha256): needed for a version
+        /// paasgen pins no checksum for, unless the image has it.
+        #[arg(long, value_name = "HEX")]
+        etcd_sha256: Option<String>,
         #[command(flatten)]
         cloud: CloudOpts,
         #[command(flatten)]
@@ -362,10 +369,20 @@ fn main() -> ExitCode {
             },
             &paasgen::cloud::apply::Options::default(),
         ),
-        Command::Upgrade { to, cloud, replace } => commands::upgrade::upgrade(
+        Command::Upgrade {
+            to,
+            etcd,
+            etcd_sha256,
+            cloud,
+            replace,
+        } => commands::upgrade::upgrade(
             &commands::upgrade::UpgradeArgs {
                 cloud: cloud.args(replace.wait_lock),
-                to: to.as_deref(),
+                versions: commands::upgrade::NewVersions {
+                    kubernetes: to.as_deref(),
+                    etcd: etcd.as_deref(),
+                    etcd_sha256: etcd_sha256.as_deref(),
+                },
                 etcd_via: replace.etcd_via,
                 wait: std::time::Duration::from_secs(replace.wait),
             },

@@ -59,6 +59,16 @@ fn counts(rs: &[Resource]) -> BTreeMap<Kind, usize> {
     m
 }
 
+/// What the resource named `name` must look like.
+fn spec_of(desired: &[Resource], name: &str) -> Spec {
+    desired
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no resource {name}"))
+        .spec
+        .clone()
+}
+
 /// Every name exists once, and everything desired exists.
 fn assert_complete_without_duplicates(cloud: &MemoryCloud, f: &Fixture) {
     let have = cloud.resources();
@@ -134,14 +144,7 @@ fn the_plan_lists_every_resource_of_the_example() {
         Vec::<String>::new(),
         "only gateways get address pairs"
     );
-    let rule = |name: &str| {
-        f.desired
-            .iter()
-            .find(|r| r.name == name)
-            .unwrap_or_else(|| panic!("no rule {name}"))
-            .spec
-            .clone()
-    };
+    let rule = |name: &str| spec_of(&f.desired, name);
     assert!(matches!(rule("demo-etcd-etcd-from-master"),
         Spec::SecurityGroupRule { ports: Some((2379, 2380)), remote: paasgen::cloud::Remote::Group(g), .. } if g == "demo-master"));
     assert!(
@@ -303,4 +306,256 @@ fn calls_in_flight_are_bounded_by_parallel() {
         assert_eq!(cloud.max_in_flight(), expected, "--parallel {parallel}");
         assert_complete_without_duplicates(&cloud, &f);
     }
+}
+
+/// examples/floating.yaml, launched as `paasgen launch` does it: the floating IP first
+/// (recorded in launch.json), then the render with its address, then the rest.
+struct Floating {
+    f: Fixture,
+    spec: paasgen::spec::Spec,
+    address: std::net::Ipv4Addr,
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn floating_fixture(cloud: &MemoryCloud) -> Floating {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = paasgen::spec::parse("floating.yaml", paasgen::spec::FLOATING_EXAMPLE)
+        .unwrap()
+        .0;
+    let state = StateFile::new(dir.path());
+    let fip = desired::floating_ip(&spec).unwrap().expect("floating mode");
+    let record = rt()
+        .block_on(paasgen::cloud::apply::floating_ip(
+            cloud,
+            "demo",
+            &fip,
+            &state,
+            &fast(),
+            true,
+        ))
+        .unwrap()
+        .expect("allocated");
+    let opts = paasgen::commands::render_options(dir.path()).unwrap();
+    assert_eq!(
+        opts.floating_ip,
+        Some(record.address),
+        "read from launch.json"
+    );
+    let (_, docs) = paasgen::commands::render_in_memory_with(&spec, dir.path(), &opts).unwrap();
+    let desired = desired::resources(&spec, &docs).unwrap();
+    Floating {
+        f: Fixture {
+            state,
+            _dir: dir,
+            docs,
+            desired,
+        },
+        spec,
+        address: record.address,
+    }
+}
+
+fn destroy(cloud: &MemoryCloud, desired: &[Resource]) -> anyhow::Result<usize> {
+    let names: Vec<(Kind, String)> = desired.iter().map(|r| (r.kind, r.name.clone())).collect();
+    rt().block_on(paasgen::commands::cloud::destroy_with(
+        cloud,
+        "demo",
+        &names,
+        &|_| {},
+    ))
+}
+
+#[test]
+fn floating_mode_plans_a_router_its_interface_and_a_floating_ip_on_the_vip() {
+    let cloud = MemoryCloud::new();
+    let fl = floating_fixture(&cloud);
+    let f = &fl.f;
+    let c = counts(&f.desired);
+    for kind in [
+        Kind::Router,
+        Kind::RouterInterface,
+        Kind::FloatingIp,
+        Kind::FloatingIpAssociation,
+    ] {
+        assert_eq!(c[&kind], 1, "{kind}");
+    }
+    assert_eq!(
+        c[&Kind::Port],
+        10 + 1,
+        "a private port per node and the private VIP"
+    );
+    let find = |name: &str| spec_of(&f.desired, name);
+    assert_eq!(
+        find("demo-router"),
+        Spec::Router {
+            external_network: "public".into()
+        }
+    );
+    assert_eq!(
+        find("demo-router-subnet"),
+        Spec::RouterInterface {
+            router: "demo-router".into(),
+            subnet: "demo-subnet".into()
+        }
+    );
+    assert_eq!(
+        find("demo-fip-vip-private"),
+        Spec::FloatingIpAssociation {
+            floating_ip: "demo-fip".into(),
+            port: "demo-vip-private".into(),
+            router_interface: "demo-router-subnet".into(),
+        }
+    );
+    assert!(
+        matches!(find("demo-subnet"), Spec::Subnet { gateway: Some(g), .. } if g.to_string() == "192.168.0.1")
+    );
+    assert!(
+        matches!(find("demo-gw-1-private"), Spec::Port { allowed_address_pairs, .. } if allowed_address_pairs == vec!["192.168.0.5".to_string()]),
+        "the router NATs: no 0.0.0.0/0 pair"
+    );
+    assert!(f
+        .desired
+        .iter()
+        .all(|r| !r.name.ends_with("-public") && r.name != "demo-gateway-nat"));
+    // Allocated before the render: the plan keeps it and creates everything else.
+    let p = plan_now(&cloud, f);
+    let text = p.to_string();
+    assert!(text.contains("keep    floating ip demo-fip\n"), "{text}");
+    for line in [
+        "+ create  router demo-router\n",
+        "+ create  router interface demo-router-subnet\n",
+        "+ create  floating ip association demo-fip-vip-private\n",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    assert_eq!(p.to_create().count(), f.desired.len() - 1);
+    assert!(fl.spec.network.is_floating());
+}
+
+#[test]
+fn floating_mode_launches_relaunches_with_nothing_to_create_and_destroys_everything() {
+    let cloud = MemoryCloud::new();
+    let fl = floating_fixture(&cloud);
+    let f = &fl.f;
+    let outcome = launch(&cloud, f, &fast()).unwrap();
+    assert_eq!(
+        outcome.created.len(),
+        f.desired.len() - 1,
+        "all but the floating IP"
+    );
+    assert!(outcome.failed().is_empty());
+    assert_complete_without_duplicates(&cloud, f);
+    let state = f.state.load().unwrap().unwrap();
+    assert_eq!(state.floating_ip.as_ref().unwrap().address, fl.address);
+    assert_eq!(state.nodes["gw-1"].public_ip, None);
+    assert_eq!(state.nodes["gw-1"].port_ids.len(), 1);
+
+    // A relaunch finds the same floating IP (same address, same documents) and creates
+    // nothing.
+    let calls = cloud.create_calls();
+    let again = floating_fixture_again(&cloud, f);
+    assert_eq!(again, fl.address);
+    assert!(launch(&cloud, f, &fast()).unwrap().created.is_empty());
+    assert_eq!(cloud.create_calls(), calls);
+    assert!(plan_now(&cloud, f).is_empty());
+
+    // Neutron refuses to delete a subnet that has a router interface, and a router with
+    // an interface: destroy's order removes the interface first.
+    let id = |kind: Kind| {
+        cloud
+            .resources()
+            .into_iter()
+            .find(|e| e.kind == kind)
+            .unwrap()
+            .id
+    };
+    let rt = rt();
+    for kind in [Kind::Subnet, Kind::Router, Kind::RouterInterface] {
+        let err = rt.block_on(cloud.delete(kind, &id(kind))).unwrap_err();
+        assert!(err.to_string().contains("409"), "{kind}: {err}");
+    }
+    let deleted = destroy(&cloud, &f.desired).unwrap();
+    assert_eq!(deleted, f.desired.len());
+    assert_eq!(cloud.resources(), vec![]);
+}
+
+/// The floating IP a second `launch` would render with.
+fn floating_fixture_again(cloud: &MemoryCloud, f: &Fixture) -> std::net::Ipv4Addr {
+    let spec = paasgen::spec::parse("floating.yaml", paasgen::spec::FLOATING_EXAMPLE)
+        .unwrap()
+        .0;
+    let fip = desired::floating_ip(&spec).unwrap().unwrap();
+    rt().block_on(paasgen::cloud::apply::floating_ip(
+        cloud,
+        "demo",
+        &fip,
+        &f.state,
+        &fast(),
+        true,
+    ))
+    .unwrap()
+    .unwrap()
+    .address
+}
+
+#[test]
+fn floating_mode_resumes_without_duplicates_whatever_the_step() {
+    let total = floating_fixture(&MemoryCloud::new()).f.desired.len() - 1;
+    for step in 1..=total {
+        for lose_response in [false, true] {
+            let cloud = MemoryCloud::new();
+            let fl = floating_fixture(&cloud);
+            // The floating IP took create call 1.
+            if lose_response {
+                cloud.lose_create_response(step + 1);
+            } else {
+                cloud.fail_create_call(step + 1);
+            }
+            let err = launch(&cloud, &fl.f, &fast()).unwrap_err();
+            assert!(format!("{err:#}").contains("injected"), "{err:#}");
+            cloud.clear_faults();
+            assert!(launch(&cloud, &fl.f, &fast()).unwrap().failed().is_empty());
+            assert_complete_without_duplicates(&cloud, &fl.f);
+            assert!(plan_now(&cloud, &fl.f).is_empty(), "step {step}");
+        }
+    }
+}
+
+#[test]
+fn a_lost_answer_to_the_floating_ip_allocation_allocates_no_second_one() {
+    let cloud = MemoryCloud::new();
+    cloud.lose_create_response(1);
+    let spec = paasgen::spec::parse("floating.yaml", paasgen::spec::FLOATING_EXAMPLE)
+        .unwrap()
+        .0;
+    let dir = tempfile::tempdir().unwrap();
+    let fip = desired::floating_ip(&spec).unwrap().unwrap();
+    let state = StateFile::new(dir.path());
+    let err = rt()
+        .block_on(paasgen::cloud::apply::floating_ip(
+            &cloud,
+            "demo",
+            &fip,
+            &state,
+            &fast(),
+            true,
+        ))
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("injected"), "{err:#}");
+    assert_eq!(state.load().unwrap(), None, "nothing recorded yet");
+    // The next launch finds the one allocated by name.
+    let fl = floating_fixture(&cloud);
+    let fips: Vec<_> = cloud
+        .resources()
+        .into_iter()
+        .filter(|e| e.kind == Kind::FloatingIp)
+        .collect();
+    assert_eq!(fips.len(), 1, "{fips:?}");
+    assert_eq!(fips[0].address, Some(fl.address));
 }

@@ -4,106 +4,14 @@
 //! not through paasgen's own code.
 
 mod common;
+#[path = "common/openstack.rs"]
+mod oskit;
 
-use common::run;
+use oskit::{clouds_yaml, Lab};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const CLUSTER: &str = "labtest";
-
-fn clouds_yaml() -> Option<PathBuf> {
-    let dir =
-        std::env::var("OSLAB_DIR").unwrap_or_else(|_| "/var/tmp/paasgen-openstack-lab".into());
-    let path = Path::new(&dir).join("clouds.yaml");
-    let up = path.exists()
-        && Command::new("curl")
-            .args(["-sf", "-o", "/dev/null", "http://127.0.0.1:5000/v3"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if !up {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the OpenStack lab is not running: .ci/run starts it"
-        );
-        eprintln!("SKIPPED: no OpenStack lab (scripts/openstack-lab start)");
-        return None;
-    }
-    Some(path)
-}
-
-struct Lab {
-    clouds: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Lab {
-    fn paasgen(&self, args: &[&str]) -> (bool, String) {
-        run(Command::new(env!("CARGO_BIN_EXE_paasgen"))
-            .current_dir(self.dir.path())
-            .env("OS_CLIENT_CONFIG_FILE", &self.clouds)
-            .args(args))
-    }
-
-    /// `openstack` as the lab's admin, JSON out.
-    fn admin(&self, args: &[&str]) -> Value {
-        let out = Command::new("openstack")
-            .env("OS_CLIENT_CONFIG_FILE", &self.clouds)
-            .args([
-                "--os-cloud",
-                "lab-admin",
-                "--os-compute-api-version",
-                "2.74",
-            ])
-            .args(args)
-            .args(["-f", "json"])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "openstack {args:?}: {stdout}{stderr}");
-        // The first JSON document of stdout: warnings go to stderr.
-        let mut docs = serde_json::Deserializer::from_str(&stdout).into_iter::<Value>();
-        match docs.next() {
-            Some(Ok(v)) => v,
-            other => panic!("openstack {args:?}: {other:?}: {stdout}"),
-        }
-    }
-
-    fn admin_do(&self, args: &[&str]) {
-        let (ok, out) = run(Command::new("openstack")
-            .env("OS_CLIENT_CONFIG_FILE", &self.clouds)
-            .args(["--os-cloud", "lab-admin"])
-            .args(args));
-        assert!(ok, "openstack {args:?}: {out}");
-    }
-
-    fn names(&self, list: &[&str]) -> Vec<String> {
-        let v = self.admin(list);
-        v.as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|r| r["Name"].as_str().map(str::to_string))
-            .filter(|n| n.starts_with(&format!("{CLUSTER}-")))
-            .collect()
-    }
-
-    fn leftovers(&self) -> Vec<String> {
-        let mut all = Vec::new();
-        for list in [
-            &["server", "list", "--all-projects"][..],
-            &["port", "list"],
-            &["network", "list"],
-            &["subnet", "list"],
-            &["security", "group", "list"],
-            &["server", "group", "list", "--all-projects"],
-        ] {
-            all.extend(self.names(list));
-        }
-        all
-    }
-}
 
 /// Compute services stay disabled only inside this guard.
 struct Disabled<'a>(&'a Lab, &'a str);
@@ -123,12 +31,7 @@ impl Drop for Disabled<'_> {
 #[test]
 fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
     let Some(clouds) = clouds_yaml() else { return };
-    let lab = Lab {
-        clouds,
-        dir: tempfile::tempdir().unwrap(),
-    };
-    let spec = paasgen::spec::EXAMPLE.replacen("name: demo", &format!("name: {CLUSTER}"), 1);
-    std::fs::write(lab.dir.path().join("cluster.yaml"), spec).unwrap();
+    let lab = Lab::new(clouds, paasgen::spec::EXAMPLE, CLUSTER);
     let (ok, out) = lab.paasgen(&["destroy", "--yes", "--os-cloud", "lab"]);
     assert!(ok, "clearing an earlier run: {out}");
 
@@ -280,11 +183,7 @@ fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
     // 5. rebuild replaces one server on the same port: a new server, the same port
     //    and fixed address, through the same planner as launch (a gateway: no etcd or
     //    Kubernetes API to talk to here, the lab's servers do not boot).
-    let launched = |dir: &std::path::Path| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(dir.join(".paasgen/launch.json")).unwrap())
-            .unwrap()
-    };
-    let before = launched(lab.dir.path())["nodes"]["gw-1"].clone();
+    let before = lab.launched()["nodes"]["gw-1"].clone();
     let (ok, out) = lab.paasgen(&[
         "rebuild",
         "gw-1",
@@ -294,7 +193,7 @@ fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
         "lab",
     ]);
     assert!(ok, "{out}");
-    let after = launched(lab.dir.path())["nodes"]["gw-1"].clone();
+    let after = lab.launched()["nodes"]["gw-1"].clone();
     assert_ne!(before["server_id"], after["server_id"], "{out}");
     assert_eq!(before["port_ids"], after["port_ids"]);
     assert_eq!(after["status"], "ACTIVE");

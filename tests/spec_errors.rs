@@ -509,3 +509,121 @@ fn swift_backups_are_checked() {
     let o = render(&with("{ container: demo-etcd-backups, keep: 7 }"));
     assert_eq!(o.code, Some(0), "{}", o.stderr);
 }
+
+const FLOATING: &str = include_str!("../examples/floating.yaml");
+
+/// examples/floating.yaml with `from` replaced by `to` (which must occur).
+fn floating_with(from: &str, to: &str) -> String {
+    assert!(
+        FLOATING.contains(from),
+        "the floating example has no `{from}`"
+    );
+    FLOATING.replacen(from, to, 1)
+}
+
+/// `at line N` for the line of `text` holding `needle`.
+fn line_in(text: &str, needle: &str) -> String {
+    let n = text.lines().position(|l| l.contains(needle)).unwrap();
+    format!("at line {}", n + 1)
+}
+
+#[test]
+fn floating_refuses_the_fixed_designs_public_fields_naming_their_lines() {
+    for (field, line) in [
+        ("public_vip", "  public_vip: 203.0.113.10\n"),
+        ("public_cidr", "  public_cidr: 203.0.113.0/24\n"),
+        ("public_gateway", "  public_gateway: 203.0.113.1\n"),
+        ("public_interface", "  public_interface: ens4\n"),
+    ] {
+        let text = floating_with(
+            "  public: floating\n",
+            &format!("  public: floating\n{line}"),
+        );
+        rejects(
+            &text,
+            &[
+                &format!(
+                    "{}: network.{field}: not used with `network.public: floating`",
+                    line_in(&text, line.trim())
+                ),
+                "remove it",
+            ],
+        );
+    }
+}
+
+#[test]
+fn floating_gateways_have_no_public_ip() {
+    let text = floating_with(
+        "private_ip: 192.168.0.3 }",
+        "private_ip: 192.168.0.3, public_ip: 203.0.113.12 }",
+    );
+    rejects(
+        &text,
+        &[
+            &line_in(&text, "public_ip: 203.0.113.12"),
+            "nodes[1].public_ip: gateways have no public_ip with `network.public: floating`",
+        ],
+    );
+}
+
+#[test]
+fn floating_router_address_must_be_a_free_host_of_the_private_network() {
+    let text = floating_with("private_gateway: 192.168.0.1", "private_gateway: 10.0.0.1");
+    rejects(
+        &text,
+        &[
+            &line_in(&text, "private_gateway: 10.0.0.1"),
+            "network.private_gateway: 10.0.0.1 is not a host address of network.private_cidr 192.168.0.0/24",
+        ],
+    );
+    rejects(
+        &floating_with(
+            "private_gateway: 192.168.0.1",
+            "private_gateway: 192.168.0.5",
+        ),
+        &["network.private_gateway", "equals network.private_vip"],
+    );
+    // The default (the first host address) is claimed like a VIP.
+    rejects(
+        &floating_with("  private_gateway: 192.168.0.1\n", "").replacen(
+            "private_ip: 192.168.0.2 }",
+            "private_ip: 192.168.0.1 }",
+            1,
+        ),
+        &[
+            "nodes[0].private_ip",
+            "192.168.0.1 collides with a VIP, the public gateway or the router",
+        ],
+    );
+}
+
+#[test]
+fn fixed_mode_needs_its_public_fields_and_has_no_router() {
+    rejects(
+        &example_with("  public_vip: 203.0.113.10\n", ""),
+        &["network.public_vip: required with `network.public: fixed`"],
+    );
+    let text = example_with(
+        "  private_vip: 192.168.0.5\n",
+        "  private_vip: 192.168.0.5\n  private_gateway: 192.168.0.1\n",
+    );
+    rejects(
+        &text,
+        &[
+            &line_in(&text, "private_gateway: 192.168.0.1"),
+            "network.private_gateway: only with `network.public: floating`",
+        ],
+    );
+}
+
+#[test]
+fn an_unknown_public_mode_gets_a_suggestion() {
+    rejects(
+        &floating_with("  public: floating\n", "  public: floatin\n"),
+        &[
+            "network.public: unknown variant `floatin`",
+            "did you mean `floating`?",
+        ],
+    );
+}

@@ -2,7 +2,7 @@
 //! transient failures retried with jittered exponential backoff, every created id
 //! recorded at once so an interrupted launch resumes without duplicates.
 
-use super::state::{LaunchState, NodeRecord, Record, StateFile};
+use super::state::{FloatingIpRecord, LaunchState, NodeRecord, Record, StateFile};
 use super::{Cloud, Existing, Ids, Kind, Resource, ServerState, Spec};
 use crate::render::NodeDocument;
 use anyhow::{anyhow, bail, Result};
@@ -122,6 +122,55 @@ async fn create_one<C: Cloud>(
             Err(e) => return Err(e.context(format!("creating {} {}", r.kind, r.name))),
         }
     }
+}
+
+/// `network.public: floating`: the floating IP `fip` (desired::floating_ip), found again
+/// by name or, with `allocate`, allocated now, and then recorded in launch.json, all
+/// before anything is rendered with its address. Without `allocate` (plan, dry runs) it
+/// only looks: None when the cloud has none yet.
+pub async fn floating_ip<C: Cloud>(
+    cloud: &C,
+    cluster: &str,
+    fip: &Resource,
+    state: &StateFile,
+    opts: &Options,
+    allocate: bool,
+) -> Result<Option<FloatingIpRecord>> {
+    let list = || retry(opts, "listing resources", || cloud.inventory(cluster));
+    let mut found = find(&list().await?, fip).cloned();
+    if found.is_none() && allocate {
+        let id = create_one(cloud, cluster, fip, &Ids::new(), opts).await?;
+        found = list().await?.into_iter().find(|e| e.id == id);
+    }
+    let Some(e) = found else {
+        return match allocate {
+            true => Err(anyhow!(
+                "floating ip {} was allocated but is not listed",
+                fip.name
+            )),
+            false => Ok(None),
+        };
+    };
+    let address = e
+        .address
+        .ok_or_else(|| anyhow!("floating ip {} ({}) has no address", e.name, e.id))?;
+    let record = FloatingIpRecord { id: e.id, address };
+    if allocate {
+        let mut launched = state.load()?.unwrap_or_default();
+        if launched.floating_ip.as_ref() != Some(&record) {
+            launched.cluster = cluster.to_string();
+            launched.floating_ip = Some(record.clone());
+            launched.resources.insert(
+                fip.name.clone(),
+                Record {
+                    kind: fip.kind,
+                    id: record.id.clone(),
+                },
+            );
+            state.save(&launched)?;
+        }
+    }
+    Ok(Some(record))
 }
 
 /// Progress of a launch, for bars on a terminal or plain lines elsewhere.

@@ -36,15 +36,82 @@ impl Names<'_> {
     pub fn server(&self, node: &str) -> String {
         format!("{}-{node}", self.0)
     }
+    pub fn router(&self) -> String {
+        format!("{}-router", self.0)
+    }
+    pub fn router_interface(&self) -> String {
+        super::link_name(self.0, &self.router(), &self.subnet())
+    }
+    pub fn floating_ip(&self) -> String {
+        format!("{}-fip", self.0)
+    }
+    /// The floating IP bound to the private VIP's port.
+    pub fn floating_ip_association(&self) -> String {
+        super::link_name(self.0, &self.floating_ip(), &self.group_vip("private"))
+    }
 }
 
 /// Roles whose members must land on different hypervisors.
 const ANTI_AFFINE: [Role; 3] = [Role::Gateway, Role::Etcd, Role::Master];
 
-pub fn resources(spec: &Spec, docs: &[NodeDocument]) -> Result<Vec<Resource>> {
-    let Some(os) = &spec.openstack else {
-        bail!("the spec has no `openstack` section: add image, public_network and flavors");
+fn openstack(spec: &Spec) -> Result<&crate::spec::OpenStack> {
+    match &spec.openstack {
+        Some(os) => Ok(os),
+        None => bail!("the spec has no `openstack` section: add image, public_network and flavors"),
+    }
+}
+
+/// Floating mode: the floating IP, allocated before anything is rendered (its address is
+/// in the API server's certificate and the admin kubeconfig).
+pub fn floating_ip(spec: &Spec) -> Result<Option<Resource>> {
+    let os = openstack(spec)?;
+    Ok(spec.network.is_floating().then(|| Resource {
+        kind: Kind::FloatingIp,
+        name: Names(&spec.name).floating_ip(),
+        spec: R::FloatingIp {
+            network: os.public_network.clone(),
+        },
+    }))
+}
+
+/// Floating mode: the router, its interface on the private subnet, the floating IP and
+/// its binding to the private VIP's port.
+fn floating_resources(spec: &Spec, n: &Names) -> Result<Vec<Resource>> {
+    let os = openstack(spec)?;
+    let Some(fip) = floating_ip(spec)? else {
+        return Ok(vec![]);
     };
+    Ok(vec![
+        Resource {
+            kind: Kind::Router,
+            name: n.router(),
+            spec: R::Router {
+                external_network: os.public_network.clone(),
+            },
+        },
+        Resource {
+            kind: Kind::RouterInterface,
+            name: n.router_interface(),
+            spec: R::RouterInterface {
+                router: n.router(),
+                subnet: n.subnet(),
+            },
+        },
+        fip,
+        Resource {
+            kind: Kind::FloatingIpAssociation,
+            name: n.floating_ip_association(),
+            spec: R::FloatingIpAssociation {
+                floating_ip: n.floating_ip(),
+                port: n.group_vip("private"),
+                router_interface: n.router_interface(),
+            },
+        },
+    ])
+}
+
+pub fn resources(spec: &Spec, docs: &[NodeDocument]) -> Result<Vec<Resource>> {
+    let os = openstack(spec)?;
     let n = Names(&spec.name);
     let net = &spec.network;
     let mut out = vec![
@@ -67,9 +134,11 @@ pub fn resources(spec: &Spec, docs: &[NodeDocument]) -> Result<Vec<Resource>> {
                 network: n.network(),
                 cidr: net.private_cidr.to_string(),
                 dns_servers: net.dns_servers.clone(),
+                gateway: net.router_ip(),
             },
         },
     ];
+    out.extend(floating_resources(spec, &n)?);
     for role in ANTI_AFFINE {
         out.push(Resource {
             kind: Kind::ServerGroup,
@@ -99,20 +168,24 @@ pub fn resources(spec: &Spec, docs: &[NodeDocument]) -> Result<Vec<Resource>> {
         vec![],
         vec![],
     ));
-    out.push(port(
-        n.group_vip("public"),
-        NetworkRef::Existing(os.public_network.clone()),
-        net.public_vip,
-        vec![],
-        vec![],
-    ));
+    if let Some(public_vip) = net.public_vip().filter(|_| !net.is_floating()) {
+        out.push(port(
+            n.group_vip("public"),
+            NetworkRef::Existing(os.public_network.clone()),
+            public_vip,
+            vec![],
+            vec![],
+        ));
+    }
     for doc in docs {
         let sg = vec![n.group(doc.role)];
         let mut ports = vec![n.private_port(&doc.name)];
-        // keepalived moves the VIPs between gateways; as NAT routers they also forward
-        // for every private address, so their private port may send from any source.
-        let private_pairs = match doc.role {
-            Role::Gateway => vec![net.private_vip.to_string(), "0.0.0.0/0".into()],
+        // keepalived moves the VIPs between gateways; as NAT routers (fixed mode) they
+        // also forward for every private address, so their private port may send from
+        // any source. In floating mode the router does that.
+        let private_pairs = match (doc.role, net.is_floating()) {
+            (Role::Gateway, false) => vec![net.private_vip.to_string(), "0.0.0.0/0".into()],
+            (Role::Gateway, true) => vec![net.private_vip.to_string()],
             _ => vec![],
         };
         out.push(port(
@@ -125,14 +198,16 @@ pub fn resources(spec: &Spec, docs: &[NodeDocument]) -> Result<Vec<Resource>> {
             sg.clone(),
             private_pairs,
         ));
-        if let (Role::Gateway, Some(public_ip)) = (doc.role, doc.public_ip) {
+        if let (Role::Gateway, Some(public_ip), Some(public_vip)) =
+            (doc.role, doc.public_ip, net.public_vip())
+        {
             ports.push(n.public_port(&doc.name));
             out.push(port(
                 n.public_port(&doc.name),
                 NetworkRef::Existing(os.public_network.clone()),
                 public_ip,
                 sg,
-                vec![net.public_vip.to_string()],
+                vec![public_vip.to_string()],
             ));
         }
         out.push(Resource {
@@ -203,8 +278,6 @@ fn security_rules(spec: &Spec, n: &Names) -> Vec<Resource> {
         (Gateway, "http", tcp(80, 80), cidr("0.0.0.0/0")),
         (Gateway, "https", tcp(443, 443), cidr("0.0.0.0/0")),
         (Gateway, "icmp", protocol("icmp"), cidr("0.0.0.0/0")),
-        // Traffic the gateways forward (NAT) for the private network.
-        (Gateway, "nat", ANY, cidr(&private)),
         (Etcd, "etcd-from-master", tcp(2379, 2380), group(Master)),
         (Etcd, "etcd-from-etcd", tcp(2379, 2380), group(Etcd)),
         // The gateways pass paasgen's etcd admin connections through (haproxy, SNI).
@@ -225,6 +298,11 @@ fn security_rules(spec: &Spec, n: &Names) -> Vec<Resource> {
         (Master, "ssh-from-gateway", tcp(22, 22), group(Gateway)),
         (Worker, "ssh-from-gateway", tcp(22, 22), group(Gateway)),
     ];
+    if !spec.network.is_floating() {
+        // Traffic the gateways forward (NAT) for the private network; in floating mode
+        // the router forwards it.
+        rules.insert(5, (Gateway, "nat", ANY, cidr(&private)));
+    }
     let admin: Vec<(String, Remote)> = spec
         .openstack
         .iter()

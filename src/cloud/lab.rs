@@ -127,14 +127,7 @@ impl Cloud for LabCloud {
             .load_records()?
             .into_iter()
             .filter(|(name, _)| name.starts_with(&prefix))
-            .map(|(name, (kind, id))| Existing {
-                kind,
-                name,
-                id,
-                status: None,
-                fault: None,
-                user_data_sha256: None,
-            })
+            .map(|(name, (kind, id))| Existing::new(kind, name, id))
             .collect();
         for (node, rendered_sha) in self.nodes()? {
             let seed = self.seed(&node);
@@ -142,12 +135,9 @@ impl Cloud for LabCloud {
                 // Listeners standing for a master or worker (a lab without
                 // --kubernetes): servers as if launched with the render `lab up` used.
                 found.push(Existing {
-                    kind: Kind::Server,
-                    name: format!("{prefix}{node}"),
-                    id: node.clone(),
                     status: Some("ACTIVE".into()),
-                    fault: None,
                     user_data_sha256: Some(rendered_sha),
+                    ..Existing::new(Kind::Server, format!("{prefix}{node}"), node.clone())
                 });
                 continue;
             }
@@ -156,9 +146,6 @@ impl Cloud for LabCloud {
             }
             let user_data = std::fs::read(&seed)?;
             found.push(Existing {
-                kind: Kind::Server,
-                name: format!("{prefix}{node}"),
-                id: node.clone(),
                 status: Some(
                     if self.running(&node) {
                         "ACTIVE"
@@ -167,14 +154,17 @@ impl Cloud for LabCloud {
                     }
                     .into(),
                 ),
-                fault: None,
                 user_data_sha256: Some(sha256_hex(&user_data)),
+                ..Existing::new(Kind::Server, format!("{prefix}{node}"), node.clone())
             });
         }
         Ok(found)
     }
 
     async fn create(&self, _cluster: &str, r: &Resource, _ids: &Ids) -> Result<String> {
+        if matches!(r.spec, Spec::FloatingIp { .. }) {
+            bail!("the boot lab has no floating IPs: `network.public: floating` launches on OpenStack only");
+        }
         let Spec::Server {
             node, user_data, ..
         } = &r.spec

@@ -31,11 +31,96 @@ struct Inner {
     /// Ids of the networks that have a subnet: like Neutron, a fixed address on any
     /// other is refused.
     networks_with_subnet: std::collections::HashSet<String>,
+    /// Ids of the subnets that have a gateway address: like Neutron, a router interface
+    /// on any other is refused.
+    subnets_with_gateway: std::collections::HashSet<String>,
+    /// By id: the ids of what a resource refers to, for Neutron's refusals to delete
+    /// something in use (a subnet with a router interface, a router with interfaces,
+    /// an interface a floating IP is reached through).
+    refs: HashMap<String, Vec<String>>,
 }
 
 impl Inner {
     fn get(&self, id: &str) -> Option<&(Existing, Option<String>)> {
         self.by_id.get(id).and_then(|seq| self.resources.get(seq))
+    }
+
+    /// The resources of `kind` that refer to `id`.
+    fn users(&self, id: &str, kind: Kind) -> Vec<String> {
+        self.refs
+            .iter()
+            .filter(|(user, uses)| {
+                uses.iter().any(|u| u == id) && self.get(user).is_some_and(|(e, _)| e.kind == kind)
+            })
+            .map(|(user, _)| user.clone())
+            .collect()
+    }
+
+    /// Neutron's rules for creating what the memory cloud models (`ids`: the
+    /// dependencies' ids).
+    fn check_create(&mut self, r: &Resource, ids: &Ids) -> Result<()> {
+        let id_of = |name: &str| ids.get(name).cloned().unwrap_or_default();
+        match &r.spec {
+            Spec::Subnet { network, .. } => {
+                self.networks_with_subnet.insert(id_of(network));
+            }
+            Spec::Port {
+                network: NetworkRef::Own { network, .. },
+                ..
+            } if !self.networks_with_subnet.contains(&id_of(network)) => {
+                bail!("{}: IP allocation requires subnets for network", r.name);
+            }
+            Spec::RouterInterface { router, subnet } => {
+                let subnet_id = id_of(subnet);
+                if !self.subnets_with_gateway.contains(&subnet_id) {
+                    bail!(
+                        "{}: Bad router request: Subnet {subnet_id} does not have a gateway IP",
+                        r.name
+                    );
+                }
+                let router_id = id_of(router);
+                let taken = self
+                    .users(&router_id, Kind::RouterInterface)
+                    .into_iter()
+                    .any(|i| {
+                        self.refs
+                            .get(&i)
+                            .is_some_and(|uses| uses.contains(&subnet_id))
+                    });
+                if taken {
+                    bail!(
+                        "{}: Router already has a port on subnet {subnet_id}",
+                        r.name
+                    );
+                }
+            }
+            Spec::FloatingIpAssociation { floating_ip, .. } => {
+                let fip = id_of(floating_ip);
+                if !self.users(&fip, Kind::FloatingIpAssociation).is_empty() {
+                    bail!("{}: floating IP {fip} is already associated", r.name);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Whether Neutron would refuse to delete `id` now, and why.
+    fn refuses_delete(&self, id: &str) -> Option<String> {
+        let (e, _) = self.get(id)?;
+        let in_use = |kind: Kind| !self.users(id, kind).is_empty();
+        match e.kind {
+            Kind::Subnet if in_use(Kind::RouterInterface) => Some(format!(
+                "Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet"
+            )),
+            Kind::Router if in_use(Kind::RouterInterface) => {
+                Some(format!("Router {id} still has ports"))
+            }
+            Kind::RouterInterface if in_use(Kind::FloatingIpAssociation) => Some(format!(
+                "Router interface {id} cannot be deleted, as it is required by one or more floating IPs"
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -147,24 +232,26 @@ impl Cloud for MemoryCloud {
                     bail!("{} refers to {dep} ({id}), which does not exist", r.name);
                 }
             }
-            match &r.spec {
-                Spec::Subnet { network, .. } => {
-                    let net = ids.get(network).cloned().unwrap_or_default();
-                    i.networks_with_subnet.insert(net);
-                }
-                Spec::Port {
-                    network: NetworkRef::Own { network, .. },
-                    ..
-                } => {
-                    let net = ids.get(network).cloned().unwrap_or_default();
-                    if !i.networks_with_subnet.contains(&net) {
-                        bail!("{}: IP allocation requires subnets for network", r.name);
-                    }
-                }
-                _ => {}
-            }
+            i.check_create(r, ids)?;
             i.next_id += 1;
             let id = format!("{}-{:04}", r.kind.as_str().replace(' ', "-"), i.next_id);
+            if let Spec::Subnet {
+                gateway: Some(_), ..
+            } = &r.spec
+            {
+                i.subnets_with_gateway.insert(id.clone());
+            }
+            let uses: Vec<String> = r
+                .depends_on()
+                .iter()
+                .filter_map(|d| ids.get(*d).cloned())
+                .collect();
+            i.refs.insert(id.clone(), uses);
+            // Floating IPs come from the lab's pool (203.0.113.100-250) in creation order.
+            let address = matches!(r.spec, Spec::FloatingIp { .. }).then(|| {
+                let n = i.next_id.min(150) as u8;
+                std::net::Ipv4Addr::new(203, 0, 113, 100 + n)
+            });
             let (status, fault, sha, user_data) = match &r.spec {
                 Spec::Server {
                     user_data_sha256,
@@ -199,6 +286,7 @@ impl Cloud for MemoryCloud {
                         status,
                         fault,
                         user_data_sha256: sha,
+                        address,
                     },
                     user_data,
                 ),
@@ -225,11 +313,19 @@ impl Cloud for MemoryCloud {
     async fn delete(&self, _kind: Kind, id: &str) -> Result<()> {
         self.transient()?;
         self.with(|i| {
-            if let Some(seq) = i.by_id.remove(id) {
-                i.resources.remove(&seq);
+            if let Some(why) = i.refuses_delete(id) {
+                bail!("HTTP 409 Conflict: {why}");
             }
-        });
-        Ok(())
+            // Like Neutron, deleting a port or a floating IP ends the binding of the two.
+            let bindings = i.users(id, Kind::FloatingIpAssociation);
+            for gone in bindings.iter().map(String::as_str).chain([id]) {
+                if let Some(seq) = i.by_id.remove(gone) {
+                    i.resources.remove(&seq);
+                }
+                i.refs.remove(gone);
+            }
+            Ok(())
+        })
     }
 
     async fn server_user_data(&self, id: &str) -> Result<Option<String>> {

@@ -27,23 +27,54 @@ pub enum Kind {
     KeyPair,
     ServerGroup,
     Network,
+    /// Floating mode: joins the private subnet to the public network, NATs it.
+    Router,
+    /// Floating mode: the users' entry point, allocated before anything is rendered.
+    FloatingIp,
     SecurityGroup,
     Subnet,
+    /// The router's port on the private subnet (Neutron names it by router and subnet).
+    RouterInterface,
     SecurityGroupRule,
     Port,
+    /// The floating IP bound to the private VIP's port (Neutron: the floating IP's
+    /// `port_id`): needs the port and a router interface on its subnet.
+    FloatingIpAssociation,
     Server,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 12] = [
         Kind::KeyPair,
         Kind::ServerGroup,
         Kind::Network,
+        Kind::Router,
+        Kind::FloatingIp,
         Kind::SecurityGroup,
         Kind::Subnet,
+        Kind::RouterInterface,
         Kind::SecurityGroupRule,
         Kind::Port,
+        Kind::FloatingIpAssociation,
         Kind::Server,
+    ];
+
+    /// The order `destroy` deletes in: users before what they use. The floating IP goes
+    /// before the router interface (Neutron keeps an interface a floating IP is reached
+    /// through), the interface before its subnet and its router.
+    pub const DELETE_ORDER: [Kind; 12] = [
+        Kind::Server,
+        Kind::FloatingIpAssociation,
+        Kind::FloatingIp,
+        Kind::Port,
+        Kind::SecurityGroupRule,
+        Kind::SecurityGroup,
+        Kind::RouterInterface,
+        Kind::Subnet,
+        Kind::Router,
+        Kind::Network,
+        Kind::ServerGroup,
+        Kind::KeyPair,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +82,10 @@ impl Kind {
             Kind::KeyPair => "key pair",
             Kind::ServerGroup => "server group",
             Kind::Network => "network",
+            Kind::Router => "router",
+            Kind::FloatingIp => "floating ip",
+            Kind::RouterInterface => "router interface",
+            Kind::FloatingIpAssociation => "floating ip association",
             Kind::SecurityGroup => "security group",
             Kind::Subnet => "subnet",
             Kind::SecurityGroupRule => "security group rule",
@@ -96,6 +131,27 @@ pub enum Spec {
         network: String,
         cidr: String,
         dns_servers: Vec<Ipv4Addr>,
+        /// Floating mode: the router's address (None: no gateway, the VIP routes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<Ipv4Addr>,
+    },
+    /// A router with its external gateway on an existing (provider) network.
+    Router {
+        external_network: String,
+    },
+    RouterInterface {
+        router: String,
+        subnet: String,
+    },
+    /// A floating IP from an existing external network, not bound to a port yet.
+    FloatingIp {
+        network: String,
+    },
+    FloatingIpAssociation {
+        floating_ip: String,
+        port: String,
+        /// The interface that makes the port's subnet reachable from the external network.
+        router_interface: String,
     },
     SecurityGroup,
     SecurityGroupRule {
@@ -138,6 +194,16 @@ impl Resource {
     pub fn depends_on(&self) -> Vec<&str> {
         match &self.spec {
             Spec::Subnet { network, .. } => vec![network.as_str()],
+            Spec::RouterInterface { router, subnet } => vec![router.as_str(), subnet.as_str()],
+            Spec::FloatingIpAssociation {
+                floating_ip,
+                port,
+                router_interface,
+            } => vec![
+                floating_ip.as_str(),
+                port.as_str(),
+                router_interface.as_str(),
+            ],
             Spec::SecurityGroupRule { group, remote, .. } => match remote {
                 Remote::Group(other) => vec![group.as_str(), other.as_str()],
                 Remote::Cidr(_) => vec![group.as_str()],
@@ -182,6 +248,32 @@ pub struct Existing {
     pub fault: Option<String>,
     /// Servers: sha256 of the user-data they were launched with (from their metadata).
     pub user_data_sha256: Option<String>,
+    /// Floating IPs: the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
+}
+
+impl Existing {
+    /// A resource known by kind, name and id only.
+    pub fn new(kind: Kind, name: impl Into<String>, id: impl Into<String>) -> Existing {
+        Existing {
+            kind,
+            name: name.into(),
+            id: id.into(),
+            status: None,
+            fault: None,
+            user_data_sha256: None,
+            address: None,
+        }
+    }
+}
+
+/// The name of a resource that joins two others which Neutron names no further (a
+/// router interface, a floating IP's binding): the first's name and the second's without
+/// the cluster prefix, e.g. `demo-router` + `demo-subnet` -> `demo-router-subnet`.
+pub fn link_name(cluster: &str, first: &str, second: &str) -> String {
+    let prefix = format!("{cluster}-");
+    format!("{first}-{}", second.strip_prefix(&prefix).unwrap_or(second))
 }
 
 /// What a server is doing, for waiting on it.

@@ -39,6 +39,16 @@ pub struct LaunchState {
     /// Set by `recover`, which founded etcd again from a snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd_recovery: Option<EtcdRecovery>,
+    /// `network.public: floating`: the floating IP `launch` allocated before rendering,
+    /// the users' entry point (every render reads its address from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floating_ip: Option<FloatingIpRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloatingIpRecord {
+    pub id: String,
+    pub address: std::net::Ipv4Addr,
 }
 
 /// One line of launch.journal.

@@ -1,6 +1,6 @@
 //! The cloud verbs: plan, launch, destroy, diff.
 
-use super::{load_spec, render_in_memory, state_dir_for};
+use super::{load_spec, render_in_memory, render_in_memory_with, render_options, state_dir_for};
 use crate::cloud::any::AnyCloud;
 use crate::cloud::apply::{self, Event, Launch, Options};
 use crate::cloud::lab::LabCloud;
@@ -9,7 +9,7 @@ use crate::cloud::state::StateFile;
 use crate::cloud::{desired, plan, Cloud, Kind, Resource};
 use crate::lock::StateLock;
 use crate::pki::Pki;
-use crate::render::{self, NodeDocument};
+use crate::render::{self, NodeDocument, RenderOptions};
 use crate::spec::Spec;
 use anyhow::{bail, Result};
 use std::io::{BufRead, IsTerminal, Write};
@@ -87,12 +87,56 @@ pub async fn plan_with<C: Cloud>(
     Ok(plan::plan(desired, &existing))
 }
 
+/// How to render: with the floating IP of `network.public: floating`, found in the cloud
+/// or (with `allocate`) allocated and recorded in launch.json first. When there is none
+/// and nothing may be written (plan, dry runs), a stand-in address renders the documents.
+async fn floating_options<C: Cloud>(
+    cloud: &C,
+    spec: &Spec,
+    state_dir: &Path,
+    opts: &Options,
+    allocate: bool,
+) -> Result<RenderOptions> {
+    let mut render_opts = render_options(state_dir)?;
+    let Some(fip) = desired::floating_ip(spec)? else {
+        return Ok(render_opts);
+    };
+    let state = StateFile::new(state_dir);
+    match apply::floating_ip(cloud, &spec.name, &fip, &state, opts, allocate).await? {
+        Some(found) => render_opts.floating_ip = Some(found.address),
+        None => {
+            eprintln!("note: no floating IP is allocated yet (launch allocates it first): the documents are shown with a stand-in address");
+            render_opts.floating_ip = RenderOptions::throwaway().floating_ip;
+        }
+    }
+    Ok(render_opts)
+}
+
+/// Render options for verbs that write nothing, before the cloud is asked: in floating
+/// mode, the floating IP launch.json records, or a stand-in when there is none yet.
+fn reading_options(spec: &Spec, state_dir: &Path) -> Result<RenderOptions> {
+    let mut render_opts = render_options(state_dir)?;
+    if spec.network.is_floating() && render_opts.floating_ip.is_none() {
+        render_opts.floating_ip = RenderOptions::throwaway().floating_ip;
+    }
+    Ok(render_opts)
+}
+
 pub fn plan(args: &CloudArgs) -> Result<()> {
-    let (spec, pki, docs, _) = prepare(args)?;
-    note_unsaved(&pki);
-    let desired = desired::resources(&spec, &docs)?;
+    let spec = load_spec(args.file)?;
+    let state_dir = state_dir_for(args.file, args.state_dir);
+    // The state is checked before the cloud is asked anything.
+    let render_opts = reading_options(&spec, &state_dir)?;
+    let (mut pki, mut docs) = render_in_memory_with(&spec, &state_dir, &render_opts)?;
     runtime()?.block_on(async {
         let cloud = connect(args).await?;
+        // Floating mode: documents with the floating IP the cloud has.
+        let found = floating_options(&cloud, &spec, &state_dir, &Options::default(), false).await?;
+        if found.floating_ip != render_opts.floating_ip {
+            (pki, docs) = render_in_memory_with(&spec, &state_dir, &found)?;
+        }
+        note_unsaved(&pki);
+        let desired = desired::resources(&spec, &docs)?;
         let p = plan_with(&cloud, &spec, &desired).await?;
         println!("{p}");
         Ok(())
@@ -110,7 +154,9 @@ pub fn launch(args: &CloudArgs, opts: &Options, dry_run: bool, output: Output) -
         true => None,
         false => Some(StateLock::acquire(&state_dir, "launch", args.wait_lock)?),
     };
-    let (pki, docs) = render_in_memory(&spec, &state_dir)?;
+    // Floating mode: the floating IP is allocated and recorded before anything renders.
+    let render_opts = rt.block_on(floating_options(&cloud, &spec, &state_dir, opts, !dry_run))?;
+    let (pki, docs) = render_in_memory_with(&spec, &state_dir, &render_opts)?;
     let desired = desired::resources(&spec, &docs)?;
     let previous = render::previous_manifest(args.out, &spec, false)?;
     rt.block_on(async {
@@ -232,18 +278,6 @@ impl Progress {
     }
 }
 
-/// Kinds in the order they can be deleted: users before what they use.
-const DELETE_ORDER: [Kind; 8] = [
-    Kind::Server,
-    Kind::Port,
-    Kind::SecurityGroupRule,
-    Kind::SecurityGroup,
-    Kind::Subnet,
-    Kind::Network,
-    Kind::ServerGroup,
-    Kind::KeyPair,
-];
-
 pub async fn destroy_with<C: Cloud>(
     cloud: &C,
     cluster: &str,
@@ -252,7 +286,7 @@ pub async fn destroy_with<C: Cloud>(
 ) -> Result<usize> {
     let opts = Options::default();
     let mut deleted = 0;
-    for kind in DELETE_ORDER {
+    for kind in Kind::DELETE_ORDER {
         let existing =
             apply::retry(&opts, "listing resources", || cloud.inventory(cluster)).await?;
         let doomed: Vec<_> = existing
@@ -289,8 +323,9 @@ pub fn destroy(args: &CloudArgs, yes: bool) -> Result<()> {
     let spec = load_spec(args.file)?;
     let state_dir = state_dir_for(args.file, args.state_dir);
     let _lock = StateLock::acquire(&state_dir, "destroy", args.wait_lock)?;
-    // Only the names of what render would create are needed: nothing is saved.
-    let (_, docs) = render_in_memory(&spec, &state_dir)?;
+    // Only the names of what render would create are needed: nothing is saved (and a
+    // floating IP's address changes no name).
+    let (_, docs) = render_in_memory_with(&spec, &state_dir, &reading_options(&spec, &state_dir)?)?;
     let state = StateFile::new(&state_dir);
     let mut names: Vec<(Kind, String)> = desired::resources(&spec, &docs)?
         .into_iter()

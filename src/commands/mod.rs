@@ -58,7 +58,7 @@ pub fn load_spec(file: &Path) -> Result<Spec> {
 /// (a document over Nova's limit), validate and init refuse too.
 pub fn check_renders(spec: &Spec) -> Result<()> {
     let pki = Pki::throwaway(spec)?;
-    render::render(spec, &pki, &RenderOptions::default())?;
+    render::render(spec, &pki, &RenderOptions::throwaway())?;
     Ok(())
 }
 
@@ -80,9 +80,18 @@ pub fn state_dir_for(file: &Path, given: Option<&Path>) -> PathBuf {
 /// The PKI (loaded and checked; what is missing issued in memory) and every document,
 /// with admin.kubeconfig staged. Nothing is written: callers that write save the PKI.
 pub fn render_in_memory(spec: &Spec, state: &Path) -> Result<(Pki, Vec<NodeDocument>)> {
+    render_in_memory_with(spec, state, &render_options(state)?)
+}
+
+/// `render_in_memory` with the given options.
+pub fn render_in_memory_with(
+    spec: &Spec,
+    state: &Path,
+    opts: &RenderOptions,
+) -> Result<(Pki, Vec<NodeDocument>)> {
     let mut pki = Pki::ensure(state, spec).context("preparing the PKI")?;
-    let docs = render::render(spec, &pki, &render_options(state)?)?;
-    let kubeconfig = render::admin_kubeconfig(spec, &pki)?;
+    let docs = render::render(spec, &pki, opts)?;
+    let kubeconfig = render::admin_kubeconfig(spec, &pki, opts)?;
     pki.stage_file("admin.kubeconfig", kubeconfig.into_bytes(), true)?;
     Ok((pki, docs))
 }
@@ -97,6 +106,7 @@ pub fn render_options(state: &Path) -> Result<RenderOptions> {
         etcd_joining: launched.etcd_joined,
         etcd_recovery: launched.etcd_recovery,
         etcd_upload: backup::offsite_target(state)?,
+        floating_ip: launched.floating_ip.map(|f| f.address),
     })
 }
 

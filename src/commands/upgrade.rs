@@ -1,5 +1,8 @@
-//! `paasgen upgrade [--to VERSION]`: brings the running cluster to what the spec says,
-//! by replacement. `--to` first sets `kubernetes.version` in the spec file.
+//! `paasgen upgrade [--to VERSION] [--etcd VERSION [--etcd-sha256 HEX]]`: brings the
+//! running cluster to what the spec says, by replacement. `--to` first sets
+//! `kubernetes.version` in the spec file, `--etcd` `etcd.version` (and `--etcd-sha256`
+//! `etcd.sha256`, the release tarball's checksum, for a version paasgen pins none for);
+//! the edited spec must be valid, else the file is left as it was.
 //!
 //! Every node whose freshly rendered user-data differs from what its server was
 //! launched with is rebuilt (see `rebuild`), one at a time, in an order that keeps the
@@ -18,67 +21,173 @@ use crate::fsutil::{write_atomic, PUBLIC};
 use crate::lock::StateLock;
 use crate::pki::Pki;
 use crate::render::{self, sha256_hex};
-use crate::spec::{self, Role, Severity, Spec};
+use crate::spec::{self, versions, Role, Severity, Spec};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
 
-/// The spec's text with `kubernetes.version` set to `version` (the line changed in
-/// place, comments kept; added when the spec relies on the default).
-pub fn with_kubernetes_version(text: &str, version: &str) -> Result<String> {
+/// The spec's text with `block.key` set to `value`, or that line removed when `value` is
+/// `None`: the line changed in place (comments kept, also one after the value), added as
+/// the block's first key when missing, the block appended when the spec has none. Only
+/// keys directly under the block count (not `kubernetes.sha256.kubeadm` for `sha256`).
+pub fn with_field(text: &str, block: &str, key: &str, value: Option<&str>) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    let Some(block) = lines.iter().position(|l| l.trim_end() == "kubernetes:") else {
-        return Ok(format!(
-            "{}{}kubernetes:\n  version: {version}\n",
-            text,
-            if text.ends_with('\n') { "" } else { "\n" }
-        ));
+    let opens = |l: &&str| {
+        l.strip_prefix(block)
+            .and_then(|r| r.strip_prefix(':'))
+            .is_some_and(|r| r.trim().is_empty() || r.trim_start().starts_with('#'))
     };
-    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-    let body = lines[block + 1..]
+    let Some(start) = lines.iter().position(opens) else {
+        return match value {
+            Some(v) => format!(
+                "{text}{}{block}:\n  {key}: {v}\n",
+                if text.is_empty() || text.ends_with('\n') {
+                    ""
+                } else {
+                    "\n"
+                }
+            ),
+            None => text.to_string(),
+        };
+    };
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let body: Vec<(usize, &str)> = lines[start + 1..]
         .iter()
-        .take_while(|l| l.starts_with(' ') || l.starts_with('#') || l.trim().is_empty());
-    let mut found = false;
-    for (i, line) in body.enumerate() {
-        let indent = line.len() - line.trim_start().len();
-        if let Some(rest) = line.trim_start().strip_prefix("version:") {
-            if indent == 0 {
-                break;
-            }
-            // Keep a trailing comment after the value.
-            let comment = rest.find(" #").map(|c| &rest[c..]).unwrap_or("");
-            out[block + 1 + i] = format!("{}version: {version}{comment}", &line[..indent]);
-            found = true;
-            break;
+        .take_while(|l| l.starts_with(' ') || l.starts_with('#') || l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| (start + 1 + i, *l))
+        .collect();
+    let keys = body
+        .iter()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+    let child = keys.clone().map(|(_, l)| indent(l)).next().unwrap_or(2);
+    let found = keys.clone().find(|(_, l)| {
+        indent(l) == child
+            && l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|r| r.starts_with(':'))
+    });
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    match (found, value) {
+        (Some(&(i, line)), Some(v)) => {
+            // A comment after the value stays where it was.
+            let rest = &line.trim_start()[key.len() + 1..];
+            let comment = rest
+                .find(" #")
+                .map(|c| &rest[rest[..=c].trim_end().len()..])
+                .unwrap_or("");
+            out[i] = format!("{}{key}: {v}{comment}", " ".repeat(child));
         }
+        (Some(&(i, _)), None) => {
+            out.remove(i);
+        }
+        (None, Some(v)) => out.insert(start + 1, format!("{}{key}: {v}", " ".repeat(child))),
+        (None, None) => {}
     }
-    if !found {
-        out.insert(block + 1, format!("  version: {version}"));
-    }
-    Ok(out.join("\n") + "\n")
+    out.join("\n") + "\n"
 }
 
-fn set_version(file: &Path, version: &str) -> Result<()> {
+/// The spec's text with `kubernetes.version` set to `version`.
+pub fn with_kubernetes_version(text: &str, version: &str) -> String {
+    with_field(text, "kubernetes", "version", Some(version))
+}
+
+/// The versions `upgrade` writes into the spec before it rolls them out.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NewVersions<'a> {
+    /// `kubernetes.version`.
+    pub kubernetes: Option<&'a str>,
+    /// `etcd.version`.
+    pub etcd: Option<&'a str>,
+    /// `etcd.sha256`, the release tarball's checksum.
+    pub etcd_sha256: Option<&'a str>,
+}
+
+impl NewVersions<'_> {
+    fn is_empty(&self) -> bool {
+        self.kubernetes.is_none() && self.etcd.is_none() && self.etcd_sha256.is_none()
+    }
+
+    /// `text` with the new versions in it. An `etcd.sha256` given for the etcd version the
+    /// spec names now goes when `etcd.version` changes without a new one: a checksum is
+    /// of one release, and a node would refuse the other's tarball. etcd does not go
+    /// back a minor version by replacement (a member older than the cluster's version
+    /// cannot join): refused.
+    pub fn apply(&self, text: &str, now: &Spec) -> Result<String> {
+        let mut text = text.to_string();
+        if let Some(v) = self.kubernetes {
+            text = with_kubernetes_version(&text, v);
+        }
+        if let Some(v) = self.etcd {
+            if let (Some(old), Some(new)) = (
+                versions::Version::parse(&now.etcd.version),
+                versions::Version::parse(v),
+            ) {
+                if (new.0, new.1) < (old.0, old.1) {
+                    bail!(
+                        "etcd {old} cannot go back to {new} by replacement: a member older than the cluster's minor version does not join (restore a backup taken before the upgrade instead)"
+                    );
+                }
+            }
+            text = with_field(&text, "etcd", "version", Some(v));
+            if self.etcd_sha256.is_none() && v != now.etcd.version {
+                text = with_field(&text, "etcd", "sha256", None);
+            }
+        }
+        if let Some(sum) = self.etcd_sha256 {
+            text = with_field(&text, "etcd", "sha256", Some(sum));
+        }
+        Ok(text)
+    }
+}
+
+/// Writes `new` into the spec file, which must be valid afterwards (else it is left as
+/// it was); says what changed and any warning of the new spec.
+fn set_versions(file: &Path, new: &NewVersions) -> Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let new = with_kubernetes_version(&text, version)?;
-    // The new spec must be valid before it replaces the old one.
-    let (parsed, _) = spec::parse(&file.display().to_string(), &new)?;
-    let errors: Vec<String> = spec::validate(&parsed)
+    let name = file.display().to_string();
+    let (now, _) = spec::parse(&name, &text)?;
+    let edited = new.apply(&text, &now)?;
+    let (parsed, _) = spec::parse(&name, &edited)?;
+    let (errors, warnings): (Vec<_>, Vec<_>) = spec::validate(&parsed)
         .into_iter()
-        .filter(|p| p.severity == Severity::Error)
-        .map(|p| p.to_string())
-        .collect();
+        .partition(|p| p.severity == Severity::Error);
     if !errors.is_empty() {
-        bail!("kubernetes.version {version}: {}", errors.join("; "));
+        let errors: Vec<String> = errors.iter().map(|p| p.to_string()).collect();
+        bail!("{name} would be invalid: {}", errors.join("; "));
     }
-    if parsed.kubernetes.version != version {
-        bail!(
-            "could not set kubernetes.version in {}: set it by hand",
-            file.display()
-        );
+    let mut changed = Vec::new();
+    for (field, want, got) in [
+        (
+            "kubernetes.version",
+            new.kubernetes,
+            Some(&parsed.kubernetes.version),
+        ),
+        ("etcd.version", new.etcd, Some(&parsed.etcd.version)),
+        ("etcd.sha256", new.etcd_sha256, parsed.etcd.sha256.as_ref()),
+    ] {
+        let Some(want) = want else { continue };
+        if got.map(String::as_str) != Some(want) {
+            bail!("could not set {field} in {name}: set it by hand");
+        }
+        changed.push(format!("{field} is now {want}"));
     }
-    write_atomic(file, new.as_bytes(), PUBLIC)?;
-    println!("{}: kubernetes.version is now {version}", file.display());
+    if let (Some(_), None) = (&now.etcd.sha256, &parsed.etcd.sha256) {
+        changed.push(format!(
+            "etcd.sha256 removed (it was etcd {}'s)",
+            now.etcd.version
+        ));
+    }
+    write_atomic(file, edited.as_bytes(), PUBLIC)?;
+    println!("{name}: {}", changed.join(", "));
+    // What the new versions bring up (a download with no checksum, an end of life).
+    let etcd = new.etcd.is_some() || new.etcd_sha256.is_some();
+    for w in warnings.iter().filter(|w| {
+        (etcd && w.path.starts_with("etcd."))
+            || (new.kubernetes.is_some() && w.path.starts_with("kubernetes."))
+    }) {
+        println!("{w}");
+    }
     Ok(())
 }
 
@@ -94,8 +203,8 @@ fn rollout_order(spec: &Spec, differs: impl Fn(&str) -> bool) -> Vec<String> {
 
 pub struct UpgradeArgs<'a> {
     pub cloud: CloudArgs<'a>,
-    /// Kubernetes version to move to, written into the spec first.
-    pub to: Option<&'a str>,
+    /// Versions to move to, written into the spec first.
+    pub versions: NewVersions<'a>,
     pub etcd_via: Option<std::net::SocketAddr>,
     /// How long each replacement may take to be healthy.
     pub wait: std::time::Duration,
@@ -107,12 +216,6 @@ pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
     let rt = runtime()?;
     let cloud = rt.block_on(connect(c))?;
     let lock = StateLock::acquire(&state_dir, "upgrade", c.wait_lock)?;
-    if let Some(version) = args.to {
-        set_version(c.file, version)?;
-    }
-    let spec = load_spec(c.file)?;
-    let pki = Pki::ensure(&state_dir, &spec).context("preparing the PKI")?;
-    pki.save(&lock)?;
     let state = StateFile::new(&state_dir);
     let launched = state.load()?.ok_or_else(|| {
         anyhow!(
@@ -120,6 +223,12 @@ pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
             state_dir.display()
         )
     })?;
+    if !args.versions.is_empty() {
+        set_versions(c.file, &args.versions)?;
+    }
+    let spec = load_spec(c.file)?;
+    let pki = Pki::ensure(&state_dir, &spec).context("preparing the PKI")?;
+    pki.save(&lock)?;
     let docs = render::render(&spec, &pki, &render_options(&state_dir)?)?;
     let differs = |name: &str| {
         let now = docs
@@ -187,19 +296,153 @@ mod tests {
     #[test]
     fn the_version_line_changes_in_place() {
         let text = "name: x\nkubernetes:\n  version: 1.37.2   # pinned\n  pod_cidr: 10.244.0.0/16\netcd:\n  version: 3.6.14\n";
-        let new = with_kubernetes_version(text, "1.37.3").unwrap();
+        let new = with_kubernetes_version(text, "1.37.3");
         assert_eq!(
             new,
-            "name: x\nkubernetes:\n  version: 1.37.3 # pinned\n  pod_cidr: 10.244.0.0/16\netcd:\n  version: 3.6.14\n"
+            "name: x\nkubernetes:\n  version: 1.37.3   # pinned\n  pod_cidr: 10.244.0.0/16\netcd:\n  version: 3.6.14\n"
         );
         let none =
-            with_kubernetes_version("name: x\nkubernetes:\n  pod_cidr: 10.0.0.0/16\n", "1.37.3")
-                .unwrap();
+            with_kubernetes_version("name: x\nkubernetes:\n  pod_cidr: 10.0.0.0/16\n", "1.37.3");
         assert_eq!(
             none,
             "name: x\nkubernetes:\n  version: 1.37.3\n  pod_cidr: 10.0.0.0/16\n"
         );
-        let absent = with_kubernetes_version("name: x\n", "1.37.3").unwrap();
+        let absent = with_kubernetes_version("name: x\n", "1.37.3");
         assert_eq!(absent, "name: x\nkubernetes:\n  version: 1.37.3\n");
+    }
+
+    #[test]
+    fn only_the_blocks_own_key_changes() {
+        // `sha256:` under kubernetes is a map of its own, deeper: not etcd's.
+        let text = "kubernetes:   # k\n    sha256:\n      kubeadm: aa\n    version: 1.37.2\n# etcd\netcd:\n    version: 3.6.14 # v\n    sha256: bb\nnodes: []\n";
+        assert_eq!(
+            with_field(text, "etcd", "sha256", Some("cc")),
+            text.replace("sha256: bb", "sha256: cc")
+        );
+        assert_eq!(
+            with_field(text, "etcd", "sha256", None),
+            text.replace("    sha256: bb\n", "")
+        );
+        assert_eq!(
+            with_field(text, "kubernetes", "version", Some("1.37.3")),
+            text.replace("1.37.2", "1.37.3")
+        );
+        // A missing key goes in at the block's own indent.
+        assert_eq!(
+            with_field(text, "etcd", "source", Some("release")),
+            text.replace("etcd:\n", "etcd:\n    source: release\n")
+        );
+        // Removing what is not there changes nothing.
+        let plain = "etcd:\n  version: 3.6.14\n";
+        assert_eq!(with_field(plain, "etcd", "sha256", None), plain);
+        assert_eq!(with_field("name: x", "etcd", "sha256", None), "name: x");
+    }
+
+    fn example() -> (String, Spec) {
+        let text = spec::EXAMPLE.to_string();
+        let spec = spec::parse("c.yaml", &text).unwrap().0;
+        (text, spec)
+    }
+
+    #[test]
+    fn etcd_version_and_checksum_go_into_the_spec() {
+        let (text, now) = example();
+        let sum = "a".repeat(64);
+        let new = NewVersions {
+            etcd: Some("3.6.16"),
+            etcd_sha256: Some(&sum),
+            ..Default::default()
+        }
+        .apply(&text, &now)
+        .unwrap();
+        let parsed = spec::parse("c.yaml", &new).unwrap().0;
+        assert_eq!(parsed.etcd.version, "3.6.16");
+        assert_eq!(parsed.etcd.sha256.as_deref(), Some(sum.as_str()));
+        assert_eq!(parsed.kubernetes.version, now.kubernetes.version);
+        // Only those lines changed; the comments stay.
+        let was = "\netcd:\n  version: 3.6.14        # kubeadm";
+        assert!(text.contains(was));
+        let now = format!("\netcd:\n  sha256: {sum}\n  version: 3.6.16        # kubeadm");
+        assert_eq!(new, text.replacen(was, &now, 1));
+    }
+
+    #[test]
+    fn a_checksum_of_another_etcd_release_goes() {
+        let (text, _) = example();
+        let sum = "b".repeat(64);
+        let with_sum = with_field(&text, "etcd", "sha256", Some(&sum));
+        let now = spec::parse("c.yaml", &with_sum).unwrap().0;
+        // Another version without a checksum: the old one is dropped.
+        let moved = NewVersions {
+            etcd: Some("3.5.27"),
+            ..Default::default()
+        };
+        // 3.6 -> 3.5 is refused, whatever the checksums.
+        let back = moved.apply(&with_sum, &now).unwrap_err().to_string();
+        assert!(back.contains("cannot go back to 3.5.27"), "{back}");
+        let up = NewVersions {
+            etcd: Some("3.6.15"),
+            ..Default::default()
+        };
+        let new = up.apply(&with_sum, &now).unwrap();
+        let parsed = spec::parse("c.yaml", &new).unwrap().0;
+        assert_eq!(
+            (parsed.etcd.version.as_str(), parsed.etcd.sha256),
+            ("3.6.15", None)
+        );
+        // The same version again keeps its checksum; a checksum alone sets only that.
+        let same = NewVersions {
+            etcd: Some(now.etcd.version.as_str()),
+            ..Default::default()
+        };
+        assert_eq!(same.apply(&with_sum, &now).unwrap(), with_sum);
+        let fixed = NewVersions {
+            etcd_sha256: Some(&"c".repeat(64)),
+            ..Default::default()
+        }
+        .apply(&with_sum, &now)
+        .unwrap();
+        assert_eq!(fixed, with_sum.replace(&sum, &"c".repeat(64)));
+    }
+
+    #[test]
+    fn the_spec_file_changes_only_when_valid() {
+        let dir = std::env::temp_dir().join(format!("paasgen-upgrade-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("cluster.yaml");
+        std::fs::write(&file, spec::EXAMPLE).unwrap();
+        let bad = NewVersions {
+            etcd: Some("3.7.0"),
+            ..Default::default()
+        };
+        let err = set_versions(&file, &bad).unwrap_err().to_string();
+        assert!(
+            err.contains("etcd.version") && err.contains("not supported"),
+            "{err}"
+        );
+        let bad_sum = NewVersions {
+            etcd: Some("3.6.16"),
+            etcd_sha256: Some("xyz"),
+            ..Default::default()
+        };
+        let err = set_versions(&file, &bad_sum).unwrap_err().to_string();
+        assert!(
+            err.contains("etcd.sha256") && err.contains("64 hex"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), spec::EXAMPLE);
+        let sum = "d".repeat(64);
+        let good = NewVersions {
+            etcd: Some("3.6.16"),
+            etcd_sha256: Some(&sum),
+            ..Default::default()
+        };
+        set_versions(&file, &good).unwrap();
+        let spec = load_spec(&file).unwrap();
+        assert_eq!(
+            (spec.etcd.version.as_str(), spec.etcd.sha256.as_deref()),
+            ("3.6.16", Some(sum.as_str()))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

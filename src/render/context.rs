@@ -6,6 +6,7 @@ use crate::spec::versions::{self, Download};
 use crate::spec::{EtcdSource, Node, Role, Spec, MAX_GATEWAYS};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 
 /// How a render differs from a first build of the cluster.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +18,20 @@ pub struct RenderOptions {
     pub etcd_recovery: Option<EtcdRecovery>,
     /// Set by `backup setup`: where etcd's timers upload their snapshots.
     pub etcd_upload: Option<OffsiteTarget>,
+    /// `network.public: floating`: the floating IP `launch` allocated first (recorded in
+    /// launch.json), the users' entry point.
+    pub floating_ip: Option<Ipv4Addr>,
+}
+
+impl RenderOptions {
+    /// For checks that only need a render to succeed (validate's size check): a floating
+    /// IP of the longest form stands in for the one launch has not allocated yet.
+    pub fn throwaway() -> RenderOptions {
+        RenderOptions {
+            floating_ip: Some(Ipv4Addr::new(255, 255, 255, 255)),
+            ..RenderOptions::default()
+        }
+    }
 }
 
 /// The Swift container `backup setup` prepared, and the key its TempURLs are signed
@@ -59,11 +74,22 @@ pub struct NetworkView {
     pub private_prefix: u8,
     pub private_interface: String,
     pub private_vip: String,
+    /// `network.public: floating`: a router NATs the private network and the gateways
+    /// have no public port; the `public_*` fields below are then empty.
+    pub floating: bool,
     pub public_cidr: String,
     pub public_prefix: u8,
     pub public_interface: String,
     pub public_vip: String,
     pub public_gateway: String,
+    /// The users' entry point (API server certificate, admin kubeconfig): the public VIP,
+    /// or the floating IP.
+    pub public_address: String,
+    /// Where outside traffic arrives on the gateways: the public VIP, or the private VIP
+    /// (the router forwards the floating IP's traffic to it).
+    pub frontend_vip: String,
+    /// The private nodes' default route: the gateways' private VIP, or the router.
+    pub default_route: String,
     pub vrrp_router_id: u8,
     pub dns_servers: Vec<String>,
 }
@@ -274,9 +300,24 @@ fn node_view(spec: &Spec, n: &Node) -> NodeView {
     }
 }
 
+/// The users' entry point: the public VIP (fixed), or the floating IP `launch` recorded.
+pub fn public_address(spec: &Spec, opts: &RenderOptions) -> anyhow::Result<Ipv4Addr> {
+    let net = &spec.network;
+    match (net.is_floating(), net.public_vip(), opts.floating_ip) {
+        (false, Some(vip), _) => Ok(vip),
+        (true, _, Some(fip)) => Ok(fip),
+        (true, _, None) => anyhow::bail!(
+            "`network.public: floating` and no floating IP is recorded in the state dir's launch.json: `paasgen launch` allocates it before it renders"
+        ),
+        (false, None, _) => anyhow::bail!("network.public_vip is required in fixed mode"),
+    }
+}
+
 impl Shared {
-    pub fn new(spec: &Spec) -> Shared {
+    pub fn new(spec: &Spec, opts: &RenderOptions) -> anyhow::Result<Shared> {
         let net = &spec.network;
+        let public_address = public_address(spec, opts)?.to_string();
+        let fixed_public = |v: Option<String>| v.unwrap_or_default();
         let nodes: Vec<NodeView> = spec.nodes().map(|n| node_view(spec, n)).collect();
         let with_role = |role| nodes.iter().filter(|n| n.role == role).cloned().collect();
         let ingress: BTreeSet<&str> = crate::spec::ingress_workers(spec)
@@ -305,7 +346,7 @@ impl Shared {
             (Role::Master, named(&[Role::Etcd, Role::Master], &none)),
             (Role::Worker, Vec::new()),
         ]);
-        Shared {
+        Ok(Shared {
             masters: with_role(Role::Master),
             ingress: nodes
                 .iter()
@@ -324,11 +365,20 @@ impl Shared {
                 private_prefix: net.private_cidr.prefix_len(),
                 private_interface: net.private_interface.clone(),
                 private_vip: net.private_vip.to_string(),
-                public_cidr: net.public_cidr.to_string(),
-                public_prefix: net.public_cidr.prefix_len(),
-                public_interface: net.public_interface.clone(),
-                public_vip: net.public_vip.to_string(),
-                public_gateway: net.public_gateway.to_string(),
+                floating: net.is_floating(),
+                public_cidr: fixed_public(net.public_cidr().map(|c| c.to_string())),
+                public_prefix: net.public_cidr().map_or(0, |c| c.prefix_len()),
+                public_interface: fixed_public(
+                    (!net.is_floating()).then(|| net.public_interface().to_string()),
+                ),
+                public_vip: fixed_public(net.public_vip().map(|ip| ip.to_string())),
+                public_gateway: fixed_public(net.public_gateway().map(|ip| ip.to_string())),
+                frontend_vip: match net.is_floating() {
+                    true => net.private_vip.to_string(),
+                    false => public_address.clone(),
+                },
+                public_address,
+                default_route: net.default_route().to_string(),
                 vrrp_router_id: net.vrrp_router_id,
                 dns_servers: net.dns_servers.iter().map(|ip| ip.to_string()).collect(),
             },
@@ -339,7 +389,7 @@ impl Shared {
             },
             nodes,
             ssh_authorized_keys: spec.ssh_authorized_keys.clone(),
-        }
+        })
     }
 
     pub fn node_context(
@@ -474,7 +524,7 @@ impl Shared {
         let release = versions::kubernetes(&k.version, &k.sha256);
         let mut api_cert_sans = vec![
             spec.network.private_vip.to_string(),
-            spec.network.public_vip.to_string(),
+            self.network.public_address.clone(),
             format!("api.{}", spec.domain),
         ];
         api_cert_sans.extend(self.masters.iter().map(|m| m.private_ip.clone()));

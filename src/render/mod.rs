@@ -9,7 +9,7 @@ mod output;
 mod templates;
 
 pub use cloud_config::{base64_len, NOVA_USER_DATA_LIMIT};
-pub use context::{EtcdRecovery, OffsiteTarget, RenderOptions};
+pub use context::{public_address, EtcdRecovery, OffsiteTarget, RenderOptions};
 pub use decode::{decode_files, DecodedFile};
 pub use files::File;
 pub use output::{
@@ -35,7 +35,7 @@ pub struct NodeDocument {
 /// Renders every node of `spec`, in spec order.
 pub fn render(spec: &Spec, pki: &Pki, opts: &RenderOptions) -> Result<Vec<NodeDocument>> {
     let t = Templates::load()?;
-    let shared = context::Shared::new(spec);
+    let shared = context::Shared::new(spec, opts)?;
     // Nodes render independently: in parallel, a run of nodes per thread, joined in
     // spec order (so the first error is the first failing node's, as one by one).
     let nodes: Vec<&crate::spec::Node> = spec.nodes().collect();
@@ -93,11 +93,11 @@ fn render_nodes(
         .collect()
 }
 
-/// The operator's kubeconfig (cluster-admin through the public VIP).
-pub fn admin_kubeconfig(spec: &Spec, pki: &Pki) -> Result<String> {
+/// The operator's kubeconfig (cluster-admin through the public VIP or floating IP).
+pub fn admin_kubeconfig(spec: &Spec, pki: &Pki, opts: &RenderOptions) -> Result<String> {
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let shared = context::Shared::new(spec);
+    let shared = context::Shared::new(spec, opts)?;
     let mut value = serde_json::to_value(shared.cluster_context())?;
     value["ca_data"] = b64(&pki.kubernetes_ca.cert_pem).into();
     value["cert_data"] = b64(&pki.admin.cert_pem).into();

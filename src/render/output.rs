@@ -21,10 +21,18 @@ pub struct ManifestNetwork {
     pub private_cidr: String,
     pub private_interface: String,
     pub private_vip: String,
-    pub public_cidr: String,
-    pub public_gateway: String,
-    pub public_interface: String,
-    pub public_vip: String,
+    /// `fixed` or `floating` (then the public_* fields are absent: the floating IP is
+    /// in the state dir's launch.json).
+    #[serde(default = "fixed")]
+    pub public: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_cidr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_gateway: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_interface: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_vip: Option<String>,
     pub api_port: u16,
     pub ingress_http_node_port: u16,
     pub ingress_https_node_port: u16,
@@ -45,6 +53,10 @@ pub struct ManifestNode {
     pub bytes: usize,
 }
 
+fn fixed() -> String {
+    "fixed".into()
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
@@ -57,10 +69,11 @@ pub fn manifest(spec: &Spec, docs: &[NodeDocument]) -> Manifest {
             private_cidr: n.private_cidr.to_string(),
             private_interface: n.private_interface.clone(),
             private_vip: n.private_vip.to_string(),
-            public_cidr: n.public_cidr.to_string(),
-            public_gateway: n.public_gateway.to_string(),
-            public_interface: n.public_interface.clone(),
-            public_vip: n.public_vip.to_string(),
+            public: n.mode().as_str().to_string(),
+            public_cidr: n.public_cidr().map(|c| c.to_string()),
+            public_gateway: n.public_gateway().map(|ip| ip.to_string()),
+            public_interface: (!n.is_floating()).then(|| n.public_interface().to_string()),
+            public_vip: n.public_vip().map(|ip| ip.to_string()),
             api_port: 6443,
             ingress_http_node_port: spec.kubernetes.ingress_http_node_port,
             ingress_https_node_port: spec.kubernetes.ingress_https_node_port,

@@ -22,6 +22,9 @@ use std::net::Ipv4Addr;
 /// The commented example written by `paasgen init`.
 pub const EXAMPLE: &str = include_str!("../../examples/cluster.yaml");
 
+/// The same platform behind a Neutron router and a floating IP (`network.public: floating`).
+pub const FLOATING_EXAMPLE: &str = include_str!("../../examples/floating.yaml");
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
@@ -51,7 +54,8 @@ pub struct OpenStack {
     /// Glance image every node boots (baked from images/).
     pub image: String,
     /// Provider network carrying `network.public_cidr`: gateways and the public VIP get
-    /// fixed addresses on it.
+    /// fixed addresses on it (fixed mode), or the router's gateway and the floating IP
+    /// come from it (floating mode).
     pub public_network: String,
     pub flavors: Flavors,
     /// Who may reach the gateways' SSH port.
@@ -79,6 +83,29 @@ impl Flavors {
     }
 }
 
+/// How users reach the platform from `openstack.public_network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublicMode {
+    /// The gateways have a second port with a fixed address on the public network, hold
+    /// `public_vip` there and NAT the private network.
+    #[default]
+    Fixed,
+    /// A Neutron router joins the private subnet to the public network and NATs it; a
+    /// floating IP on the private VIP is the users' entry point. The gateways have one
+    /// port only.
+    Floating,
+}
+
+impl PublicMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublicMode::Fixed => "fixed",
+            PublicMode::Floating => "floating",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
@@ -86,20 +113,78 @@ pub struct Network {
     /// Name the image gives the NIC on the private network (virtio on OpenStack: ens3).
     #[serde(default = "default_private_interface")]
     pub private_interface: String,
-    /// Held by the gateways: Kubernetes API endpoint and default route of private nodes.
+    /// Held by the gateways: Kubernetes API endpoint (and, fixed mode, default route of
+    /// private nodes).
     pub private_vip: Ipv4Addr,
-    pub public_cidr: Ipv4Net,
-    pub public_gateway: Ipv4Addr,
-    #[serde(default = "default_public_interface")]
-    pub public_interface: String,
-    /// Held by the gateways next to the private VIP: users' entry point.
-    pub public_vip: Ipv4Addr,
+    /// `fixed` (default) or `floating`; see `PublicMode`.
+    #[serde(default)]
+    pub public: Option<Spanned<PublicMode>>,
+    /// Floating mode: the router's address on the private subnet, the nodes' default
+    /// route (default: the first host address of `private_cidr`).
+    #[serde(default)]
+    pub private_gateway: Option<Spanned<Ipv4Addr>>,
+    /// Fixed mode: the public network's CIDR, its gateway and the gateways' public NIC.
+    #[serde(default)]
+    pub public_cidr: Option<Spanned<Ipv4Net>>,
+    #[serde(default)]
+    pub public_gateway: Option<Spanned<Ipv4Addr>>,
+    #[serde(default)]
+    pub public_interface: Option<Spanned<String>>,
+    /// Fixed mode: held by the gateways next to the private VIP, users' entry point.
+    #[serde(default)]
+    pub public_vip: Option<Spanned<Ipv4Addr>>,
     /// Resolvers handed to nodes by the cloud's subnet.
     #[serde(default)]
     pub dns_servers: Vec<Ipv4Addr>,
     /// VRRP virtual router id; must be unique on the private L2 segment.
     #[serde(default = "default_vrrp_id")]
     pub vrrp_router_id: u8,
+}
+
+impl Network {
+    pub fn mode(&self) -> PublicMode {
+        self.public.as_ref().map(|s| s.value).unwrap_or_default()
+    }
+
+    pub fn is_floating(&self) -> bool {
+        self.mode() == PublicMode::Floating
+    }
+
+    /// Fixed mode: the public VIP (validation makes it present).
+    pub fn public_vip(&self) -> Option<Ipv4Addr> {
+        self.public_vip.as_ref().map(|s| s.value)
+    }
+
+    pub fn public_cidr(&self) -> Option<Ipv4Net> {
+        self.public_cidr.as_ref().map(|s| s.value)
+    }
+
+    pub fn public_gateway(&self) -> Option<Ipv4Addr> {
+        self.public_gateway.as_ref().map(|s| s.value)
+    }
+
+    /// The gateways' NIC on the public network (fixed mode).
+    pub fn public_interface(&self) -> &str {
+        self.public_interface
+            .as_ref()
+            .map_or(DEFAULT_PUBLIC_INTERFACE, |s| s.value.as_str())
+    }
+
+    /// Floating mode: the router's address on the private subnet (given, or the first
+    /// host address of `private_cidr`); fixed mode has no router.
+    pub fn router_ip(&self) -> Option<Ipv4Addr> {
+        if !self.is_floating() {
+            return None;
+        }
+        let first = self.private_cidr.hosts().next();
+        self.private_gateway.as_ref().map(|s| s.value).or(first)
+    }
+
+    /// Where private nodes send what leaves the network: the gateways' VIP (fixed) or the
+    /// router (floating).
+    pub fn default_route(&self) -> Ipv4Addr {
+        self.router_ip().unwrap_or(self.private_vip)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -227,7 +312,7 @@ pub struct Node {
     pub name: String,
     pub role: Role,
     pub private_ip: Ipv4Addr,
-    /// Gateways only: the gateway's own address on the public network.
+    /// Gateways only, fixed mode: the gateway's own address on the public network.
     #[serde(default)]
     pub public_ip: Option<Ipv4Addr>,
     /// Masters and workers: Kubernetes node labels the kubelet registers with.
@@ -297,9 +382,7 @@ fn default_domain() -> String {
 fn default_private_interface() -> String {
     "ens3".into()
 }
-fn default_public_interface() -> String {
-    "ens4".into()
-}
+const DEFAULT_PUBLIC_INTERFACE: &str = "ens4";
 fn default_vrrp_id() -> u8 {
     51
 }

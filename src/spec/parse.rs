@@ -73,13 +73,18 @@ fn from_yaml_error(e: &serde_saphyr::Error, path: &str) -> Problem {
         }
     };
     // `.` is the document itself, `?` a place serde could not name (a map key), and
-    // `value` the inside of the spans kept for nodes.
+    // `value` the inside of the spans kept for nodes and some network fields.
     let path = path
         .replace("].value", "]")
         .trim_end_matches(".?")
         .trim_start_matches('.')
         .trim_start_matches('?')
         .to_string();
+    // The network fields kept with their spans (`network.public`, ...) likewise.
+    let path = match path.strip_suffix(".value") {
+        Some(field) if field.starts_with("network.") => field.to_string(),
+        _ => path,
+    };
     Problem {
         severity: Severity::Error,
         path,

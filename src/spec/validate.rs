@@ -1,9 +1,10 @@
 //! Rules that span several fields of a parsed spec.
 
 use super::{oncalendar, versions};
-use super::{shown, EtcdSource, Problem, Role, Severity, Spec};
+use super::{shown, EtcdSource, Network, Problem, PublicMode, Role, Severity, Spec};
 use base64::Engine;
 use ipnet::Ipv4Net;
+use serde_saphyr::Spanned;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
@@ -152,64 +153,145 @@ fn check_network(spec: &Spec, c: &mut Checker) {
             format!("{} is too small for a cluster", n.private_cidr),
         );
     }
-    let within = [
-        (
+    if !host_in(&n.private_cidr, n.private_vip) {
+        c.error(
             "network.private_vip",
-            n.private_vip,
-            n.private_cidr,
-            "network.private_cidr",
-        ),
-        (
-            "network.public_vip",
-            n.public_vip,
-            n.public_cidr,
-            "network.public_cidr",
-        ),
-        (
-            "network.public_gateway",
-            n.public_gateway,
-            n.public_cidr,
-            "network.public_cidr",
-        ),
+            None,
+            format!(
+                "{} is not a host address of network.private_cidr {}",
+                n.private_vip, n.private_cidr
+            ),
+        );
+    }
+    if !is_interface_name(&n.private_interface) {
+        c.error(
+            "network.private_interface",
+            None,
+            format!(
+                "`{}` is not a valid interface name",
+                shown(&n.private_interface, 40)
+            ),
+        );
+    }
+    match n.mode() {
+        PublicMode::Fixed => check_fixed_public(n, c),
+        PublicMode::Floating => check_floating_public(n, c),
+    }
+    if n.vrrp_router_id == 0 {
+        c.error("network.vrrp_router_id", None, "must be 1-255");
+    }
+}
+
+fn line_of<T>(s: &Spanned<T>) -> Option<u64> {
+    Some(s.referenced.line())
+}
+
+/// Fixed mode: the gateways sit on the public network with fixed addresses.
+fn check_fixed_public(n: &Network, c: &mut Checker) {
+    if let Some(gw) = &n.private_gateway {
+        c.error(
+            "network.private_gateway",
+            line_of(gw),
+            "only with `network.public: floating` (fixed: the private VIP is the nodes' default route)",
+        );
+    }
+    let required = [
+        ("network.public_cidr", n.public_cidr.is_some()),
+        ("network.public_gateway", n.public_gateway.is_some()),
+        ("network.public_vip", n.public_vip.is_some()),
     ];
-    for (path, ip, net, net_path) in within {
-        if !host_in(&net, ip) {
+    for (path, given) in required {
+        if !given {
             c.error(
                 path,
                 None,
-                format!("{ip} is not a host address of {net_path} {net}"),
+                "required with `network.public: fixed` (the default); or set `network.public: floating`",
             );
         }
     }
-    if n.public_vip == n.public_gateway {
+    let (Some(cidr), Some(gateway), Some(vip)) =
+        (n.public_cidr(), n.public_gateway(), n.public_vip())
+    else {
+        return;
+    };
+    for (path, ip) in [
+        ("network.public_vip", vip),
+        ("network.public_gateway", gateway),
+    ] {
+        if !host_in(&cidr, ip) {
+            c.error(
+                path,
+                None,
+                format!("{ip} is not a host address of network.public_cidr {cidr}"),
+            );
+        }
+    }
+    if vip == gateway {
         c.error("network.public_vip", None, "equals network.public_gateway");
     }
-    if n.private_cidr.contains(&n.public_cidr.network())
-        || n.public_cidr.contains(&n.private_cidr.network())
-    {
+    if overlaps(&n.private_cidr, &cidr) {
         c.error("network.public_cidr", None, "overlaps network.private_cidr");
     }
-    for (path, name) in [
-        ("network.private_interface", &n.private_interface),
-        ("network.public_interface", &n.public_interface),
-    ] {
-        if !is_interface_name(name) {
-            c.error(
-                path,
-                None,
-                format!("`{}` is not a valid interface name", shown(name, 40)),
-            );
-        }
+    if !is_interface_name(n.public_interface()) {
+        c.error(
+            "network.public_interface",
+            None,
+            format!(
+                "`{}` is not a valid interface name",
+                shown(n.public_interface(), 40)
+            ),
+        );
     }
-    if n.private_interface == n.public_interface {
+    if n.private_interface == n.public_interface() {
         c.error(
             "network.public_interface",
             None,
             "must differ from network.private_interface",
         );
     }
-    if n.vrrp_router_id == 0 {
-        c.error("network.vrrp_router_id", None, "must be 1-255");
+}
+
+/// Floating mode: nothing of the cluster has an address on the public network but the
+/// router's gateway and the floating IP, both given by Neutron.
+fn check_floating_public(n: &Network, c: &mut Checker) {
+    let unused = [
+        ("network.public_cidr", n.public_cidr.as_ref().map(line_of)),
+        (
+            "network.public_gateway",
+            n.public_gateway.as_ref().map(line_of),
+        ),
+        (
+            "network.public_interface",
+            n.public_interface.as_ref().map(line_of),
+        ),
+        ("network.public_vip", n.public_vip.as_ref().map(line_of)),
+    ];
+    for (path, given) in unused {
+        if let Some(line) = given {
+            c.error(
+                path,
+                line,
+                "not used with `network.public: floating`: the gateways have no public port, and the floating IP paasgen allocates on the private VIP is the entry point; remove it",
+            );
+        }
+    }
+    let Some(router) = n.router_ip() else { return };
+    let line = n.private_gateway.as_ref().and_then(line_of);
+    if !host_in(&n.private_cidr, router) {
+        c.error(
+            "network.private_gateway",
+            line,
+            format!(
+                "{router} is not a host address of network.private_cidr {}",
+                n.private_cidr
+            ),
+        );
+    } else if router == n.private_vip {
+        c.error(
+            "network.private_gateway",
+            line,
+            "equals network.private_vip: the router needs an address of its own",
+        );
     }
 }
 
@@ -217,6 +299,15 @@ fn check_nodes(spec: &Spec, c: &mut Checker) {
     let n = &spec.network;
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut ips: HashMap<Ipv4Addr, String> = HashMap::new();
+    let reserved: Vec<Ipv4Addr> = [
+        Some(n.private_vip),
+        n.public_vip(),
+        n.public_gateway(),
+        n.router_ip(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     for (i, spanned) in spec.nodes.iter().enumerate() {
         let node = &spanned.value;
         let line = Some(spanned.referenced.line());
@@ -249,11 +340,11 @@ fn check_nodes(spec: &Spec, c: &mut Checker) {
             );
         }
         let mut claim = |ip: Ipv4Addr, field: &str, c: &mut Checker| {
-            if ip == n.private_vip || ip == n.public_vip || ip == n.public_gateway {
+            if reserved.contains(&ip) {
                 c.error(
                     at(field),
                     line,
-                    format!("{ip} collides with a VIP or the public gateway"),
+                    format!("{ip} collides with a VIP, the public gateway or the router"),
                 );
             } else if let Some(owner) = ips.insert(ip, node.name.clone()) {
                 c.error(
@@ -265,13 +356,19 @@ fn check_nodes(spec: &Spec, c: &mut Checker) {
         };
         claim(node.private_ip, "private_ip", c);
         match (node.role, node.public_ip) {
+            (Role::Gateway, Some(_)) if n.is_floating() => c.error(
+                at("public_ip"),
+                line,
+                "gateways have no public_ip with `network.public: floating`: the router and the floating IP face the public network",
+            ),
+            (Role::Gateway, None) if n.is_floating() => {}
             (Role::Gateway, None) => c.error(at("public_ip"), line, "a gateway needs a public_ip"),
             (Role::Gateway, Some(ip)) => {
-                if !host_in(&n.public_cidr, ip) {
+                if let Some(cidr) = n.public_cidr().filter(|cidr| !host_in(cidr, ip)) {
                     c.error(
                         at("public_ip"),
                         line,
-                        format!("{ip} is outside network.public_cidr {}", n.public_cidr),
+                        format!("{ip} is outside network.public_cidr {cidr}"),
                     );
                 }
                 claim(ip, "public_ip", c);

@@ -160,6 +160,19 @@ impl OpenStack {
         Ok(id)
     }
 
+    /// Adds (`add_router_interface`) or removes (`remove_router_interface`) the router's
+    /// interface on a subnet.
+    async fn router_interface(&self, router: &str, subnet: &str, action: &str) -> Result<Value> {
+        self.call(
+            NETWORK,
+            Method::PUT,
+            &["routers", router, action],
+            &[],
+            Some(json!({ "subnet_id": subnet })),
+        )
+        .await
+    }
+
     async fn tag(&self, collection: &str, id: &str, cluster: &str) -> Result<()> {
         self.call(
             NETWORK,
@@ -206,17 +219,102 @@ fn id_of<'a>(ids: &'a Ids, name: &str) -> Result<&'a str> {
 }
 
 fn existing(kind: Kind, v: &Value, name_field: &str) -> Option<Existing> {
-    Some(Existing {
-        kind,
-        name: v[name_field].as_str()?.to_string(),
-        id: v["id"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| v[name_field].as_str().unwrap_or_default().to_string()),
-        status: None,
-        fault: None,
-        user_data_sha256: None,
+    let name = v[name_field].as_str()?;
+    Some(Existing::new(kind, name, v["id"].as_str().unwrap_or(name)))
+}
+
+/// Where resources of `kind` are deleted: (on Nova, collection); None for the links
+/// (router interfaces, floating IP bindings), which are updates of what they join.
+fn collection(kind: Kind) -> Option<(bool, &'static str)> {
+    Some(match kind {
+        Kind::KeyPair => (true, "os-keypairs"),
+        Kind::ServerGroup => (true, "os-server-groups"),
+        Kind::Server => (true, "servers"),
+        Kind::Network => (false, "networks"),
+        Kind::Router => (false, "routers"),
+        Kind::FloatingIp => (false, "floatingips"),
+        Kind::Subnet => (false, "subnets"),
+        Kind::SecurityGroup => (false, "security-groups"),
+        Kind::SecurityGroupRule => (false, "security-group-rules"),
+        Kind::Port => (false, "ports"),
+        Kind::RouterInterface | Kind::FloatingIpAssociation => return None,
     })
+}
+
+/// A router interface's id: the router's and the subnet's, which removing it takes.
+fn interface_id(router: &str, subnet: &str) -> String {
+    format!("{router}:{subnet}")
+}
+
+/// Device owners of a router's ports on its internal subnets.
+const ROUTER_INTERFACE_OWNERS: [&str; 3] = [
+    "network:router_interface",
+    "network:router_interface_distributed",
+    "network:ha_router_replicated_interface",
+];
+
+/// What Neutron names no further, found from the cluster's routers, subnets, ports and
+/// floating IPs: the routers' interfaces on the cluster's subnets, and the floating IPs
+/// (by description) with their bindings to the cluster's ports.
+fn links(cluster: &str, lists: &BTreeMap<&str, Vec<Value>>) -> Vec<Existing> {
+    let prefix = format!("{cluster}-");
+    let ours = |collection: &str| -> BTreeMap<String, String> {
+        lists
+            .get(collection)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                Some((
+                    v["id"].as_str()?.to_string(),
+                    v["name"].as_str()?.to_string(),
+                ))
+            })
+            .filter(|(_, name)| name.starts_with(&prefix))
+            .collect()
+    };
+    let (routers, subnets, ports) = (ours("routers"), ours("subnets"), ours("ports"));
+    let mut out = Vec::new();
+    for port in lists.get("ports").into_iter().flatten() {
+        let owner = port["device_owner"].as_str().unwrap_or_default();
+        let Some(router) = port["device_id"]
+            .as_str()
+            .filter(|_| ROUTER_INTERFACE_OWNERS.contains(&owner))
+        else {
+            continue;
+        };
+        let Some(router_name) = routers.get(router) else {
+            continue;
+        };
+        for ip in port["fixed_ips"].as_array().into_iter().flatten() {
+            let subnet = ip["subnet_id"].as_str().unwrap_or_default();
+            if let Some(subnet_name) = subnets.get(subnet) {
+                out.push(Existing::new(
+                    Kind::RouterInterface,
+                    super::link_name(cluster, router_name, subnet_name),
+                    interface_id(router, subnet),
+                ));
+            }
+        }
+    }
+    for fip in lists.get("floatingips").into_iter().flatten() {
+        let (Some(name), Some(id)) = (fip["description"].as_str(), fip["id"].as_str()) else {
+            continue;
+        };
+        out.push(Existing {
+            address: fip["floating_ip_address"]
+                .as_str()
+                .and_then(|a| a.parse().ok()),
+            ..Existing::new(Kind::FloatingIp, name, id)
+        });
+        if let Some(port_name) = fip["port_id"].as_str().and_then(|p| ports.get(p)) {
+            out.push(Existing::new(
+                Kind::FloatingIpAssociation,
+                super::link_name(cluster, name, port_name),
+                id,
+            ));
+        }
+    }
+    out
 }
 
 impl Cloud for OpenStack {
@@ -224,29 +322,35 @@ impl Cloud for OpenStack {
         let prefix = format!("{cluster}-");
         let mut out = Vec::new();
         let neutron = [
-            (Kind::Network, "networks", "name"),
-            (Kind::Subnet, "subnets", "name"),
-            (Kind::SecurityGroup, "security-groups", "name"),
+            (Some(Kind::Network), "networks", "name"),
+            (Some(Kind::Router), "routers", "name"),
+            (Some(Kind::Subnet), "subnets", "name"),
+            (Some(Kind::SecurityGroup), "security-groups", "name"),
             (
-                Kind::SecurityGroupRule,
+                Some(Kind::SecurityGroupRule),
                 "security-group-rules",
                 "description",
             ),
-            (Kind::Port, "ports", "name"),
+            (Some(Kind::Port), "ports", "name"),
+            // Floating IPs have no name: `links` reads them by description.
+            (None, "floatingips", "description"),
         ];
+        let mut lists = BTreeMap::new();
         for (kind, collection, name_field) in neutron {
-            for v in self
+            let values = self
                 .list(
                     NETWORK,
                     &[collection],
                     collection.replace('-', "_").as_str(),
                     &[],
                 )
-                .await?
-            {
-                out.extend(existing(kind, &v, name_field));
+                .await?;
+            if let Some(kind) = kind {
+                out.extend(values.iter().filter_map(|v| existing(kind, v, name_field)));
             }
+            lists.insert(collection, values);
         }
+        out.extend(links(cluster, &lists));
         for v in self
             .list(COMPUTE, &["os-keypairs"], "keypairs", &[])
             .await?
@@ -325,16 +429,54 @@ impl Cloud for OpenStack {
                 network,
                 cidr,
                 dns_servers,
+                gateway,
             } => {
-                // No DHCP and no gateway: addresses come from the ports, the default
-                // route from the user-data (the gateways' VIP).
+                // No DHCP: addresses come from the ports, the default route from the
+                // user-data (the gateways' VIP; in floating mode the router, whose
+                // interface takes the subnet's gateway address).
                 let body = json!({
                     "name": name, "network_id": id_of(ids, network)?, "ip_version": 4, "cidr": cidr,
-                    "enable_dhcp": false, "gateway_ip": null,
+                    "enable_dhcp": false, "gateway_ip": gateway.map(|ip| ip.to_string()),
                     "dns_nameservers": dns_servers.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 });
                 self.create_neutron("subnets", "subnet", body, cluster)
                     .await
+            }
+            Spec::Router { external_network } => {
+                let body = json!({
+                    "name": name, "admin_state_up": true,
+                    "external_gateway_info": {"network_id": self.lookup("network", external_network).await?},
+                });
+                self.create_neutron("routers", "router", body, cluster)
+                    .await
+            }
+            Spec::RouterInterface { router, subnet } => {
+                let (router, subnet) = (id_of(ids, router)?, id_of(ids, subnet)?);
+                self.router_interface(router, subnet, "add_router_interface")
+                    .await?;
+                Ok(interface_id(router, subnet))
+            }
+            Spec::FloatingIp { network } => {
+                let body = json!({
+                    "floating_network_id": self.lookup("network", network).await?,
+                    "description": name,
+                });
+                self.create_neutron("floatingips", "floatingip", body, cluster)
+                    .await
+            }
+            Spec::FloatingIpAssociation {
+                floating_ip, port, ..
+            } => {
+                let fip = id_of(ids, floating_ip)?;
+                self.call(
+                    NETWORK,
+                    Method::PUT,
+                    &["floatingips", fip],
+                    &[],
+                    Some(json!({"floatingip": {"port_id": id_of(ids, port)?}})),
+                )
+                .await?;
+                Ok(fip.to_string())
             }
             Spec::SecurityGroup => {
                 let body =
@@ -452,20 +594,33 @@ impl Cloud for OpenStack {
     }
 
     async fn delete(&self, kind: Kind, id: &str) -> Result<()> {
-        let (service_is_compute, path): (bool, [&str; 2]) = match kind {
-            Kind::KeyPair => (true, ["os-keypairs", id]),
-            Kind::ServerGroup => (true, ["os-server-groups", id]),
-            Kind::Server => (true, ["servers", id]),
-            Kind::Network => (false, ["networks", id]),
-            Kind::Subnet => (false, ["subnets", id]),
-            Kind::SecurityGroup => (false, ["security-groups", id]),
-            Kind::SecurityGroupRule => (false, ["security-group-rules", id]),
-            Kind::Port => (false, ["ports", id]),
-        };
-        let result = if service_is_compute {
-            self.call(COMPUTE, Method::DELETE, &path, &[], None).await
-        } else {
-            self.call(NETWORK, Method::DELETE, &path, &[], None).await
+        let result = match (collection(kind), kind) {
+            (Some((true, collection)), _) => {
+                self.call(COMPUTE, Method::DELETE, &[collection, id], &[], None)
+                    .await
+            }
+            (Some((false, collection)), _) => {
+                self.call(NETWORK, Method::DELETE, &[collection, id], &[], None)
+                    .await
+            }
+            // Links are undone by an update of what they join.
+            (None, Kind::RouterInterface) => {
+                let (router, subnet) = id.split_once(':').ok_or_else(|| {
+                    anyhow!("`{id}` is not a router interface id (router:subnet)")
+                })?;
+                self.router_interface(router, subnet, "remove_router_interface")
+                    .await
+            }
+            (None, _) => {
+                self.call(
+                    NETWORK,
+                    Method::PUT,
+                    &["floatingips", id],
+                    &[],
+                    Some(json!({"floatingip": {"port_id": null}})),
+                )
+                .await
+            }
         };
         match result {
             Err(e) if e.to_string().contains("HTTP 404") => Ok(()),
