@@ -91,13 +91,7 @@ fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
         // The admin's project is another: servers are shown by id.
         let server = lab.admin(&["server", "show", nodes[name]["server_id"].as_str().unwrap()]);
         assert_eq!(server["status"], "ACTIVE", "{name}");
-        let b64 = server["OS-EXT-SRV-ATTR:user_data"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{name}: no user_data: {server}"));
-        use base64::Engine;
-        let user_data = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap();
+        let user_data = lab.user_data(nodes[name]["server_id"].as_str().unwrap());
         assert_eq!(
             paasgen::pki::hex(&Sha256::digest(&user_data)),
             node["sha256"].as_str().unwrap(),

@@ -82,6 +82,19 @@ impl Lab {
         }
     }
 
+    /// The user-data Nova holds for server `id` (read as admin: Nova's default policy
+    /// shows it to admins only), decoded.
+    pub fn user_data(&self, id: &str) -> Vec<u8> {
+        use base64::Engine;
+        let server = self.admin(&["server", "show", id]);
+        let b64 = server["OS-EXT-SRV-ATTR:user_data"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id}: no user_data: {server}"));
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
+    }
+
     pub fn admin_do(&self, args: &[&str]) {
         let (ok, out) = run(Command::new("openstack")
             .env("OS_CLIENT_CONFIG_FILE", &self.clouds)
