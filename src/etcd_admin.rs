@@ -68,20 +68,9 @@ pub fn peer_url(ip: std::net::Ipv4Addr) -> String {
 }
 
 impl EtcdAdmin {
-    /// Clients for every etcd node of `spec`; `via` defaults to the public VIP.
-    pub fn new(
-        spec: &Spec,
-        pki: &Pki,
-        via: Option<SocketAddr>,
-        timeout: Duration,
-    ) -> Result<EtcdAdmin> {
-        let via = match (via, spec.network.public_vip()) {
-            (Some(via), _) => via,
-            (None, Some(vip)) => SocketAddr::from((vip, 2379)),
-            (None, None) => bail!(
-                "`network.public: floating`: give --etcd-via <floating IP>:2379 (the floating IP is in .paasgen/launch.json)"
-            ),
-        };
+    /// Clients for every etcd node of `spec`, reached through `via` (the gateways'
+    /// etcd port on the cluster's public address, see `commands::etcd_via`).
+    pub fn new(spec: &Spec, pki: &Pki, via: SocketAddr, timeout: Duration) -> Result<EtcdAdmin> {
         let ca = reqwest::Certificate::from_pem(pki.etcd_ca.cert_pem.as_bytes())?;
         let identity = reqwest::Identity::from_pem(
             format!(

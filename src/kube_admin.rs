@@ -4,7 +4,6 @@
 
 use crate::http::send_retrying;
 use crate::pki::Pki;
-use crate::spec::Spec;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -27,7 +26,8 @@ pub enum NodeState {
 const LEASE_STALE: Duration = Duration::from_secs(30);
 
 impl KubeAdmin {
-    pub fn new(spec: &Spec, pki: &Pki, timeout: Duration) -> Result<KubeAdmin> {
+    /// A client of the API at `address`:6443 (the cluster's public address).
+    pub fn new(address: std::net::Ipv4Addr, pki: &Pki, timeout: Duration) -> Result<KubeAdmin> {
         let ca = reqwest::Certificate::from_pem(pki.kubernetes_ca.cert_pem.as_bytes())?;
         let identity = reqwest::Identity::from_pem(
             format!("{}{}", pki.admin.cert_pem, pki.admin.key_pem).as_bytes(),
@@ -41,11 +41,6 @@ impl KubeAdmin {
             .connect_timeout(timeout)
             .timeout(timeout)
             .build()?;
-        // Floating mode: the admin kubeconfig names the floating IP, which only the
-        // state dir knows.
-        let Some(address) = spec.network.public_vip() else {
-            anyhow::bail!("`network.public: floating`: reaching the API through the floating IP is not wired into this verb yet");
-        };
         Ok(KubeAdmin {
             base: format!("https://{address}:6443"),
             client,

@@ -86,7 +86,8 @@ pub fn backup_now(args: &BackupArgs) -> Result<()> {
     let lock = StateLock::acquire(&state_dir, "backup", args.wait_lock)?;
     let pki = Pki::ensure(&state_dir, &spec).context("preparing the PKI")?;
     pki.save(&lock)?;
-    let etcd = EtcdAdmin::new(&spec, &pki, args.etcd_via, args.timeout)?;
+    let via = super::etcd_via(&spec, &state_dir, args.etcd_via)?;
+    let etcd = EtcdAdmin::new(&spec, &pki, via, args.timeout)?;
     let dir = backups_dir(&state_dir);
     fsutil::private_dir(&dir)?;
     let rt = super::cloud::runtime()?;

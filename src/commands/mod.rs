@@ -96,6 +96,28 @@ pub fn render_in_memory_with(
     Ok((pki, docs))
 }
 
+/// Where users reach the cluster: the public VIP, or in floating mode the floating IP
+/// `launch` recorded in the state dir.
+pub fn public_address(spec: &Spec, state: &Path) -> Result<std::net::Ipv4Addr> {
+    render::public_address(spec, &render_options(state)?)
+}
+
+/// Where paasgen reaches etcd: `given` (`--etcd-via`), else the gateways' etcd port on
+/// the cluster's public address.
+pub fn etcd_via(
+    spec: &Spec,
+    state: &Path,
+    given: Option<std::net::SocketAddr>,
+) -> Result<std::net::SocketAddr> {
+    match given {
+        Some(via) => Ok(via),
+        None => Ok(std::net::SocketAddr::from((
+            public_address(spec, state)?,
+            2379,
+        ))),
+    }
+}
+
 /// How the cluster's history shapes a render: members that joined a running etcd, and
 /// an etcd founded again from a snapshot.
 pub fn render_options(state: &Path) -> Result<RenderOptions> {
@@ -229,4 +251,47 @@ pub fn pki_show(file: &Path, state_dir: Option<&Path>) -> Result<()> {
         println!("  expires:  {}", c.not_after);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::state::{FloatingIpRecord, StateFile};
+
+    #[test]
+    fn day_two_verbs_reach_a_floating_cluster_through_its_recorded_floating_ip() {
+        let spec = crate::spec::parse("floating.yaml", crate::spec::FLOATING_EXAMPLE)
+            .unwrap()
+            .0;
+        let dir = tempfile::tempdir().unwrap();
+        // Before launch allocated it, no verb can know where the cluster is.
+        let err = etcd_via(&spec, dir.path(), None).unwrap_err().to_string();
+        assert!(err.contains("paasgen launch"), "{err}");
+        let state = StateFile::new(dir.path());
+        let mut launched = state.load().unwrap().unwrap_or_default();
+        launched.floating_ip = Some(FloatingIpRecord {
+            id: "fip-1".into(),
+            address: "203.0.113.150".parse().unwrap(),
+        });
+        state.save(&launched).unwrap();
+        assert_eq!(
+            etcd_via(&spec, dir.path(), None).unwrap(),
+            "203.0.113.150:2379".parse().unwrap()
+        );
+        assert_eq!(
+            public_address(&spec, dir.path()).unwrap().to_string(),
+            "203.0.113.150"
+        );
+        // --etcd-via wins.
+        let given = "127.0.0.1:12379".parse().unwrap();
+        assert_eq!(etcd_via(&spec, dir.path(), Some(given)).unwrap(), given);
+        // Fixed mode: the public VIP, whatever the state says.
+        let fixed = crate::spec::parse("c.yaml", crate::spec::EXAMPLE)
+            .unwrap()
+            .0;
+        assert_eq!(
+            etcd_via(&fixed, dir.path(), None).unwrap(),
+            "203.0.113.10:2379".parse().unwrap()
+        );
+    }
 }

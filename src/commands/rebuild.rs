@@ -14,7 +14,7 @@
 //! waits until its Node is Ready.
 
 use super::cloud::{connect, runtime, CloudArgs};
-use super::{load_spec, render_options, state_dir_for};
+use super::{etcd_via, load_spec, public_address, render_options, state_dir_for};
 use crate::cloud::any::AnyCloud;
 use crate::cloud::apply::{self, Launch, Options};
 use crate::cloud::state::StateFile;
@@ -96,11 +96,20 @@ impl Replacer<'_> {
         let desired = desired::resources(spec, &docs)?;
         let state = StateFile::new(self.state_dir);
         let etcd = match node.role {
-            Role::Etcd => Some(EtcdAdmin::new(spec, pki, self.etcd_via, self.timeout)?),
+            Role::Etcd => Some(EtcdAdmin::new(
+                spec,
+                pki,
+                etcd_via(spec, self.state_dir, self.etcd_via)?,
+                self.timeout,
+            )?),
             _ => None,
         };
         let kube = match node.role {
-            Role::Master | Role::Worker => Some(KubeAdmin::new(spec, pki, self.timeout)?),
+            Role::Master | Role::Worker => Some(KubeAdmin::new(
+                public_address(spec, self.state_dir)?,
+                pki,
+                self.timeout,
+            )?),
             _ => None,
         };
         if let Some(kube) = &kube {

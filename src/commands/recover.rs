@@ -64,7 +64,8 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
     let lock = StateLock::acquire(&state_dir, "recover", c.wait_lock)?;
     let pki = Pki::ensure(&state_dir, &spec).context("preparing the PKI")?;
     pki.save(&lock)?;
-    let etcd = EtcdAdmin::new(&spec, &pki, args.etcd_via, c.timeout)?;
+    let via = super::etcd_via(&spec, &state_dir, args.etcd_via)?;
+    let etcd = EtcdAdmin::new(&spec, &pki, via, c.timeout)?;
     let replacer = Replacer {
         spec: &spec,
         pki: &pki,
@@ -139,7 +140,7 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
             started.elapsed().as_secs_f64()
         );
         if spec.first_master().is_some() && !args.etcd_only {
-            let kube = KubeAdmin::new(&spec, &pki, c.timeout)?;
+            let kube = KubeAdmin::new(super::public_address(&spec, &state_dir)?, &pki, c.timeout)?;
             wait_live_api_endpoints(&kube, &spec, args.wait).await?;
         }
         println!(
