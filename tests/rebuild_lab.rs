@@ -144,23 +144,6 @@ fn members(node: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn wait_healthy(node: &str, limit: Duration) {
-    let start = Instant::now();
-    loop {
-        let o = etcdctl(node, "endpoint health --cluster");
-        if o.status.success() {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "etcd not healthy from {node}: {}{}",
-            text(&o.stdout),
-            text(&o.stderr)
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
-}
-
 #[test]
 fn etcd_member_is_rebuilt_from_scratch() {
     if lab_cannot_run("rebuild lab test") {

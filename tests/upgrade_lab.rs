@@ -76,23 +76,6 @@ fn etcdctl_json(node: &str, args: &str) -> serde_json::Value {
     serde_json::from_str(text(&o.stdout).trim()).unwrap()
 }
 
-fn wait_healthy(node: &str, limit: Duration) {
-    let start = Instant::now();
-    loop {
-        let o = etcdctl(node, "endpoint health --cluster");
-        if o.status.success() {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "etcd not healthy from {node}: {}{}",
-            text(&o.stdout),
-            text(&o.stderr)
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
-}
-
 /// `member list`: (id, name, peer URLs, started and a voter) of each member.
 fn members(node: &str) -> Vec<(u64, String, Vec<String>, bool)> {
     let list = etcdctl_json(node, "member list");
@@ -249,23 +232,6 @@ impl Client {
 
 /// `lab up` of `out_dir` with `mirror` served in the lab's internet, until every node
 /// has finished cloud-init; the guard tears the lab down.
-fn boot_lab_with_mirror(out_dir: &Path, mirror: &Path) -> LabGuard {
-    let image = last_line_path(&mut Command::new(repo("images/bake")));
-    run_ok(
-        Command::new(lab_script())
-            .env("PAASGEN_LAB_LOCK_WAIT", "3600")
-            .args(["up", "-d"])
-            .arg(out_dir)
-            .arg("--image")
-            .arg(&image)
-            .arg("--mirror")
-            .arg(mirror),
-    );
-    let guard = LabGuard;
-    run_ok(Command::new(lab_script()).args(["wait", "600"]));
-    guard
-}
-
 #[test]
 fn etcd_patch_upgrade_rolls_out_one_member_at_a_time() {
     if lab_cannot_run("upgrade lab test") {
@@ -310,7 +276,7 @@ fn etcd_patch_upgrade_rolls_out_one_member_at_a_time() {
     });
     let state_dir = tmp.0.join(".paasgen");
     let t = Instant::now();
-    let _guard = boot_lab_with_mirror(&out_dir, &mirror);
+    let _guard = boot_lab_with(&out_dir, &["--mirror".as_ref(), mirror.as_os_str()]);
     wait_healthy("etcd-1", Duration::from_secs(180));
     eprintln!(
         "upgrade-lab: lab up, etcd healthy in {:.0}s",

@@ -207,6 +207,11 @@ pub fn etcdctl(node: &str, args: &str) -> Output {
 /// node has finished cloud-init; the guard tears the lab down.
 #[allow(dead_code)]
 pub fn boot_lab(out_dir: &Path) -> LabGuard {
+    boot_lab_with(out_dir, &[])
+}
+
+/// `boot_lab` with more `lab up` arguments (e.g. `--mirror DIR`).
+pub fn boot_lab_with(out_dir: &Path, extra: &[&std::ffi::OsStr]) -> LabGuard {
     let image = run_ok(&mut Command::new(repo("images/bake")));
     let image = image.lines().last().unwrap().trim().to_string();
     run_ok(
@@ -214,11 +219,30 @@ pub fn boot_lab(out_dir: &Path) -> LabGuard {
             .env("PAASGEN_LAB_LOCK_WAIT", "3600")
             .args(["up", "-d"])
             .arg(out_dir)
-            .args(["--image", &image]),
+            .args(["--image", &image])
+            .args(extra),
     );
     let guard = LabGuard;
     run_ok(Command::new(lab_script()).args(["wait", "600"]));
     guard
+}
+
+/// Waits until etcd, asked from `node`, finds every member healthy.
+pub fn wait_healthy(node: &str, limit: std::time::Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        let o = etcdctl(node, "endpoint health --cluster");
+        if o.status.success() {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "etcd not healthy from {node}: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
 }
 
 /// True when the lab cannot run here and the test should pass without it (it prints
