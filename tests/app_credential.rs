@@ -224,19 +224,11 @@ fn init_cluster(dir: &Path, clouds: &Path, cluster: &str) {
     let (ok, out) = paasgen(dir, clouds, &["init"]);
     assert!(ok, "init: {out}");
     let path = dir.join("cluster.yaml");
-    let spec = std::fs::read_to_string(&path).unwrap();
-    // The lab's public network, image and flavors are the example's. The public
-    // addresses move off the example's (.10-.12, tests/openstack_lab.rs) so that both
-    // clusters can exist at once; .2-.99 are outside the lab's allocation pool.
-    let mut edited = spec.replacen("name: demo\n", &format!("name: {cluster}\n"), 1);
-    for (from, to) in [
-        ("public_vip: 203.0.113.10", "public_vip: 203.0.113.40"),
-        ("public_ip: 203.0.113.11", "public_ip: 203.0.113.41"),
-        ("public_ip: 203.0.113.12", "public_ip: 203.0.113.42"),
-    ] {
-        assert!(edited.contains(from), "{from} not in the example");
-        edited = edited.replacen(from, to, 1);
-    }
+    // A project member's credential launches in floating mode: under the lab's default
+    // policies fixed public IPs on the shared provider network are the admin's
+    // (tests/openstack_floating.rs shows the refusal).
+    let edited =
+        paasgen::spec::FLOATING_EXAMPLE.replacen("name: demo\n", &format!("name: {cluster}\n"), 1);
     assert!(edited.contains(&format!("name: {cluster}\n")));
     std::fs::write(&path, edited).unwrap();
     let (ok, out) = paasgen(dir, clouds, &["validate", "-f", "cluster.yaml"]);

@@ -145,3 +145,55 @@ fn floating_mode_launches_a_router_and_a_floating_ip_and_destroys_them() {
     assert!(!fips.contains(&fip_id), "{fips}");
     assert_eq!(lab.launched()["floating_ip"], Value::Null);
 }
+
+/// Fixed mode as a plain member on the lab's shared provider network (default Neutron
+/// policy: choosing addresses there is for its owner or an admin): `plan` and `launch`
+/// refuse before anything exists, saying what to use or ask for; nothing is created.
+#[test]
+fn fixed_mode_as_a_member_on_a_shared_provider_network_is_refused_before_anything_exists() {
+    let Some(clouds) = clouds_yaml() else { return };
+    let lab = Lab::new(clouds, paasgen::spec::EXAMPLE, "labfixedmember");
+    for args in [
+        &["plan", "--os-cloud", "lab"][..],
+        &["launch", "--cloud", "openstack", "--os-cloud", "lab"],
+    ] {
+        let (ok, out) = lab.paasgen(args);
+        assert!(!ok, "{args:?} went ahead: {out}");
+        for said in [
+            "network `public` (openstack.public_network), which belongs to another project",
+            "project `paasgen` with roles",
+            "Use `network.public: floating`",
+            "ask the cloud's admin",
+            "Nothing was created.",
+        ] {
+            assert!(out.contains(said), "{args:?}: `{said}` not in: {out}");
+        }
+    }
+    assert_eq!(lab.leftovers(), Vec::<String>::new());
+    assert!(
+        !lab.dir.path().join(".paasgen/launch.json").exists(),
+        "a refused launch wrote state"
+    );
+    // The policy is real, not paasgen's opinion: Neutron refuses the member such a port.
+    let out = std::process::Command::new("openstack")
+        .env("OS_CLIENT_CONFIG_FILE", &lab.clouds)
+        .args(["--os-cloud", "lab", "port", "create", "--network", "public"])
+        .args(["--fixed-ip", "subnet=public-subnet,ip-address=203.0.113.97"])
+        .arg("labfixedmember-probe")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "Neutron let the member choose a public address"
+    );
+    assert!(
+        said.contains("403")
+            || said.to_lowercase().contains("not authorized")
+            || said.contains("disallowed by policy"),
+        "{said}"
+    );
+    println!(
+        "openstack-lab: fixed mode as a member refused by plan and launch; Neutron refuses it too"
+    );
+}

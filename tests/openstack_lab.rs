@@ -1,7 +1,9 @@
 //! paasgen launch against a REAL OpenStack (Keystone, Neutron, Nova with the fake virt
-//! driver, Placement, Glance) started by scripts/openstack-lab on 127.0.0.1, as a
-//! non-admin project member. Checked through python-openstackclient as the lab admin,
-//! not through paasgen's own code.
+//! driver, Placement, Glance) started by scripts/openstack-lab on 127.0.0.1, in fixed
+//! mode, as the lab's admin: under OpenStack's default policies (the lab's) only an admin
+//! or the network's owner may choose fixed IPs on the shared provider network; a member
+//! is refused by `plan` (tests/openstack_floating.rs) and launches in floating mode.
+//! Checked through python-openstackclient, not through paasgen's own code.
 
 mod common;
 #[path = "common/openstack.rs"]
@@ -32,7 +34,7 @@ impl Drop for Disabled<'_> {
 fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
     let Some(clouds) = clouds_yaml() else { return };
     let lab = Lab::new(clouds, paasgen::spec::EXAMPLE, CLUSTER);
-    let (ok, out) = lab.paasgen(&["destroy", "--yes", "--os-cloud", "lab"]);
+    let (ok, out) = lab.paasgen(&["destroy", "--yes", "--os-cloud", "lab-admin"]);
     assert!(ok, "clearing an earlier run: {out}");
 
     // 1. Anti-affinity is enforced: with two hypervisors, the third etcd and master fail.
@@ -46,7 +48,7 @@ fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
             "compute-3",
             "nova-compute",
         ]);
-        let (ok, out) = lab.paasgen(&["launch", "--cloud", "openstack", "--os-cloud", "lab"]);
+        let (ok, out) = lab.paasgen(&["launch", "--cloud", "openstack", "--os-cloud", "lab-admin"]);
         assert!(!ok, "launch succeeded on two hosts: {out}");
         for node in ["etcd-", "master-"] {
             assert!(
@@ -62,7 +64,7 @@ fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
         "--cloud",
         "openstack",
         "--os-cloud",
-        "lab",
+        "lab-admin",
         "--replace-failed",
         "--output",
         "json",
@@ -168,10 +170,10 @@ fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
     assert!(rules.to_string().contains("2379:2380"), "{rules}");
 
     // 4. A second launch creates nothing.
-    let (ok, out) = lab.paasgen(&["launch", "--cloud", "openstack", "--os-cloud", "lab"]);
+    let (ok, out) = lab.paasgen(&["launch", "--cloud", "openstack", "--os-cloud", "lab-admin"]);
     assert!(ok, "{out}");
     assert!(out.contains("created 0 resource(s)"), "{out}");
-    let (ok, out) = lab.paasgen(&["plan", "--os-cloud", "lab"]);
+    let (ok, out) = lab.paasgen(&["plan", "--os-cloud", "lab-admin"]);
     assert!(ok && out.contains("Plan: 0 to create"), "{out}");
 
     // 5. rebuild replaces one server on the same port: a new server, the same port
@@ -184,7 +186,7 @@ fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
         "--cloud",
         "openstack",
         "--os-cloud",
-        "lab",
+        "lab-admin",
     ]);
     assert!(ok, "{out}");
     let after = lab.launched()["nodes"]["gw-1"].clone();
@@ -204,14 +206,14 @@ fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
         "openstack-lab: rebuilt gw-1: server {} -> {}, ports {}",
         before["server_id"], after["server_id"], after["port_ids"]
     );
-    let (ok, out) = lab.paasgen(&["plan", "--os-cloud", "lab"]);
+    let (ok, out) = lab.paasgen(&["plan", "--os-cloud", "lab-admin"]);
     assert!(
         ok && out.contains("Plan: 0 to create") && out.contains(" 0 differ"),
         "{out}"
     );
 
     // 6. destroy leaves nothing of the cluster.
-    let (ok, out) = lab.paasgen(&["destroy", "--yes", "--os-cloud", "lab"]);
+    let (ok, out) = lab.paasgen(&["destroy", "--yes", "--os-cloud", "lab-admin"]);
     assert!(ok, "{out}");
     assert_eq!(lab.leftovers(), Vec::<String>::new());
 }

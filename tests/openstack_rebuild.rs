@@ -10,7 +10,7 @@
 //! members as a user does, by their FQDNs through gw-1's haproxy on the public VIP,
 //! which the host reaches through a veth into gw-1's namespace (`--etcd-via VIP:2379`).
 //!
-//! 1. launch (as the project member), the three members form their cluster from the
+//! 1. launch (fixed mode, so as the lab's admin: default policies), the three members form their cluster from the
 //!    user-data Nova holds, keys are written, and etcd-2's process is killed;
 //! 2. `rebuild etcd-2`: while it waits for the new member, the test waits for the new
 //!    server to be ACTIVE and starts etcd from ITS user-data on an empty disk, in
@@ -216,7 +216,9 @@ struct Cluster<'a> {
 impl Drop for Cluster<'_> {
     fn drop(&mut self) {
         if !self.destroyed {
-            let (ok, out) = self.lab.paasgen(&["destroy", "--yes", "--os-cloud", "lab"]);
+            let (ok, out) = self
+                .lab
+                .paasgen(&["destroy", "--yes", "--os-cloud", "lab-admin"]);
             eprintln!("cleanup: paasgen destroy: ok={ok}\n{out}");
         }
     }
@@ -237,7 +239,7 @@ fn rebuild_etcd_2_on_openstack_replaces_the_server_and_its_user_data_rejoins() {
     let dir = lab.dir.path();
 
     // 1. Launch, as the project member (an earlier run's leftovers destroyed first).
-    let (ok, out) = lab.paasgen(&["destroy", "--yes", "--os-cloud", "lab"]);
+    let (ok, out) = lab.paasgen(&["destroy", "--yes", "--os-cloud", "lab-admin"]);
     assert!(ok, "clearing an earlier run: {out}");
     let mut cluster = Cluster {
         lab: &lab,
@@ -249,7 +251,7 @@ fn rebuild_etcd_2_on_openstack_replaces_the_server_and_its_user_data_rejoins() {
         "--cloud",
         "openstack",
         "--os-cloud",
-        "lab",
+        "lab-admin",
         "--output",
         "json",
     ]);
@@ -348,7 +350,7 @@ fn rebuild_etcd_2_on_openstack_replaces_the_server_and_its_user_data_rejoins() {
                 "--cloud",
                 "openstack",
                 "--os-cloud",
-                "lab",
+                "lab-admin",
                 "--etcd-via",
                 &format!("{VIP}:2379"),
                 "--wait",
@@ -468,7 +470,7 @@ fn rebuild_etcd_2_on_openstack_replaces_the_server_and_its_user_data_rejoins() {
     drop(haproxy);
     drop(fabric);
     let t = Instant::now();
-    let (ok, out) = lab.paasgen(&["destroy", "--yes", "--os-cloud", "lab"]);
+    let (ok, out) = lab.paasgen(&["destroy", "--yes", "--os-cloud", "lab-admin"]);
     assert!(ok, "{out}");
     cluster.destroyed = true;
     assert_eq!(lab.leftovers(), Vec::<String>::new());

@@ -37,3 +37,14 @@ impl Cloud for AnyCloud {
         each!(self, c => c.server_user_data(id).await)
     }
 }
+
+impl AnyCloud {
+    /// Refuses, before anything is created, a spec the credential cannot launch (the
+    /// boot lab has no policies).
+    pub async fn check_rights(&self, spec: &crate::spec::Spec) -> Result<()> {
+        match self {
+            AnyCloud::OpenStack(c) => c.check_rights(spec).await,
+            AnyCloud::Lab(_) => Ok(()),
+        }
+    }
+}

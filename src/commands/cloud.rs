@@ -130,6 +130,7 @@ pub fn plan(args: &CloudArgs) -> Result<()> {
     let (mut pki, mut docs) = render_in_memory_with(&spec, &state_dir, &render_opts)?;
     runtime()?.block_on(async {
         let cloud = connect(args).await?;
+        cloud.check_rights(&spec).await?;
         // Floating mode: documents with the floating IP the cloud has.
         let found = floating_options(&cloud, &spec, &state_dir, &Options::default(), false).await?;
         if found.floating_ip != render_opts.floating_ip {
@@ -149,6 +150,8 @@ pub fn launch(args: &CloudArgs, opts: &Options, dry_run: bool, output: Output) -
     let rt = runtime()?;
     // Credentials are tried first: a launch that cannot authenticate writes nothing.
     let cloud = rt.block_on(connect(args))?;
+    // What the credential may not do is said before anything is created.
+    rt.block_on(cloud.check_rights(&spec))?;
     // A dry run writes nothing, so it needs no lock.
     let lock = match dry_run {
         true => None,

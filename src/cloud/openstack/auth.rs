@@ -203,7 +203,22 @@ async fn reach(client: &reqwest::Client, auth_url: &str, timeout: Duration) -> R
 
 /// An authenticated session for `cloud` (from clouds.yaml), or from OS_* when no cloud
 /// is named. Every HTTP call of the session uses `timeout`.
+/// Where Keystone answers about tokens (as osauth derives it from auth_url).
+pub fn token_endpoint(auth_url: &str) -> String {
+    let base = auth_url.trim_end_matches('/');
+    match base.ends_with("/v3") {
+        true => format!("{base}/auth/tokens"),
+        false => format!("{base}/v3/auth/tokens"),
+    }
+}
+
+/// A session of the cloud.
 pub async fn connect(cloud: Option<&str>, timeout: Duration) -> Result<Session> {
+    Ok(connect_keystone(cloud, timeout).await?.0)
+}
+
+/// A session of the cloud, and its Keystone token endpoint.
+pub async fn connect_keystone(cloud: Option<&str>, timeout: Duration) -> Result<(Session, String)> {
     let (name, entry) = entry(cloud)?;
     let overrides = entry.endpoint_overrides(&name)?;
     let client = http_client(timeout)?;
@@ -284,7 +299,7 @@ pub async fn connect(cloud: Option<&str>, timeout: Duration) -> Result<Session> 
     if !overrides.is_empty() {
         session.endpoint_overrides_mut().extend(overrides);
     }
-    Ok(session)
+    Ok((session, token_endpoint(&a.auth_url)))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! called through that session.
 
 mod auth;
+mod rights;
 pub mod swift;
 
 pub use auth::connect;
@@ -23,6 +24,8 @@ const NOVA_MICROVERSION: &str = "2.74";
 
 pub struct OpenStack {
     session: Session,
+    /// Keystone's token endpoint: who the token is (`rights`).
+    token_endpoint: String,
     /// Connect and read timeout of every call (the total per call is four times it).
     timeout: std::time::Duration,
     /// Name -> id lookups of things paasgen does not create (flavors, images, networks).
@@ -54,8 +57,10 @@ fn classify(status: reqwest::StatusCode, body: &str, what: &str) -> anyhow::Erro
 
 impl OpenStack {
     pub async fn connect(cloud: Option<&str>, timeout: std::time::Duration) -> Result<OpenStack> {
+        let (session, token_endpoint) = auth::connect_keystone(cloud, timeout).await?;
         Ok(OpenStack {
-            session: connect(cloud, timeout).await?,
+            session,
+            token_endpoint,
             timeout,
             lookups: Mutex::new(BTreeMap::new()),
         })
