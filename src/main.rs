@@ -155,7 +155,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },
-    /// Node image: `image build` bakes it with debootstrap (cached by recipe hash).
+    /// Node image: `image build` bakes it with debootstrap (cached by recipe hash);
+    /// `--format qcow2` makes a bootable disk of it.
     Image {
         #[command(subcommand)]
         command: ImageCommand,
@@ -277,8 +278,35 @@ enum BackupCommand {
 
 #[derive(Subcommand)]
 enum ImageCommand {
-    /// Bake (or reuse) the node image; prints the tarball's path.
-    Build,
+    /// Bake (or reuse) the node image; prints the tarball's (or qcow2's) path.
+    Build {
+        /// `tar`: the rootfs tarball (images/bake); `qcow2`: a bootable UEFI disk made
+        /// from it (images/qcow2), with a manifest next to it.
+        #[arg(long, value_enum, default_value_t = ImageFormat::Tar)]
+        format: ImageFormat,
+    },
+    /// Upload the qcow2 (built or reused first) to Glance with its recipe hash and the
+    /// properties Nova boots it by; an active image of the same recipe is reused.
+    Upload {
+        /// A qcow2 made by `image build --format qcow2` (its manifest beside it).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Image name [default: paasgen-node-<recipe sha12>].
+        #[arg(long)]
+        name: Option<String>,
+        /// Cloud of clouds.yaml to use [default: $OS_CLOUD, else the OS_* environment].
+        #[arg(long)]
+        os_cloud: Option<String>,
+        /// Seconds to wait for a connection and for each answer of Glance.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ImageFormat {
+    Tar,
+    Qcow2,
 }
 
 #[derive(Subcommand)]
@@ -435,8 +463,28 @@ fn main() -> ExitCode {
         Command::Diff { cloud } => commands::cloud::diff(&cloud.args(false)),
         Command::Lab { args } => commands::run_script("scripts/lab", &args),
         Command::Image {
-            command: ImageCommand::Build,
-        } => commands::run_script("images/bake", &[]),
+            command: ImageCommand::Build { format },
+        } => commands::run_script(
+            match format {
+                ImageFormat::Tar => "images/bake",
+                ImageFormat::Qcow2 => "images/qcow2",
+            },
+            &[],
+        ),
+        Command::Image {
+            command:
+                ImageCommand::Upload {
+                    file,
+                    name,
+                    os_cloud,
+                    timeout,
+                },
+        } => commands::image::upload(&commands::image::UploadArgs {
+            file: file.as_deref(),
+            name: name.as_deref(),
+            os_cloud: os_cloud.as_deref(),
+            timeout: std::time::Duration::from_secs(timeout),
+        }),
         Command::Pki {
             command: PkiCommand::Show { file, state_dir },
         } => commands::pki_show(&file, state_dir.as_deref()),

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod cloud;
+pub mod image;
 pub mod rebuild;
 pub mod recover;
 pub mod upgrade;
