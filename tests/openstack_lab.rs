@@ -59,24 +59,7 @@ fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
         }
     }
     // 2. Back to three hosts, --replace-failed recreates the failed servers.
-    let (ok, out) = lab.paasgen(&[
-        "launch",
-        "--cloud",
-        "openstack",
-        "--os-cloud",
-        "lab-admin",
-        "--replace-failed",
-        "--output",
-        "json",
-    ]);
-    assert!(ok, "{out}");
-    let json_start = out.find('{').unwrap();
-    // The JSON document is stdout; spec warnings (stderr) may follow it.
-    let nodes: Value = serde_json::Deserializer::from_str(&out[json_start..])
-        .into_iter()
-        .next()
-        .expect("a JSON document")
-        .unwrap();
+    let nodes = lab.launch_json("lab-admin", &["--replace-failed"]);
     assert_eq!(nodes.as_object().unwrap().len(), 10);
     for (name, n) in nodes.as_object().unwrap() {
         assert_eq!(n["status"], "ACTIVE", "{name}: {n}");

@@ -246,21 +246,7 @@ fn rebuild_etcd_2_on_openstack_replaces_the_server_and_its_user_data_rejoins() {
         destroyed: false,
     };
     let t = Instant::now();
-    let (ok, out) = lab.paasgen(&[
-        "launch",
-        "--cloud",
-        "openstack",
-        "--os-cloud",
-        "lab-admin",
-        "--output",
-        "json",
-    ]);
-    assert!(ok, "{out}");
-    let launched: Value = serde_json::Deserializer::from_str(&out[out.find('{').expect("JSON")..])
-        .into_iter()
-        .next()
-        .unwrap()
-        .unwrap();
+    let launched = lab.launch_json("lab-admin", &[]);
     eprintln!(
         "openstack-rebuild: launch {:.1}s",
         t.elapsed().as_secs_f64()

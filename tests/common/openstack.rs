@@ -57,6 +57,25 @@ impl Lab {
             .args(args))
     }
 
+    /// `launch --cloud openstack --os-cloud CLOUD --output json EXTRA...`, which must
+    /// succeed: its report (node -> server, ports, status), the JSON document of stdout
+    /// (spec warnings on stderr may follow it).
+    pub fn launch_json(&self, cloud: &str, extra: &[&str]) -> Value {
+        let mut args = vec!["launch", "--cloud", "openstack", "--os-cloud", cloud];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--output", "json"]);
+        let (ok, out) = self.paasgen(&args);
+        assert!(ok, "{out}");
+        let start = out
+            .find('{')
+            .unwrap_or_else(|| panic!("no JSON report: {out}"));
+        serde_json::Deserializer::from_str(&out[start..])
+            .into_iter()
+            .next()
+            .expect("a JSON document")
+            .unwrap()
+    }
+
     /// `openstack` as the lab's admin, JSON out.
     pub fn admin(&self, args: &[&str]) -> Value {
         let out = Command::new("openstack")

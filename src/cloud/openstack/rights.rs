@@ -85,7 +85,7 @@ impl OpenStack {
         let client = self.session.client().inner();
         // The token goes out as osauth puts it on every request (never printed), once
         // as the caller's and once as the subject.
-        let request = self
+        let mut request = self
             .session
             .auth_type()
             .authenticate(client, client.get(&self.token_endpoint))
@@ -98,7 +98,6 @@ impl OpenStack {
             .get("x-auth-token")
             .cloned()
             .ok_or_else(|| anyhow!("no token to look at"))?;
-        let mut request = request;
         request.headers_mut().insert("x-subject-token", token);
         let resp = client
             .execute(request)
