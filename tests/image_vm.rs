@@ -478,6 +478,14 @@ impl Drop for GlanceImage<'_> {
     }
 }
 
+/// Destroys the cluster launched in `Lab` on drop (as the member who launched it).
+struct Destroy<'a>(&'a oskit::Lab);
+impl Drop for Destroy<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.paasgen(&["destroy", "--yes", "--os-cloud", "lab"]);
+    }
+}
+
 /// The image id in paasgen's "uploaded image ID ..." / "reused image ID ..." line.
 fn image_id(out: &str, verb: &str) -> Option<String> {
     out.lines()
@@ -559,6 +567,37 @@ fn qcow2_upload_to_glance_carries_recipe_and_is_reused() {
         &format!("paasgen_recipe_sha256={recipe}"),
     ]);
     assert_eq!(same.as_array().unwrap().len(), 1, "{same}");
+
+    // launch takes it by id: every server Nova holds boots this image
+    let cluster = oskit::Lab::new(
+        lab.clouds.clone(),
+        paasgen::spec::FLOATING_EXAMPLE,
+        "imglaunch",
+    );
+    let spec_path = cluster.dir.path().join("cluster.yaml");
+    let spec = std::fs::read_to_string(&spec_path).unwrap();
+    assert!(spec.contains("image: debian-12"), "{spec}");
+    std::fs::write(
+        &spec_path,
+        spec.replacen("image: debian-12", &format!("image: {id}"), 1),
+    )
+    .unwrap();
+    let (ok, out) = cluster.paasgen(&["destroy", "--yes", "--os-cloud", "lab"]);
+    assert!(ok, "clearing an earlier run: {out}");
+    let _destroy = Destroy(&cluster);
+    let report = cluster.launch_json("lab", &[]);
+    let nodes = report.as_object().unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(nodes.len(), 10, "{report}");
+    for (node, n) in nodes {
+        let server = lab.admin(&["server", "show", n["server_id"].as_str().unwrap()]);
+        assert_eq!(server["status"], "ACTIVE", "{node}: {}", server["status"]);
+        // openstackclient shows the image as "name (id)"
+        let image = server["image"].as_str().unwrap_or_default();
+        assert!(
+            image.ends_with(&format!("({id})")),
+            "{node} boots {image}, not {id}"
+        );
+    }
     eprintln!(
         "bench image_vm: glance upload={:.1}s reuse={:.2}s",
         upload_time.as_secs_f64(),

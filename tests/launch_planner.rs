@@ -308,6 +308,40 @@ fn calls_in_flight_are_bounded_by_parallel() {
     }
 }
 
+#[test]
+fn anti_affinity_members_go_one_at_a_time_and_before_the_workers_ports() {
+    let f = fixture();
+    let cloud = MemoryCloud::new();
+    cloud.create_latency(Duration::from_millis(5));
+    launch(&cloud, &f, &fast()).unwrap();
+    assert_complete_without_duplicates(&cloud, &f);
+    assert_eq!(
+        cloud.group_overlaps(),
+        0,
+        "two members of a group created at once"
+    );
+    // Resources start once what they need exists, not in waves: the first server-group
+    // member (the longest sequential path) is under way before the workers' ports exist.
+    let created: Vec<_> = cloud.resources();
+    let first_member = created.iter().position(|e| e.kind == Kind::Server).unwrap();
+    assert!(
+        created[first_member].name.contains("-gw-")
+            || created[first_member].name.contains("-etcd-")
+            || created[first_member].name.contains("-master-"),
+        "{}",
+        created[first_member].name
+    );
+    let last_worker_port = created
+        .iter()
+        .rposition(|e| e.kind == Kind::Port && e.name.contains("-worker-"))
+        .unwrap();
+    assert!(
+        first_member < last_worker_port,
+        "the first server waited for every port: {:?}",
+        created.iter().map(|e| &e.name).collect::<Vec<_>>()
+    );
+}
+
 /// examples/floating.yaml, launched as `paasgen launch` does it: the floating IP first
 /// (recorded in launch.json), then the render with its address, then the rest.
 struct Floating {

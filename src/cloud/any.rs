@@ -39,6 +39,13 @@ impl Cloud for AnyCloud {
 }
 
 impl AnyCloud {
+    /// At most `parallel` calls in flight where one operation makes several.
+    pub fn set_parallel(&mut self, parallel: usize) {
+        if let AnyCloud::OpenStack(c) = self {
+            c.set_parallel(parallel);
+        }
+    }
+
     /// Refuses, before anything is created, a spec the credential cannot launch (the
     /// boot lab has no policies).
     pub async fn check_rights(&self, spec: &crate::spec::Spec) -> Result<()> {

@@ -8,7 +8,8 @@ use crate::render::NodeDocument;
 use anyhow::{anyhow, bail, Result};
 use futures::stream::{self, StreamExt};
 use rand::Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::Duration;
 
 /// An error worth retrying: 5xx, 429, timeouts, refused connections.
@@ -236,62 +237,72 @@ impl<C: Cloud> Launch<'_, C> {
         Ok(outcome)
     }
 
+    /// Creates what is missing, each resource as soon as what it refers to exists (not
+    /// in waves), `parallel` at a time, one member of a server group at a time. The
+    /// anti-affinity chains (gateways, etcd, masters) are the longest sequential path, so
+    /// they and what they need go first; workers fill the free slots around them.
     async fn create_missing(
         &self,
         ids: &mut Ids,
         state: &mut LaunchState,
         outcome: &mut Outcome,
     ) -> Result<()> {
-        let mut remaining: Vec<&Resource> = self
+        let missing: Vec<&Resource> = self
             .desired
             .iter()
             .filter(|r| !ids.contains_key(&r.name))
             .collect();
-        while !remaining.is_empty() {
-            let (ready, blocked): (Vec<&Resource>, Vec<&Resource>) = remaining
-                .into_iter()
-                .partition(|r| r.depends_on().iter().all(|d| ids.contains_key(*d)));
-            if ready.is_empty() {
-                let names: Vec<&str> = blocked.iter().map(|r| r.name.as_str()).collect();
-                bail!("cannot order the creation of {}", names.join(", "));
+        if missing.is_empty() {
+            return Ok(());
+        }
+        (self.report)(Event::Phase {
+            what: format!("creating {}", kinds(&missing)),
+            total: missing.len(),
+        });
+        let mut order = Order::new(&missing, ids);
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        let mut first_error = None;
+        loop {
+            while first_error.is_none() && in_flight.len() < self.opts.parallel.max(1) {
+                let Some(i) = order.next_ready() else { break };
+                let r = missing[i];
+                // Only its dependencies' ids: a snapshot of all would cost O(n) per create.
+                let deps: Ids = r
+                    .depends_on()
+                    .into_iter()
+                    .filter_map(|d| Some((d.to_string(), ids.get(d)?.clone())))
+                    .collect();
+                in_flight.push(async move { (i, self.create_and_place(r, &deps).await) });
             }
-            (self.report)(Event::Phase {
-                what: format!("creating {}", kinds(&ready)),
-                total: ready.len(),
-            });
-            let snapshot = ids.clone();
-            let mut results = stream::iter(lanes(&ready))
-                .map(|lane| {
-                    let snapshot = &snapshot;
-                    Box::pin(stream::iter(lane).then(move |r| async move {
-                        let result = self.create_and_place(r, snapshot).await;
-                        (r, result)
-                    }))
-                })
-                .flatten_unordered(self.opts.parallel.max(1));
-            let mut first_error = None;
-            while let Some((r, result)) = results.next().await {
-                match result {
-                    Ok(id) => {
-                        (self.report)(Event::Done {
-                            what: format!("created {} {} ({id})", r.kind, r.name),
-                        });
-                        ids.insert(r.name.clone(), id.clone());
-                        let record = Record { kind: r.kind, id };
-                        self.state.record_created(&r.name, &record)?;
-                        state.resources.insert(r.name.clone(), record);
-                        outcome.created.push(r.name.clone());
-                    }
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
+            let Some((i, result)) = in_flight.next().await else {
+                break;
+            };
+            let r = missing[i];
+            match result {
+                Ok(id) => {
+                    (self.report)(Event::Done {
+                        what: format!("created {} {} ({id})", r.kind, r.name),
+                    });
+                    ids.insert(r.name.clone(), id.clone());
+                    let record = Record { kind: r.kind, id };
+                    self.state.record_created(&r.name, &record)?;
+                    state.resources.insert(r.name.clone(), record);
+                    outcome.created.push(r.name.clone());
+                    order.done(i);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
                 }
             }
-            self.state.save(state)?;
-            if let Some(e) = first_error {
-                return Err(e);
-            }
-            remaining = blocked;
+        }
+        self.state.save(state)?;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let left = order.left();
+        if !left.is_empty() {
+            let names: Vec<&str> = left.iter().map(|&i| missing[i].name.as_str()).collect();
+            bail!("cannot order the creation of {}", names.join(", "));
         }
         Ok(())
     }
@@ -456,30 +467,128 @@ impl<C: Cloud> Launch<'_, C> {
     }
 }
 
-/// Groups a wave into lanes run one after the other inside, in parallel across:
-/// members of one server group share a lane, everything else has its own.
-fn lanes<'r>(ready: &[&'r Resource]) -> Vec<Vec<&'r Resource>> {
-    let mut lanes: Vec<Vec<&Resource>> = Vec::new();
-    let mut group_lane: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in ready {
-        let group = match &r.spec {
-            Spec::Server {
-                server_group: Some(g),
-                ..
-            } => Some(g.as_str()),
-            _ => None,
-        };
-        match group.and_then(|g| group_lane.get(g)) {
-            Some(&lane) => lanes[lane].push(r),
-            None => {
-                if let Some(g) = group {
-                    group_lane.insert(g, lanes.len());
+/// Which missing resource may be created next: Kahn's topological order (a resource is
+/// ready once every dependency exists), the ready ones by priority, and at most one
+/// member of each server group under way.
+struct Order {
+    /// Per resource: dependencies not created yet.
+    waiting_on: Vec<usize>,
+    /// Per resource: the missing resources that depend on it.
+    dependents: Vec<Vec<usize>>,
+    /// Per resource: its server group's index in `group_busy`/`parked`, if any.
+    group: Vec<Option<usize>>,
+    group_busy: Vec<bool>,
+    /// Ready members of a busy group, by priority.
+    parked: Vec<BinaryHeap<Reverse<(bool, usize)>>>,
+    /// Ready resources as (not on a critical path, index): smallest first.
+    ready: BinaryHeap<Reverse<(bool, usize)>>,
+    critical: Vec<bool>,
+    created: Vec<bool>,
+}
+
+impl Order {
+    fn new(missing: &[&Resource], existing: &Ids) -> Order {
+        let n = missing.len();
+        let index: HashMap<&str, usize> = missing
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), i))
+            .collect();
+        let mut waiting_on = vec![0; n];
+        let mut dependents = vec![Vec::new(); n];
+        let mut deps_of = vec![Vec::new(); n];
+        for (i, r) in missing.iter().enumerate() {
+            for d in r.depends_on() {
+                if existing.contains_key(d) {
+                    continue;
                 }
-                lanes.push(vec![r]);
+                // A dependency neither there nor planned stays unmet: `left` names it.
+                waiting_on[i] += 1;
+                if let Some(&j) = index.get(d) {
+                    dependents[j].push(i);
+                    deps_of[i].push(j);
+                }
+            }
+        }
+        let mut groups: HashMap<&str, usize> = HashMap::new();
+        let group: Vec<Option<usize>> = missing
+            .iter()
+            .map(|r| match &r.spec {
+                Spec::Server {
+                    server_group: Some(g),
+                    ..
+                } => {
+                    let next = groups.len();
+                    Some(*groups.entry(g.as_str()).or_insert(next))
+                }
+                _ => None,
+            })
+            .collect();
+        // Server-group members and everything they need, transitively.
+        let mut critical = vec![false; n];
+        let mut stack: Vec<usize> = (0..n).filter(|&i| group[i].is_some()).collect();
+        while let Some(i) = stack.pop() {
+            if !std::mem::replace(&mut critical[i], true) {
+                stack.extend(&deps_of[i]);
+            }
+        }
+        let ready = (0..n)
+            .filter(|&i| waiting_on[i] == 0)
+            .map(|i| Reverse((!critical[i], i)))
+            .collect();
+        Order {
+            waiting_on,
+            dependents,
+            group,
+            group_busy: vec![false; groups.len()],
+            parked: vec![BinaryHeap::new(); groups.len()],
+            ready,
+            critical,
+            created: vec![false; n],
+        }
+    }
+
+    /// The next resource to create, if one is ready (marks its group busy).
+    fn next_ready(&mut self) -> Option<usize> {
+        while let Some(Reverse((_, i))) = self.ready.pop() {
+            match self.group[i] {
+                Some(g) if self.group_busy[g] => {
+                    self.parked[g].push(Reverse((!self.critical[i], i)));
+                }
+                Some(g) => {
+                    self.group_busy[g] = true;
+                    return Some(i);
+                }
+                None => return Some(i),
+            }
+        }
+        None
+    }
+
+    /// Resource `i` exists now: its dependents and its group's next member may go.
+    fn done(&mut self, i: usize) {
+        self.created[i] = true;
+        for k in 0..self.dependents[i].len() {
+            let d = self.dependents[i][k];
+            self.waiting_on[d] -= 1;
+            if self.waiting_on[d] == 0 {
+                self.ready.push(Reverse((!self.critical[d], d)));
+            }
+        }
+        if let Some(g) = self.group[i] {
+            self.group_busy[g] = false;
+            if let Some(next) = self.parked[g].pop() {
+                self.ready.push(next);
             }
         }
     }
-    lanes
+
+    /// What was not created (after a run that could not go on).
+    fn left(&self) -> Vec<usize> {
+        (0..self.created.len())
+            .filter(|&i| !self.created[i])
+            .collect()
+    }
 }
 
 fn kinds(rs: &[&Resource]) -> String {

@@ -20,6 +20,10 @@ struct Inner {
     latency: std::time::Duration,
     in_flight: usize,
     max_in_flight: usize,
+    /// Server groups with a member's create under way, and how often a second member's
+    /// create began meanwhile (Nova's anti-affinity check races such creates).
+    groups_in_flight: std::collections::HashSet<String>,
+    group_overlaps: usize,
     /// The create call with this number (1-based) fails without creating anything.
     fail_create: Option<usize>,
     /// The create call with this number creates, then reports failure (a lost response).
@@ -180,6 +184,11 @@ impl MemoryCloud {
         self.with(|i| i.max_in_flight)
     }
 
+    /// How often a server-group member's create began while another member's was under way.
+    pub fn group_overlaps(&self) -> usize {
+        self.with(|i| i.group_overlaps)
+    }
+
     /// Everything that exists, for assertions.
     pub fn resources(&self) -> Vec<Existing> {
         self.with(|i| i.resources.values().map(|(e, _)| e.clone()).collect())
@@ -211,13 +220,27 @@ impl Cloud for MemoryCloud {
 
     async fn create(&self, _cluster: &str, r: &Resource, ids: &Ids) -> Result<String> {
         self.transient()?;
+        let group = match &r.spec {
+            Spec::Server { server_group, .. } => server_group.clone(),
+            _ => None,
+        };
         let latency = self.with(|i| {
             i.in_flight += 1;
             i.max_in_flight = i.max_in_flight.max(i.in_flight);
+            if let Some(g) = &group {
+                if !i.groups_in_flight.insert(g.clone()) {
+                    i.group_overlaps += 1;
+                }
+            }
             i.latency
         });
         tokio::time::sleep(latency).await;
-        self.with(|i| i.in_flight -= 1);
+        self.with(|i| {
+            i.in_flight -= 1;
+            if let Some(g) = &group {
+                i.groups_in_flight.remove(g);
+            }
+        });
         self.with(|i| {
             i.create_calls += 1;
             let call = i.create_calls;

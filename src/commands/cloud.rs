@@ -149,7 +149,8 @@ pub fn launch(args: &CloudArgs, opts: &Options, dry_run: bool, output: Output) -
     let state_dir = state_dir_for(args.file, args.state_dir);
     let rt = runtime()?;
     // Credentials are tried first: a launch that cannot authenticate writes nothing.
-    let cloud = rt.block_on(connect(args))?;
+    let mut cloud = rt.block_on(connect(args))?;
+    cloud.set_parallel(opts.parallel);
     // What the credential may not do is said before anything is created.
     rt.block_on(cloud.check_rights(&spec))?;
     // A dry run writes nothing, so it needs no lock.

@@ -11,6 +11,7 @@ pub use auth::connect;
 use super::apply::Transient;
 use super::{Cloud, Existing, Ids, Kind, NetworkRef, Remote, Resource, ServerState, Spec};
 use anyhow::{anyhow, bail, Context, Result};
+use futures::{stream, FutureExt, StreamExt, TryStreamExt};
 use osauth::services::{ServiceType, COMPUTE, IMAGE, NETWORK};
 use osauth::Session;
 use reqwest::Method;
@@ -30,6 +31,8 @@ pub struct OpenStack {
     timeout: std::time::Duration,
     /// Name -> id lookups of things paasgen does not create (flavors, images, networks).
     lookups: Mutex<BTreeMap<String, String>>,
+    /// Calls in flight at once where one operation makes several (the inventory).
+    parallel: usize,
 }
 
 /// Tags put on everything that takes tags, so the cluster's resources can be found.
@@ -63,7 +66,13 @@ impl OpenStack {
             token_endpoint,
             timeout,
             lookups: Mutex::new(BTreeMap::new()),
+            parallel: super::apply::Options::default().parallel,
         })
+    }
+
+    /// `launch --parallel N`: at most N calls in flight here too.
+    pub fn set_parallel(&mut self, parallel: usize) {
+        self.parallel = parallel;
     }
 
     async fn call<S>(
@@ -123,8 +132,26 @@ impl OpenStack {
         key: &str,
         query: &[(&str, &str)],
     ) -> Result<Vec<Value>> {
-        let v = self.call(service, Method::GET, path, query, None).await?;
-        Ok(v[key].as_array().cloned().unwrap_or_default())
+        let mut all = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut q = query.to_vec();
+            if let Some(m) = &marker {
+                q.push(("marker", m.as_str()));
+            }
+            let v = self
+                .call(service.clone(), Method::GET, path, &q, None)
+                .await?;
+            let page = v[key].as_array().cloned().unwrap_or_default();
+            let empty = page.is_empty();
+            all.extend(page);
+            // Nova pages at its max_limit (1,000 by default), Neutron and Glance when
+            // configured to: the next page is named by a marker in a link.
+            match next_marker(&v, key) {
+                Some(m) if !empty && marker.as_deref() != Some(m.as_str()) => marker = Some(m),
+                _ => return Ok(all),
+            }
+        }
     }
 
     /// The id of something paasgen uses but does not create, by name (cached).
@@ -134,6 +161,14 @@ impl OpenStack {
             return Ok(id.clone());
         }
         let found: Vec<Value> = match what {
+            // Glance ids are UUIDs and names rarely are: an id is taken as one (Nova's
+            // imageRef wants the id either way).
+            "image" if looks_like_uuid(name) => {
+                let path = ["images", name];
+                let image = self.call(IMAGE, Method::GET, &path, &[], None).await;
+                let image = image.with_context(|| format!("no image with id `{name}`"))?;
+                vec![image]
+            }
             "flavor" => {
                 self.list(COMPUTE, &["flavors", "detail"], "flavors", &[])
                     .await?
@@ -148,9 +183,22 @@ impl OpenStack {
             }
             _ => bail!("unknown lookup {what}"),
         };
+        let found: Vec<&Value> = found
+            .iter()
+            .filter(|v| v["name"] == name || v["id"] == name)
+            .collect();
+        // An image still uploading (or killed) fails only later, on the hypervisor.
+        if let [image] = found.as_slice() {
+            let status = image["status"].as_str();
+            if what == "image" && status != Some("active") {
+                bail!(
+                    "image `{name}` is {}, not active: wait for `paasgen image upload` to finish, or upload it again",
+                    status.unwrap_or("without a status")
+                );
+            }
+        }
         let ids: Vec<String> = found
             .iter()
-            .filter(|v| v["name"] == name)
             .filter_map(|v| v["id"].as_str().map(str::to_string))
             .collect();
         let id = match ids.as_slice() {
@@ -340,44 +388,44 @@ impl Cloud for OpenStack {
             // Floating IPs have no name: `links` reads them by description.
             (None, "floatingips", "description"),
         ];
+        let pattern = format!("^{cluster}-");
+        let by_name = [("name", pattern.as_str())];
+        // Ten listings, independent of each other: `parallel` at a time (round trips to
+        // a far cloud are most of a relaunch's time).
+        let neutron_lists = neutron.iter().map(|(_, collection, _)| {
+            let key = collection.replace('-', "_");
+            async move { self.list(NETWORK, &[collection], &key, &[]).await }.boxed()
+        });
+        let compute_lists = [
+            self.list(COMPUTE, &["os-keypairs"], "keypairs", &[])
+                .boxed(),
+            self.list(COMPUTE, &["os-server-groups"], "server_groups", &[])
+                .boxed(),
+            self.list(COMPUTE, &["servers", "detail"], "servers", &by_name)
+                .boxed(),
+        ];
+        let mut answers: Vec<Vec<Value>> = stream::iter(neutron_lists.chain(compute_lists))
+            .buffered(self.parallel.max(1))
+            .try_collect()
+            .await?;
+        let servers = answers.pop().unwrap_or_default();
+        let server_groups = answers.pop().unwrap_or_default();
+        let keypairs = answers.pop().unwrap_or_default();
         let mut lists = BTreeMap::new();
-        for (kind, collection, name_field) in neutron {
-            let values = self
-                .list(
-                    NETWORK,
-                    &[collection],
-                    collection.replace('-', "_").as_str(),
-                    &[],
-                )
-                .await?;
+        for ((kind, collection, name_field), values) in neutron.into_iter().zip(answers) {
             if let Some(kind) = kind {
                 out.extend(values.iter().filter_map(|v| existing(kind, v, name_field)));
             }
             lists.insert(collection, values);
         }
         out.extend(links(cluster, &lists));
-        for v in self
-            .list(COMPUTE, &["os-keypairs"], "keypairs", &[])
-            .await?
-        {
+        for v in keypairs {
             out.extend(existing(Kind::KeyPair, &v["keypair"], "name"));
         }
-        for v in self
-            .list(COMPUTE, &["os-server-groups"], "server_groups", &[])
-            .await?
-        {
+        for v in server_groups {
             out.extend(existing(Kind::ServerGroup, &v, "name"));
         }
-        let pattern = format!("^{cluster}-");
-        for v in self
-            .list(
-                COMPUTE,
-                &["servers", "detail"],
-                "servers",
-                &[("name", &pattern)],
-            )
-            .await?
-        {
+        for v in servers {
             if let Some(mut e) = existing(Kind::Server, &v, "name") {
                 e.status = v["status"].as_str().map(str::to_string);
                 e.fault = v["fault"]["message"].as_str().map(str::to_string);
@@ -645,5 +693,58 @@ impl Cloud for OpenStack {
                 Ok(Some(String::from_utf8(bytes)?))
             }
         }
+    }
+}
+
+/// The marker of the next page: Nova's and Neutron's `<key>_links` rel "next", or
+/// Glance's `next`.
+fn next_marker(answer: &Value, key: &str) -> Option<String> {
+    let href = answer[format!("{key}_links")]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["rel"] == "next")
+        .and_then(|l| l["href"].as_str())
+        .or_else(|| answer["next"].as_str())?;
+    let query = href.split_once('?')?.1;
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "marker")
+        .map(|(_, v)| v.to_string())
+}
+
+/// `8-4-4-4-12` hex digits, as OpenStack writes its ids.
+fn looks_like_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{looks_like_uuid, next_marker};
+
+    #[test]
+    fn the_next_page_is_found_in_nova_neutron_and_glance_answers() {
+        let nova = serde_json::json!({"servers": [{}], "servers_links": [
+            {"rel": "next", "href": "http://nova/v2.1/servers/detail?limit=1000&marker=abc-1&name=x"}]});
+        assert_eq!(next_marker(&nova, "servers").as_deref(), Some("abc-1"));
+        let glance =
+            serde_json::json!({"images": [{}], "next": "/v2/images?marker=img-9&limit=25"});
+        assert_eq!(next_marker(&glance, "images").as_deref(), Some("img-9"));
+        let last = serde_json::json!({"ports": [{}], "ports_links": [{"rel": "previous", "href": "x?marker=p"}]});
+        assert_eq!(next_marker(&last, "ports"), None);
+    }
+
+    #[test]
+    fn image_ids_are_told_from_names() {
+        assert!(looks_like_uuid("0f4cbc8e-7a2b-4c1d-9e3f-0123456789ab"));
+        assert!(!looks_like_uuid("debian-12"));
+        assert!(!looks_like_uuid("paasgen-node-0123456789ab"));
+        assert!(!looks_like_uuid("0f4cbc8e-7a2b-4c1d-9e3f-0123456789ag"));
+        assert!(!looks_like_uuid("0f4cbc8e7a2b4c1d9e3f0123456789ab"));
     }
 }
