@@ -155,6 +155,30 @@ fn get_json(url: &str, token: &str) -> (u16, Value) {
     )
 }
 
+/// Every item of a listing, following the next-page links (the lab's Nova pages at 8).
+fn get_all(url: &str, key: &str, token: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut next = Some(url.to_string());
+    while let Some(url) = next.take() {
+        let (code, v) = get_json(&url, token);
+        assert_eq!(code, 200, "GET {url}: {v}");
+        items.extend(
+            v[key]
+                .as_array()
+                .unwrap_or_else(|| panic!("{url}: {v}"))
+                .clone(),
+        );
+        next = v[format!("{key}_links")]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["rel"] == "next")
+            .and_then(|l| l["href"].as_str())
+            .map(str::to_string);
+    }
+    items
+}
+
 /// A token of the application credential: (HTTP status, token, Keystone's answer).
 fn app_cred_token(keystone: &str, id: &str, secret: &str) -> (u16, Option<String>, Value) {
     let body = json!({"auth": {"identity": {
@@ -207,9 +231,7 @@ fn cluster_resources(catalog: &Value, token: &str, cluster: &str) -> Vec<String>
             None,
         ),
     ] {
-        let (code, v) = get_json(&url, token);
-        assert_eq!(code, 200, "GET {url}: {v}");
-        for item in v[key].as_array().unwrap_or_else(|| panic!("{url}: {v}")) {
+        for item in &get_all(&url, key, token) {
             let item = inner.map_or(item, |k| &item[k]);
             let name = item["name"].as_str().unwrap_or("");
             if name.starts_with(&prefix) {
@@ -373,11 +395,8 @@ fn launch_plan_and_destroy_with_an_application_credential() {
     assert!(ok, "launch with the application credential: {out}");
     assert!(!out.contains(&cred.secret), "the secret is printed: {out}");
     let nova = endpoint(&catalog, "compute");
-    let (code, servers) = get_json(&format!("{nova}/servers/detail"), &tok);
-    assert_eq!(code, 200, "{servers}");
-    let mut ours: Vec<(String, String)> = servers["servers"]
-        .as_array()
-        .unwrap()
+    let servers = get_all(&format!("{nova}/servers/detail"), "servers", &tok);
+    let mut ours: Vec<(String, String)> = servers
         .iter()
         .filter_map(|s| {
             let n = s["name"].as_str()?.strip_prefix(&format!("{cluster}-"))?;

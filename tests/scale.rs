@@ -252,3 +252,44 @@ fn plan_and_launch_times_in_memory() {
         });
     }
 }
+
+/// `cargo test --release --test scale -- --ignored --nocapture launch_far_away`: the
+/// launcher's own scheduling against a cloud 200 ms away with room for any number of
+/// calls (the in-memory cloud: every call takes 200 ms, a server is BUILD for 2 s), 50
+/// workers, `--parallel 1` against the default. What is left at the default is the
+/// chain of dependencies and of anti-affinity placements. Prints figures.
+#[test]
+#[ignore]
+fn launch_far_away_in_memory() {
+    use paasgen::cloud::apply::Options;
+    use paasgen::cloud::desired;
+    use paasgen::cloud::memory::MemoryCloud;
+    use paasgen::cloud::state::StateFile;
+    use std::time::{Duration, Instant};
+    let text = spec::example_with_workers(50);
+    let spec = spec::parse("far.yaml", &text).unwrap().0;
+    let mut took = Vec::new();
+    for parallel in [1, Options::default().parallel] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, docs) = render_in(dir.path(), &spec);
+        let want = desired::resources(&spec, &docs).unwrap();
+        let cloud = MemoryCloud::new();
+        cloud.far_away(Duration::from_millis(200), Duration::from_secs(2));
+        let opts = Options {
+            parallel,
+            ..Options::default()
+        };
+        let start = Instant::now();
+        let out =
+            common::launch_in_memory(&cloud, &StateFile::new(dir.path()), &docs, &want, &opts)
+                .unwrap();
+        assert_eq!(out.created.len(), want.len());
+        let t = start.elapsed().as_secs_f64();
+        println!(
+            "far-away memory cloud, 50 workers ({} resources) --parallel {parallel:<2}: {t:6.1} s",
+            want.len()
+        );
+        took.push(t);
+    }
+    println!("--parallel 1 / default = {:.1}x", took[0] / took[1]);
+}

@@ -5,6 +5,7 @@ use super::lab::LabCloud;
 use super::openstack::OpenStack;
 use super::{Cloud, Existing, Ids, Kind, Resource, ServerState};
 use anyhow::Result;
+use std::collections::BTreeMap;
 
 pub enum AnyCloud {
     OpenStack(OpenStack),
@@ -29,6 +30,9 @@ impl Cloud for AnyCloud {
     }
     async fn server_state(&self, id: &str) -> Result<ServerState> {
         each!(self, c => c.server_state(id).await)
+    }
+    async fn server_states(&self, cluster: &str) -> Result<BTreeMap<String, ServerState>> {
+        each!(self, c => c.server_states(cluster).await)
     }
     async fn delete(&self, kind: Kind, id: &str) -> Result<()> {
         each!(self, c => c.delete(kind, id).await)

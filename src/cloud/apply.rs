@@ -6,7 +6,7 @@ use super::state::{FloatingIpRecord, LaunchState, NodeRecord, Record, StateFile}
 use super::{Cloud, Existing, Ids, Kind, Resource, ServerState, Spec};
 use crate::render::NodeDocument;
 use anyhow::{anyhow, bail, Result};
-use futures::stream::{self, StreamExt};
+use futures::stream::StreamExt;
 use rand::Rng;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
@@ -345,26 +345,9 @@ impl<C: Cloud> Launch<'_, C> {
                 what: format!("waiting for {} server(s)", servers.len()),
                 total: servers.len(),
             });
-            let results: Vec<(&Resource, Result<ServerState>)> =
-                stream::iter(servers.iter().map(|r| {
-                    let id = ids[&r.name].clone();
-                    async move {
-                        let state = self.wait_server(&id).await;
-                        (self.report)(Event::Done {
-                            what: format!(
-                                "server {}: {:?}",
-                                r.name,
-                                state.as_ref().map_err(|e| e.to_string())
-                            ),
-                        });
-                        (*r, state)
-                    }
-                }))
-                .buffer_unordered(self.opts.parallel.max(1))
-                .collect()
-                .await;
+            let states = self.wait_servers(&servers, ids).await?;
             let mut to_replace = Vec::new();
-            for (r, result) in results {
+            for r in servers.iter().copied() {
                 let Spec::Server {
                     node,
                     user_data_sha256,
@@ -374,7 +357,7 @@ impl<C: Cloud> Launch<'_, C> {
                     continue;
                 };
                 let id = ids[&r.name].clone();
-                let (status, fault) = match result? {
+                let (status, fault) = match states[&r.name].clone() {
                     ServerState::Active => ("ACTIVE".to_string(), None),
                     ServerState::Building => (
                         "BUILD".to_string(),
@@ -446,6 +429,45 @@ impl<C: Cloud> Launch<'_, C> {
                 );
                 self.state.save(state)?;
             }
+        }
+    }
+
+    /// Waits until no server is BUILD any more (or the timeout), reading them all with
+    /// one listing per round: their states by resource name.
+    async fn wait_servers(
+        &self,
+        servers: &[&Resource],
+        ids: &Ids,
+    ) -> Result<BTreeMap<String, ServerState>> {
+        let deadline = tokio::time::Instant::now() + self.opts.server_timeout;
+        let mut delay = Duration::from_millis(500);
+        let mut settled = BTreeMap::new();
+        loop {
+            let now = retry(self.opts, "listing servers", || {
+                self.cloud.server_states(self.cluster)
+            })
+            .await?;
+            let timed_out = tokio::time::Instant::now() >= deadline;
+            for r in servers {
+                if settled.contains_key(&r.name) {
+                    continue;
+                }
+                // Not listed yet (just created): still building.
+                let state = now.get(&ids[&r.name]).cloned();
+                let state = match state {
+                    Some(ServerState::Building) | None if !timed_out => continue,
+                    other => other.unwrap_or(ServerState::Building),
+                };
+                (self.report)(Event::Done {
+                    what: format!("server {}: {state:?}", r.name),
+                });
+                settled.insert(r.name.clone(), state);
+            }
+            if settled.len() == servers.len() {
+                return Ok(settled);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
         }
     }
 

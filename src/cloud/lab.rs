@@ -195,6 +195,20 @@ impl Cloud for LabCloud {
         })
     }
 
+    async fn server_states(
+        &self,
+        cluster: &str,
+    ) -> Result<std::collections::BTreeMap<String, ServerState>> {
+        let mut states = std::collections::BTreeMap::new();
+        for e in self.inventory(cluster).await? {
+            if e.kind == Kind::Server {
+                let state = self.server_state(&e.id).await?;
+                states.insert(e.id, state);
+            }
+        }
+        Ok(states)
+    }
+
     async fn delete(&self, kind: Kind, id: &str) -> Result<()> {
         if kind == Kind::Server {
             return self.lab(&["remove", id]);

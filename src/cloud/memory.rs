@@ -24,6 +24,12 @@ struct Inner {
     /// create began meanwhile (Nova's anti-affinity check races such creates).
     groups_in_flight: std::collections::HashSet<String>,
     group_overlaps: usize,
+    /// How long every call takes (a far cloud's round trip), and how long a server stays
+    /// BUILD after its create, for benchmarks of the launcher's scheduling.
+    call_latency: std::time::Duration,
+    build_time: std::time::Duration,
+    /// When each server was created, by id.
+    created_at: HashMap<String, std::time::Instant>,
     /// The create call with this number (1-based) fails without creating anything.
     fail_create: Option<usize>,
     /// The create call with this number creates, then reports failure (a lost response).
@@ -45,6 +51,20 @@ struct Inner {
 }
 
 impl Inner {
+    fn server_state(&self, id: &str) -> Result<ServerState> {
+        let (e, _) = self.get(id).ok_or_else(|| anyhow!("no server {id}"))?;
+        let building = self
+            .created_at
+            .get(id)
+            .is_some_and(|t| t.elapsed() < self.build_time);
+        Ok(match (e.status.as_deref(), &e.fault) {
+            _ if building => ServerState::Building,
+            (Some("ERROR"), fault) => ServerState::Error(fault.clone().unwrap_or_default()),
+            (Some("ACTIVE"), _) => ServerState::Active,
+            _ => ServerState::Building,
+        })
+    }
+
     fn get(&self, id: &str) -> Option<&(Existing, Option<String>)> {
         self.by_id.get(id).and_then(|seq| self.resources.get(seq))
     }
@@ -179,6 +199,22 @@ impl MemoryCloud {
         self.with(|i| i.latency = latency);
     }
 
+    /// Makes every call take `latency` and every server stay BUILD for `build` after its
+    /// create: a cloud far away with room for any number of calls.
+    pub fn far_away(&self, latency: std::time::Duration, build: std::time::Duration) {
+        self.with(|i| {
+            i.call_latency = latency;
+            i.build_time = build;
+        });
+    }
+
+    async fn round_trip(&self) {
+        let latency = self.with(|i| i.call_latency);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+    }
+
     /// The most creates that were under way at the same time.
     pub fn max_in_flight(&self) -> usize {
         self.with(|i| i.max_in_flight)
@@ -207,6 +243,7 @@ impl MemoryCloud {
 
 impl Cloud for MemoryCloud {
     async fn inventory(&self, cluster: &str) -> Result<Vec<Existing>> {
+        self.round_trip().await;
         self.transient()?;
         let prefix = format!("{cluster}-");
         Ok(self.with(|i| {
@@ -219,6 +256,7 @@ impl Cloud for MemoryCloud {
     }
 
     async fn create(&self, _cluster: &str, r: &Resource, ids: &Ids) -> Result<String> {
+        self.round_trip().await;
         self.transient()?;
         let group = match &r.spec {
             Spec::Server { server_group, .. } => server_group.clone(),
@@ -297,6 +335,9 @@ impl Cloud for MemoryCloud {
                 },
                 _ => (None, None, None, None),
             };
+            if r.kind == Kind::Server {
+                i.created_at.insert(id.clone(), std::time::Instant::now());
+            }
             i.by_id.insert(id.clone(), i.next_id);
             let seq = i.next_id;
             i.resources.insert(
@@ -321,16 +362,23 @@ impl Cloud for MemoryCloud {
         })
     }
 
-    async fn server_state(&self, id: &str) -> Result<ServerState> {
+    async fn server_states(&self, cluster: &str) -> Result<BTreeMap<String, ServerState>> {
+        self.round_trip().await;
         self.transient()?;
+        let prefix = format!("{cluster}-");
         self.with(|i| {
-            let (e, _) = i.get(id).ok_or_else(|| anyhow!("no server {id}"))?;
-            Ok(match (e.status.as_deref(), &e.fault) {
-                (Some("ERROR"), fault) => ServerState::Error(fault.clone().unwrap_or_default()),
-                (Some("ACTIVE"), _) => ServerState::Active,
-                _ => ServerState::Building,
-            })
+            i.resources
+                .values()
+                .filter(|(e, _)| e.kind == Kind::Server && e.name.starts_with(&prefix))
+                .map(|(e, _)| Ok((e.id.clone(), i.server_state(&e.id)?)))
+                .collect()
         })
+    }
+
+    async fn server_state(&self, id: &str) -> Result<ServerState> {
+        self.round_trip().await;
+        self.transient()?;
+        self.with(|i| i.server_state(id))
     }
 
     async fn delete(&self, _kind: Kind, id: &str) -> Result<()> {

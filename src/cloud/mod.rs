@@ -284,6 +284,17 @@ pub enum ServerState {
     Error(String),
 }
 
+impl ServerState {
+    /// From Nova's status and fault message.
+    pub fn from_status(status: Option<&str>, fault: Option<&str>) -> ServerState {
+        match status {
+            Some("ACTIVE") => ServerState::Active,
+            Some("ERROR") => ServerState::Error(fault.unwrap_or("no fault message").to_string()),
+            _ => ServerState::Building,
+        }
+    }
+}
+
 /// Ids of created resources, by resource name.
 pub type Ids = BTreeMap<String, String>;
 
@@ -296,6 +307,20 @@ pub trait Cloud {
     /// Creates `resource`; `ids` holds the ids of everything it depends on.
     async fn create(&self, cluster: &str, resource: &Resource, ids: &Ids) -> Result<String>;
     async fn server_state(&self, id: &str) -> Result<ServerState>;
+    /// Every server of the cluster and its state, by id: one listing however many there
+    /// are (waiting on 5,000 servers one GET each would be 5,000 calls per round).
+    async fn server_states(&self, cluster: &str) -> Result<BTreeMap<String, ServerState>> {
+        Ok(self
+            .inventory(cluster)
+            .await?
+            .into_iter()
+            .filter(|e| e.kind == Kind::Server)
+            .map(|e| {
+                let state = ServerState::from_status(e.status.as_deref(), e.fault.as_deref());
+                (e.id, state)
+            })
+            .collect())
+    }
     async fn delete(&self, kind: Kind, id: &str) -> Result<()>;
     /// The user-data a server was launched with, as the API returns it (decoded).
     async fn server_user_data(&self, id: &str) -> Result<Option<String>>;

@@ -634,16 +634,26 @@ impl Cloud for OpenStack {
         let v = self
             .call(COMPUTE, Method::GET, &["servers", id], &[], None)
             .await?;
-        Ok(match v["server"]["status"].as_str() {
-            Some("ACTIVE") => ServerState::Active,
-            Some("ERROR") => ServerState::Error(
-                v["server"]["fault"]["message"]
-                    .as_str()
-                    .unwrap_or("no fault message")
-                    .to_string(),
-            ),
-            _ => ServerState::Building,
-        })
+        Ok(state_of(&v["server"]))
+    }
+
+    async fn server_states(&self, cluster: &str) -> Result<BTreeMap<String, ServerState>> {
+        let pattern = format!("^{cluster}-");
+        let query = [("name", pattern.as_str())];
+        let servers = self
+            .list(COMPUTE, &["servers", "detail"], "servers", &query)
+            .await?;
+        let mut states = BTreeMap::new();
+        for v in &servers {
+            let Some(id) = v["id"].as_str() else { continue };
+            let mut state = state_of(v);
+            // A listing leaves the fault out: the failed ones are read one by one.
+            if v["fault"].is_null() && matches!(state, ServerState::Error(_)) {
+                state = self.server_state(id).await?;
+            }
+            states.insert(id.to_string(), state);
+        }
+        Ok(states)
     }
 
     async fn delete(&self, kind: Kind, id: &str) -> Result<()> {
@@ -694,6 +704,14 @@ impl Cloud for OpenStack {
             }
         }
     }
+}
+
+/// A Nova server's state, from its status and fault.
+fn state_of(server: &Value) -> ServerState {
+    ServerState::from_status(
+        server["status"].as_str(),
+        server["fault"]["message"].as_str(),
+    )
 }
 
 /// The marker of the next page: Nova's and Neutron's `<key>_links` rel "next", or
