@@ -359,7 +359,7 @@ impl<C: Cloud> Launch<'_, C> {
                 let id = ids[&r.name].clone();
                 let (status, fault) = match states[&r.name].clone() {
                     ServerState::Active => ("ACTIVE".to_string(), None),
-                    ServerState::Building => (
+                    ServerState::Building | ServerState::Placed => (
                         "BUILD".to_string(),
                         Some("still building at the timeout".to_string()),
                     ),
@@ -455,7 +455,9 @@ impl<C: Cloud> Launch<'_, C> {
                 // Not listed yet (just created): still building.
                 let state = now.get(&ids[&r.name]).cloned();
                 let state = match state {
-                    Some(ServerState::Building) | None if !timed_out => continue,
+                    Some(ServerState::Building | ServerState::Placed) | None if !timed_out => {
+                        continue
+                    }
                     other => other.unwrap_or(ServerState::Building),
                 };
                 (self.report)(Event::Done {

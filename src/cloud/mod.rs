@@ -280,6 +280,10 @@ pub fn link_name(cluster: &str, first: &str, second: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerState {
     Building,
+    /// Still BUILD, but on a host: past the scheduler (Nova's task state is networking,
+    /// block_device_mapping or spawning), so the next member of its anti-affinity group
+    /// is placed knowing where this one is.
+    Placed,
     Active,
     Error(String),
 }

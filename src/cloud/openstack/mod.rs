@@ -706,12 +706,18 @@ impl Cloud for OpenStack {
     }
 }
 
-/// A Nova server's state, from its status and fault.
+/// A Nova server's state, from its status, task state and fault.
 fn state_of(server: &Value) -> ServerState {
-    ServerState::from_status(
-        server["status"].as_str(),
-        server["fault"]["message"].as_str(),
-    )
+    let status = server["status"].as_str();
+    // The compute host has claimed it (the task states that follow the claim).
+    let placed = matches!(
+        server["OS-EXT-STS:task_state"].as_str(),
+        Some("networking" | "block_device_mapping" | "spawning")
+    );
+    match (status, placed) {
+        (Some("BUILD"), true) => ServerState::Placed,
+        _ => ServerState::from_status(status, server["fault"]["message"].as_str()),
+    }
 }
 
 /// The marker of the next page: Nova's and Neutron's `<key>_links` rel "next", or
