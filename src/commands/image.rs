@@ -75,11 +75,51 @@ pub fn properties(manifest: &Value, name: &str) -> Result<Value> {
     }))
 }
 
-/// What a Glance call sends: nothing, JSON, or the image's bytes.
-enum Body {
+/// What a Glance call sends: nothing, JSON, or a file of this size (streamed: an image
+/// is larger than memory should hold).
+enum Body<'a> {
     None,
     Json(Value),
-    Data(Vec<u8>),
+    File(&'a Path, u64),
+}
+
+/// A file's size and the hashes Glance keeps (md5 checksum, sha512 os_hash) and the
+/// manifest has (sha256), in one pass of 1 MiB reads.
+struct FileSums {
+    size: u64,
+    sha256: String,
+    sha512: String,
+    md5: String,
+}
+
+impl FileSums {
+    fn of(path: &Path) -> Result<FileSums> {
+        use md5::Md5;
+        use std::io::Read;
+        let mut file =
+            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let (mut sha256, mut sha512, mut md5) = (Sha256::new(), Sha512::new(), Md5::new());
+        let mut buf = vec![0; 1 << 20];
+        let mut size = 0;
+        loop {
+            let n = file
+                .read(&mut buf)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            sha256.update(&buf[..n]);
+            sha512.update(&buf[..n]);
+            md5.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok(FileSums {
+            size,
+            sha256: crate::pki::hex(&sha256.finalize()),
+            sha512: crate::pki::hex(&sha512.finalize()),
+            md5: crate::pki::hex(&md5.finalize()),
+        })
+    }
 }
 
 async fn glance(
@@ -87,7 +127,7 @@ async fn glance(
     method: Method,
     path: &[&str],
     query: &[(&str, &str)],
-    body: Body,
+    body: Body<'_>,
 ) -> Result<Value> {
     let what = format!("Glance {method} /{}", path.join("/"));
     let mut req = session.request(IMAGE, method, path.iter().copied());
@@ -98,10 +138,16 @@ async fn glance(
         Body::None => req,
         Body::Json(b) => req.json(&b),
         // an upload takes longer than one API call may
-        Body::Data(bytes) => req
-            .header("Content-Type", "application/octet-stream")
-            .timeout(Duration::from_secs(3600))
-            .body(bytes),
+        Body::File(path, size) => {
+            let file = tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("reading {}", path.display()))?;
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+            req.header("Content-Type", "application/octet-stream")
+                .header("Content-Length", size)
+                .timeout(Duration::from_secs(3600))
+                .body(reqwest::Body::wrap_stream(stream))
+        }
     };
     let resp = req
         .send_unchecked()
@@ -168,20 +214,14 @@ pub fn upload(args: &UploadArgs) -> Result<()> {
             glance(&session, Method::DELETE, &["images", &id], &[], Body::None).await?;
         }
 
-        let bytes =
-            std::fs::read(&qcow2).with_context(|| format!("reading {}", qcow2.display()))?;
-        let sha256 = crate::pki::hex(&Sha256::digest(&bytes));
+        let sums = FileSums::of(&qcow2)?;
+        let (sha256, sha512, md5) = (&sums.sha256, &sums.sha512, &sums.md5);
         if manifest["sha256"].as_str() != Some(sha256.as_str()) {
             bail!(
                 "{} does not match its manifest's sha256 (rebuild with PAASGEN_QCOW2_FORCE=1)",
                 qcow2.display()
             );
         }
-        let sha512 = crate::pki::hex(&Sha512::digest(&bytes));
-        let md5 = {
-            use md5::Md5;
-            crate::pki::hex(&Md5::digest(&bytes))
-        };
         let created = glance(&session, Method::POST, &["images"], &[], Body::Json(body)).await?;
         let id = created["id"]
             .as_str()
@@ -190,14 +230,14 @@ pub fn upload(args: &UploadArgs) -> Result<()> {
         eprintln!(
             "uploading {} ({} MiB) as image {id} ({name})",
             qcow2.display(),
-            bytes.len() / 1_048_576
+            sums.size / 1_048_576
         );
         glance(
             &session,
             Method::PUT,
             &["images", &id, "file"],
             &[],
-            Body::Data(bytes),
+            Body::File(&qcow2, sums.size),
         )
         .await?;
         let img = glance(&session, Method::GET, &["images", &id], &[], Body::None).await?;
@@ -209,15 +249,15 @@ pub fn upload(args: &UploadArgs) -> Result<()> {
         }
         // Glance's own hashes of what it stored against ours.
         if let Some(sum) = img["checksum"].as_str() {
-            if sum != md5 {
+            if sum != md5.as_str() {
                 bail!("image {id}: Glance's checksum {sum} differs from the file's md5 {md5}");
             }
         }
         match (img["os_hash_algo"].as_str(), img["os_hash_value"].as_str()) {
-            (Some("sha512"), Some(v)) if v != sha512 => {
+            (Some("sha512"), Some(v)) if v != sha512.as_str() => {
                 bail!("image {id}: Glance's sha512 {v} differs from the file's {sha512}")
             }
-            (Some("sha256"), Some(v)) if v != sha256 => {
+            (Some("sha256"), Some(v)) if v != sha256.as_str() => {
                 bail!("image {id}: Glance's sha256 {v} differs from the file's {sha256}")
             }
             _ => {}
