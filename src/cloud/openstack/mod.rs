@@ -749,7 +749,7 @@ fn looks_like_uuid(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{looks_like_uuid, next_marker};
+    use super::{looks_like_uuid, next_marker, state_of};
 
     #[test]
     fn the_next_page_is_found_in_nova_neutron_and_glance_answers() {
@@ -761,6 +761,26 @@ mod tests {
         assert_eq!(next_marker(&glance, "images").as_deref(), Some("img-9"));
         let last = serde_json::json!({"ports": [{}], "ports_links": [{"rel": "previous", "href": "x?marker=p"}]});
         assert_eq!(next_marker(&last, "ports"), None);
+    }
+
+    #[test]
+    fn a_server_is_placed_once_its_host_has_claimed_it() {
+        use crate::cloud::ServerState;
+        let server = |status: &str, task: Option<&str>| serde_json::json!({"status": status, "OS-EXT-STS:task_state": task});
+        assert_eq!(
+            state_of(&server("BUILD", Some("scheduling"))),
+            ServerState::Building
+        );
+        assert_eq!(state_of(&server("BUILD", None)), ServerState::Building);
+        for task in ["networking", "block_device_mapping", "spawning"] {
+            assert_eq!(state_of(&server("BUILD", Some(task))), ServerState::Placed);
+        }
+        assert_eq!(state_of(&server("ACTIVE", None)), ServerState::Active);
+        let failed = serde_json::json!({"status": "ERROR", "fault": {"message": "No valid host"}});
+        assert_eq!(
+            state_of(&failed),
+            ServerState::Error("No valid host".into())
+        );
     }
 
     #[test]
