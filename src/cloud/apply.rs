@@ -1,6 +1,6 @@
-//! Creating what the plan lacks: in dependency waves, `parallel` calls in flight,
-//! transient failures retried with jittered exponential backoff, every created id
-//! recorded at once so an interrupted launch resumes without duplicates.
+//! Creating what the plan lacks: each resource once its dependencies exist, `parallel`
+//! calls in flight, transient failures retried with jittered exponential backoff, every
+//! created id recorded at once so an interrupted launch resumes without duplicates.
 
 use super::state::{FloatingIpRecord, LaunchState, NodeRecord, Record, StateFile};
 use super::{Cloud, Existing, Ids, Kind, Resource, ServerState, Spec};
