@@ -154,6 +154,14 @@ impl OpenStack {
         }
     }
 
+    /// The cluster's servers in detail (Nova filters names by regular expression).
+    async fn cluster_servers(&self, cluster: &str) -> Result<Vec<Value>> {
+        let pattern = format!("^{cluster}-");
+        let query = [("name", pattern.as_str())];
+        self.list(COMPUTE, &["servers", "detail"], "servers", &query)
+            .await
+    }
+
     /// The id of something paasgen uses but does not create, by name (cached).
     async fn lookup(&self, what: &str, name: &str) -> Result<String> {
         let key = format!("{what}/{name}");
@@ -388,8 +396,6 @@ impl Cloud for OpenStack {
             // Floating IPs have no name: `links` reads them by description.
             (None, "floatingips", "description"),
         ];
-        let pattern = format!("^{cluster}-");
-        let by_name = [("name", pattern.as_str())];
         // Ten listings, independent of each other: `parallel` at a time (round trips to
         // a far cloud are most of a relaunch's time).
         let neutron_lists = neutron.iter().map(|(_, collection, _)| {
@@ -401,8 +407,7 @@ impl Cloud for OpenStack {
                 .boxed(),
             self.list(COMPUTE, &["os-server-groups"], "server_groups", &[])
                 .boxed(),
-            self.list(COMPUTE, &["servers", "detail"], "servers", &by_name)
-                .boxed(),
+            self.cluster_servers(cluster).boxed(),
         ];
         let mut answers: Vec<Vec<Value>> = stream::iter(neutron_lists.chain(compute_lists))
             .buffered(self.parallel.max(1))
@@ -638,11 +643,7 @@ impl Cloud for OpenStack {
     }
 
     async fn server_states(&self, cluster: &str) -> Result<BTreeMap<String, ServerState>> {
-        let pattern = format!("^{cluster}-");
-        let query = [("name", pattern.as_str())];
-        let servers = self
-            .list(COMPUTE, &["servers", "detail"], "servers", &query)
-            .await?;
+        let servers = self.cluster_servers(cluster).await?;
         let mut states = BTreeMap::new();
         for v in &servers {
             let Some(id) = v["id"].as_str() else { continue };
