@@ -58,6 +58,13 @@ enum Command {
     Plan {
         #[command(flatten)]
         cloud: CloudOpts,
+        /// `json`: the cloud's capabilities, the reasons it cannot build the spec (if
+        /// any) and the plan, as one document.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Also print what the cloud offers (extensions, microversions, services).
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Build the platform on the cloud: idempotent, resumable.
     Launch {
@@ -349,7 +356,11 @@ fn main() -> ExitCode {
             force,
             check,
         }),
-        Command::Plan { cloud } => commands::cloud::plan(&cloud.args(false)),
+        Command::Plan {
+            cloud,
+            output,
+            verbose,
+        } => commands::cloud::plan(&cloud.args(false), output, verbose),
         Command::Launch {
             cloud,
             dry_run,

@@ -8,7 +8,7 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 
 pub enum AnyCloud {
-    OpenStack(OpenStack),
+    OpenStack(Box<OpenStack>),
     Lab(LabCloud),
 }
 
@@ -47,6 +47,14 @@ impl AnyCloud {
     pub fn set_parallel(&mut self, parallel: usize) {
         if let AnyCloud::OpenStack(c) = self {
             c.set_parallel(parallel);
+        }
+    }
+
+    /// What the cloud offers (the boot lab: None, it builds whatever the spec says).
+    pub async fn capabilities(&self) -> Result<Option<super::openstack::Capabilities>> {
+        match self {
+            AnyCloud::OpenStack(c) => Ok(Some(c.capabilities().await?.clone())),
+            AnyCloud::Lab(_) => Ok(None),
         }
     }
 

@@ -15,7 +15,7 @@ use anyhow::{bail, Result};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-/// Output format of launch.
+/// Output format of plan and launch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Text,
@@ -62,9 +62,9 @@ fn note_unsaved(pki: &Pki) {
 /// The chosen provider, connected (credentials checked) before anything is written.
 pub async fn connect(args: &CloudArgs<'_>) -> Result<AnyCloud> {
     Ok(match args.provider {
-        Provider::Openstack => {
-            AnyCloud::OpenStack(OpenStack::connect(args.os_cloud, args.timeout).await?)
-        }
+        Provider::Openstack => AnyCloud::OpenStack(Box::new(
+            OpenStack::connect(args.os_cloud, args.timeout).await?,
+        )),
         Provider::Lab => AnyCloud::Lab(LabCloud::connect(super::script_path("scripts/lab")?)?),
     })
 }
@@ -122,7 +122,7 @@ fn reading_options(spec: &Spec, state_dir: &Path) -> Result<RenderOptions> {
     Ok(render_opts)
 }
 
-pub fn plan(args: &CloudArgs) -> Result<()> {
+pub fn plan(args: &CloudArgs, output: Output, verbose: bool) -> Result<()> {
     let spec = load_spec(args.file)?;
     let state_dir = state_dir_for(args.file, args.state_dir);
     // The state is checked before the cloud is asked anything.
@@ -130,6 +130,21 @@ pub fn plan(args: &CloudArgs) -> Result<()> {
     let (mut pki, mut docs) = render_in_memory_with(&spec, &state_dir, &render_opts)?;
     runtime()?.block_on(async {
         let cloud = connect(args).await?;
+        // What the cloud offers is shown before a refusal, so the operator sees why.
+        let capabilities = cloud.capabilities().await?;
+        let refusals = capabilities
+            .as_ref()
+            .map(|c| c.refusals(&spec))
+            .unwrap_or_default();
+        if verbose && output == Output::Text {
+            if let Some(c) = &capabilities {
+                println!("{c}");
+            }
+        }
+        if output == Output::Json && !refusals.is_empty() {
+            let doc = serde_json::json!({"capabilities": capabilities, "refusals": refusals, "plan": null});
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
         cloud.check_rights(&spec).await?;
         // Floating mode: documents with the floating IP the cloud has.
         let found = floating_options(&cloud, &spec, &state_dir, &Options::default(), false).await?;
@@ -139,7 +154,13 @@ pub fn plan(args: &CloudArgs) -> Result<()> {
         note_unsaved(&pki);
         let desired = desired::resources(&spec, &docs)?;
         let p = plan_with(&cloud, &spec, &desired).await?;
-        println!("{p}");
+        match output {
+            Output::Text => println!("{p}"),
+            Output::Json => {
+                let doc = serde_json::json!({"capabilities": capabilities, "refusals": refusals, "plan": p});
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            }
+        }
         Ok(())
     })
 }

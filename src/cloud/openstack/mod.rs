@@ -3,10 +3,12 @@
 //! called through that session.
 
 mod auth;
+pub mod capabilities;
 mod rights;
 pub mod swift;
 
 pub use auth::connect;
+pub use capabilities::Capabilities;
 
 use super::apply::Transient;
 use super::{Cloud, Existing, Ids, Kind, NetworkRef, Remote, Resource, ServerState, Spec};
@@ -19,10 +21,6 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use tokio::sync::Mutex;
 
-/// 2.57+ returns user_data to those allowed to see it; 2.64 takes `policy` for server
-/// groups; 2.52+ takes tags at create.
-const NOVA_MICROVERSION: &str = "2.74";
-
 pub struct OpenStack {
     session: Session,
     /// Keystone's token endpoint: who the token is (`rights`).
@@ -33,6 +31,8 @@ pub struct OpenStack {
     lookups: Mutex<BTreeMap<String, String>>,
     /// Calls in flight at once where one operation makes several (the inventory).
     parallel: usize,
+    /// What the cloud offers, asked once (`capabilities`).
+    capabilities: tokio::sync::OnceCell<Capabilities>,
 }
 
 /// Tags put on everything that takes tags, so the cluster's resources can be found.
@@ -67,6 +67,7 @@ impl OpenStack {
             timeout,
             lookups: Mutex::new(BTreeMap::new()),
             parallel: super::apply::Options::default().parallel,
+            capabilities: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -91,7 +92,8 @@ impl OpenStack {
             .session
             .request(service.clone(), method, path.iter().copied());
         if service.catalog_type() == "compute" {
-            req = req.header("X-OpenStack-Nova-API-Version", NOVA_MICROVERSION);
+            let version = capabilities::show_version(capabilities::NOVA_MICROVERSION);
+            req = req.header("X-OpenStack-Nova-API-Version", version);
         }
         if !query.is_empty() {
             req = req.query(query);
@@ -250,9 +252,13 @@ impl OpenStack {
         &self,
         collection: &str,
         singular: &str,
-        body: Value,
+        mut body: Value,
         cluster: &str,
     ) -> Result<String> {
+        let tagging = self.capabilities().await?.tagging();
+        if tagging.on_create(collection) {
+            body["tags"] = json!(tags(cluster));
+        }
         let v = self
             .call(
                 NETWORK,
@@ -266,7 +272,7 @@ impl OpenStack {
             .as_str()
             .ok_or_else(|| anyhow!("no id in the answer to POST {collection}"))?
             .to_string();
-        if collection != "security-group-rules" {
+        if tagging.afterwards(collection) {
             self.tag(collection, &id, cluster).await?;
         }
         Ok(id)
@@ -382,6 +388,9 @@ impl Cloud for OpenStack {
     async fn inventory(&self, cluster: &str) -> Result<Vec<Existing>> {
         let prefix = format!("{cluster}-");
         let mut out = Vec::new();
+        // Routers and floating IPs exist only with the L3 router plugin: elsewhere the
+        // listings are 404s, not empty.
+        let routers = self.capabilities().await?.routers();
         let neutron = [
             (Some(Kind::Network), "networks", "name"),
             (Some(Kind::Router), "routers", "name"),
@@ -396,7 +405,13 @@ impl Cloud for OpenStack {
             // Floating IPs have no name: `links` reads them by description.
             (None, "floatingips", "description"),
         ];
-        // Ten listings, independent of each other: `parallel` at a time (round trips to
+        let neutron: Vec<_> = neutron
+            .into_iter()
+            .filter(|(_, collection, _)| {
+                routers || !["routers", "floatingips"].contains(collection)
+            })
+            .collect();
+        // Up to ten listings, independent of each other: `parallel` at a time (round trips to
         // a far cloud are most of a relaunch's time).
         let neutron_lists = neutron.iter().map(|(_, collection, _)| {
             let key = collection.replace('-', "_");

@@ -80,8 +80,8 @@ pub fn floating_mode_refusal(spec: &Spec, network: &Value) -> Option<String> {
 }
 
 impl OpenStack {
-    /// Who the token is, as Keystone sees it.
-    pub async fn credential(&self) -> Result<Credential> {
+    /// Keystone's view of the token: project, roles, catalog (GET /v3/auth/tokens).
+    pub(super) async fn token_info(&self) -> Result<Value> {
         let client = self.session.client().inner();
         // The token goes out as osauth puts it on every request (never printed), once
         // as the caller's and once as the subject.
@@ -106,12 +106,24 @@ impl OpenStack {
         if !resp.status().is_success() {
             bail!("GET {}: {}", self.token_endpoint, resp.status());
         }
-        let body: Value = resp.json().await.context("Keystone's token answer")?;
-        credential_from_token(&body)
+        resp.json().await.context("Keystone's token answer")
     }
 
-    /// Refuses, before anything is created, a spec this credential cannot launch.
+    /// Who the token is, as Keystone sees it.
+    pub async fn credential(&self) -> Result<Credential> {
+        credential_from_token(&self.token_info().await?)
+    }
+
+    /// Refuses, before anything is created, a spec this cloud cannot serve or this
+    /// credential cannot launch.
     pub async fn check_rights(&self, spec: &Spec) -> Result<()> {
+        let refusals = self.capabilities().await?.refusals(spec);
+        if !refusals.is_empty() {
+            bail!(
+                "this cloud cannot build the spec (`paasgen plan -v` lists what it offers):\n  - {}\nNothing was created.",
+                refusals.join("\n  - ")
+            );
+        }
         let Some(os) = &spec.openstack else {
             return Ok(());
         };

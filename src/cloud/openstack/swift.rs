@@ -35,7 +35,12 @@ impl Swift {
         let account_url = session
             .get_endpoint(OBJECT_STORAGE, std::iter::empty::<&str>())
             .await
-            .map_err(|e| anyhow!("object storage (Swift) in the service catalog: {e}"))?;
+            .map_err(|e| match e.kind() {
+                osauth::ErrorKind::EndpointNotFound => anyhow!(
+                    "this cloud's service catalog has no object storage (Swift), which off-site backups need: leave `etcd.swift_backups` out of the spec (snapshots stay on the etcd nodes and `paasgen backup now` copies them here), or ask the operator for Swift"
+                ),
+                _ => anyhow!("object storage (Swift) in the service catalog: {e}"),
+            })?;
         Ok(Swift {
             session,
             account_url,
