@@ -62,6 +62,32 @@ impl RawMember {
     }
 }
 
+/// How long one health question may take: a member that says nothing in that time
+/// says nothing.
+const HEALTH_WAIT: Duration = Duration::from_secs(8);
+
+/// What a member said of its health, or that it said nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    /// It answered, unhealthy: etcd's reason ("RAFT NO LEADER", an alarm).
+    Unhealthy(String),
+    /// No answer (refused, reset, timed out, wrong certificate): this tells nothing of
+    /// the member, only that the way to it did not carry an answer.
+    NoAnswer(String),
+}
+
+/// A failed request in a few words: what went wrong, not reqwest's nesting.
+fn describe_send_error(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
 /// The peer URL of an etcd node, as its config advertises it.
 pub fn peer_url(ip: std::net::Ipv4Addr) -> String {
     format!("https://{ip}:2380")
@@ -122,31 +148,58 @@ impl EtcdAdmin {
         Ok(value)
     }
 
+    /// What `name` says of its health, asked once and for at most `HEALTH_WAIT`.
+    pub async fn health(&self, name: &str) -> Health {
+        let e = match self.endpoint(name) {
+            Ok(e) => e,
+            Err(err) => return Health::NoAnswer(format!("{err:#}")),
+        };
+        let request = e.client.get(format!("{}/health", e.url)).send();
+        let response = match tokio::time::timeout(HEALTH_WAIT, request).await {
+            Err(_) => {
+                return Health::NoAnswer(format!("no answer within {}s", HEALTH_WAIT.as_secs()))
+            }
+            Ok(Err(err)) => return Health::NoAnswer(describe_send_error(&err)),
+            Ok(Ok(response)) => response,
+        };
+        // The answer comes through TLS checked against the member's own certificate:
+        // only the member itself can have said it.
+        match tokio::time::timeout(HEALTH_WAIT, response.json::<Value>()).await {
+            Ok(Ok(v)) if v["health"] == "true" => Health::Healthy,
+            Ok(Ok(v)) => Health::Unhealthy(
+                v["reason"]
+                    .as_str()
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or("no reason given")
+                    .to_string(),
+            ),
+            Ok(Err(err)) => Health::NoAnswer(format!("an answer that is not etcd's: {err}")),
+            Err(_) => Health::NoAnswer("the answer did not finish".into()),
+        }
+    }
+
     /// Whether `name` answers and says it is healthy (it has a leader, no alarms).
     pub async fn healthy(&self, name: &str) -> bool {
-        let Ok(e) = self.endpoint(name) else {
-            return false;
-        };
-        let Ok(response) = e.client.get(format!("{}/health", e.url)).send().await else {
-            return false;
-        };
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        value["health"] == "true"
+        self.health(name).await == Health::Healthy
+    }
+
+    /// What every etcd node of the spec says of its health, asked at once.
+    pub async fn health_of_all(&self) -> Vec<(String, Health)> {
+        let asks = self
+            .endpoints
+            .iter()
+            .map(|e| async move { (e.name.clone(), self.health(&e.name).await) });
+        futures::future::join_all(asks).await
     }
 
     /// The etcd nodes of the spec that say they are healthy, but `except`.
     pub async fn healthy_members(&self, except: Option<&str>) -> Vec<String> {
-        let mut healthy = Vec::new();
-        for e in self
-            .endpoints
-            .iter()
-            .filter(|e| Some(e.name.as_str()) != except)
-        {
-            if self.healthy(&e.name).await {
-                healthy.push(e.name.clone());
-            }
-        }
-        healthy
+        self.health_of_all()
+            .await
+            .into_iter()
+            .filter(|(name, health)| Some(name.as_str()) != except && *health == Health::Healthy)
+            .map(|(name, _)| name)
+            .collect()
     }
 
     /// The member list, from the first member that gives it (a linearizable read: it

@@ -10,6 +10,7 @@ pub mod etcd_admin;
 pub mod fsutil;
 pub mod http;
 pub mod kube_admin;
+pub mod liveness;
 pub mod lock;
 pub mod pki;
 pub mod render;

@@ -176,6 +176,10 @@ fn a_hostile_value_in_any_string_field_is_refused_or_never_lands_raw() {
         ("$(touch /tmp/paasgen-pwned)", "$(touch /tmp/paasgen-pwned)"),
         ("'; reboot #", "'; reboot #"),
         ("\\u001b[31m", "\u{1b}[31m"),
+        // Line breaks to YAML (cloud-init's reader among them), not to JSON.
+        ("\\u2028Injected: 1", "\u{2028}Injected: 1"),
+        ("\\u2029", "\u{2029}"),
+        ("\\u0085", "\u{85}"),
     ];
     for (field, from, to) in FIELDS {
         for (escaped, raw) in payloads {
@@ -199,6 +203,13 @@ fn a_hostile_value_in_any_string_field_is_refused_or_never_lands_raw() {
                 assert!(
                     !content.replace(&quoted, "").contains(raw),
                     "{field} = …{escaped}: lands raw in {file}"
+                );
+                // Inside a YAML scalar too, YAML (cloud-init's PyYAML) breaks the line
+                // at these.
+                let yaml_file = file.ends_with(".yaml") || file.ends_with(".kubeconfig");
+                assert!(
+                    !(yaml_file && content.contains(['\u{85}', '\u{2028}', '\u{2029}'])),
+                    "{field} = …{escaped}: a YAML line break lands raw in {file}"
                 );
             }
         }

@@ -3,7 +3,8 @@
 //! rendered user-data, paasgen run from the lab's "internet" (where a user stands),
 //! reaching each etcd member through the gateways' public VIP by its name (SNI).
 //!
-//! Shows: a rebuild that would cost the majority is refused and changes nothing (with
+//! Shows: `recover` with the way to etcd cut (haproxy stopped on both gateways) refuses
+//! within a minute and deletes nothing; a rebuild that would cost the majority is refused and changes nothing (with
 //! `--force` it goes ahead and completes once the missing member is back); a
 //! powered-off member is replaced by a fresh node (new disk, new member id, user-data
 //! saying `initial-cluster-state: existing`) that joins, holds the data written before,
@@ -157,6 +158,40 @@ fn etcd_member_is_rebuilt_from_scratch() {
     assert!(put.status.success(), "{}", text(&put.stderr));
     let before = members("etcd-1");
     assert_eq!(before.len(), 3, "{before:?}");
+
+    // 0. Unreachable is not dead: with haproxy stopped on both gateways, paasgen cannot
+    //    reach any member while etcd is fine. recover (even --force) refuses quickly,
+    //    naming the likely causes, and deletes nothing.
+    let taken = paasgen_from_internet(env!("CARGO_BIN_EXE_paasgen"), &tmp.0, &["backup", "now"]);
+    assert!(taken.status.success(), "{}", text(&taken.stderr));
+    for gw in ["gw-1", "gw-2"] {
+        exec_ok(gw, &["systemctl", "stop", "haproxy"]);
+    }
+    for extra in [&[][..], &["--force"]] {
+        let t = Instant::now();
+        let mut args = vec!["recover", "--cloud", "lab", "--wait", "300", "--etcd-only"];
+        args.extend_from_slice(extra);
+        let refused = paasgen_from_internet(env!("CARGO_BIN_EXE_paasgen"), &tmp.0, &args);
+        let took = t.elapsed().as_secs_f64();
+        let said = format!("{}{}", text(&refused.stdout), text(&refused.stderr));
+        println!("rebuild-lab: recover {extra:?} with the gateways' haproxy stopped, refused in {took:.1}s:\n{said}");
+        assert!(!refused.status.success(), "{said}");
+        assert!(
+            said.contains("unreachable is not dead")
+                && said.contains("admin_cidrs")
+                && said.contains("Nothing was deleted"),
+            "{said}"
+        );
+        assert!(took < 60.0, "{took:.1}s");
+    }
+    // Every member is still there, the same members, read past the gateways.
+    assert_eq!(members("etcd-2"), before, "recover changed the members");
+    for gw in ["gw-1", "gw-2"] {
+        exec_ok(gw, &["systemctl", "start", "haproxy"]);
+    }
+    wait_healthy("etcd-1", Duration::from_secs(60));
+    let got = etcdctl("etcd-3", "get paasgen/before-rebuild --print-value-only");
+    assert_eq!(text(&got.stdout).trim(), "kept", "{}", text(&got.stderr));
 
     // 1. With etcd-3 down, replacing the healthy etcd-1 would leave 1 of 3: refused,
     //    and nothing changes.
@@ -409,8 +444,9 @@ fn etcd_member_is_rebuilt_from_scratch() {
             .args(["backup", "list", "-f"])
             .arg(tmp.0.join("cluster.yaml")),
     );
+    // This one and step 0's.
     assert!(
-        listed.lines().filter(|l| l.contains(" ok ")).count() == 1,
+        listed.lines().filter(|l| l.contains(" ok ")).count() == 2,
         "{listed}"
     );
     let mut bytes = std::fs::read(path).unwrap();

@@ -21,6 +21,7 @@ use crate::cloud::state::StateFile;
 use crate::cloud::{desired, Cloud, Kind};
 use crate::etcd_admin::{keeps_quorum, peer_url, EtcdAdmin};
 use crate::kube_admin::{KubeAdmin, NodeState};
+use crate::liveness::etcd_census;
 use crate::lock::StateLock;
 use crate::pki::Pki;
 use crate::render;
@@ -116,7 +117,7 @@ impl Replacer<'_> {
             drain_if_ready(kube, &node.name, self.wait).await?;
         }
         if let Some(etcd) = &etcd {
-            swap_member(etcd, node, self.force).await?;
+            swap_member(etcd, node, self.force, self).await?;
             // From now on the node's user-data joins the running cluster, whatever
             // happens next: a second try renders the same document.
             let mut launched = state.load()?.unwrap_or_default();
@@ -256,7 +257,7 @@ impl Replacer<'_> {
 }
 
 /// Takes the old member out of etcd and the new one in, asking the other members.
-async fn swap_member(etcd: &EtcdAdmin, node: &Node, force: bool) -> Result<()> {
+async fn swap_member(etcd: &EtcdAdmin, node: &Node, force: bool, r: &Replacer<'_>) -> Result<()> {
     let members = etcd.members(Some(&node.name)).await.context(
         "the other etcd members do not answer: if the cluster lost its majority, restore it from a backup instead",
     )?;
@@ -288,6 +289,13 @@ async fn swap_member(etcd: &EtcdAdmin, node: &Node, force: bool) -> Result<()> {
         );
         if !force {
             bail!("{message}; bring the other members back first, or pass --force");
+        }
+        // --force is for members known to be down, never for ones it cannot see.
+        let others = etcd_census(r.spec, etcd, r.cloud)
+            .await?
+            .without(&node.name);
+        if let Some(why) = others.blind_spots() {
+            bail!("{message}, and {why} Nothing was changed.");
         }
         eprintln!("warning: {message} (--force)");
     }

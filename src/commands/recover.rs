@@ -16,11 +16,13 @@
 use super::cloud::{connect, runtime, CloudArgs};
 use super::rebuild::{wait_member_healthy, Replacer};
 use super::{backup, load_spec, render_options, state_dir_for};
+use crate::cloud::any::AnyCloud;
 use crate::cloud::apply::Options;
 use crate::cloud::desired;
 use crate::cloud::state::{EtcdRecovery, StateFile};
 use crate::etcd_admin::{keeps_quorum, peer_url, EtcdAdmin};
 use crate::kube_admin::KubeAdmin;
+use crate::liveness::etcd_census;
 use crate::lock::StateLock;
 use crate::pki::Pki;
 use crate::render;
@@ -78,7 +80,7 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
         timeout: c.timeout,
     };
     rt.block_on(async {
-        refuse_if_majority(&spec, &etcd, args.force).await?;
+        refuse_unless_lost(&spec, &etcd, &cloud, args.force).await?;
         let members: Vec<Node> = spec.nodes_with_role(Role::Etcd).cloned().collect();
         let first = members
             .first()
@@ -186,31 +188,41 @@ fn choose_backup(state_dir: &Path, from: Option<&Path>) -> Result<(backup::Backu
     Ok((record, bytes))
 }
 
-/// A cluster that still has its majority is repaired member by member (`rebuild`),
-/// losing nothing; recovering it would lose every write since the backup.
-async fn refuse_if_majority(spec: &Spec, etcd: &EtcdAdmin, force: bool) -> Result<()> {
-    let members: Vec<&Node> = spec.nodes_with_role(Role::Etcd).collect();
-    let healthy = etcd.healthy_members(None).await;
-    println!(
-        "etcd: {} of {} members healthy{}",
-        healthy.len(),
-        members.len(),
-        if healthy.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", healthy.join(", "))
+/// Recover deletes every member: it goes ahead only when etcd's majority is lost and
+/// every member was seen, alive or dead (`liveness`). A cluster that still has its
+/// majority is repaired member by member (`rebuild`), losing nothing; recovering it
+/// would lose every write since the backup (`--force` does it anyway). A cluster it
+/// cannot see is never recovered.
+async fn refuse_unless_lost(
+    spec: &Spec,
+    etcd: &EtcdAdmin,
+    cloud: &AnyCloud,
+    force: bool,
+) -> Result<()> {
+    let members = spec.nodes_with_role(Role::Etcd).count();
+    let mut census = etcd_census(spec, etcd, cloud).await?;
+    // A member that says it has no leader may be in the middle of an election: what
+    // it says must still hold a moment later.
+    for look in 0..2 {
+        println!("etcd: {census}");
+        let healthy = census.healthy().len();
+        if keeps_quorum(members, healthy) {
+            let message = format!(
+                "etcd still has its majority ({healthy} of {members} healthy): replace the others with `paasgen rebuild`, which loses nothing; recover would replace every member and lose every write since the backup"
+            );
+            if !force {
+                bail!("{message} (--force recovers anyway)");
+            }
+            eprintln!("warning: {message} (--force)");
+            return Ok(());
         }
-    );
-    if keeps_quorum(members.len(), healthy.len()) {
-        let message = format!(
-            "etcd still has its majority ({} of {} healthy): replace the others with `paasgen rebuild`, which loses nothing; recover would replace every member and lose every write since the backup",
-            healthy.len(),
-            members.len()
-        );
-        if !force {
-            bail!("{message} (--force recovers anyway)");
+        if let Some(why) = census.blind_spots() {
+            bail!("recover deletes every etcd server, and {why} Nothing was deleted.");
         }
-        eprintln!("warning: {message} (--force)");
+        if look == 0 {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            census = etcd_census(spec, etcd, cloud).await?;
+        }
     }
     Ok(())
 }

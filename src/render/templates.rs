@@ -44,10 +44,23 @@ fn string_filter(name: &'static str, quote: fn(&str) -> String) -> impl tera::Fi
 }
 
 /// `{{ x | yaml }}`: a string as a double-quoted YAML scalar, so names like `null`,
-/// `yes` or `0123` stay strings. JSON's string syntax is a subset of YAML's.
+/// `yes` or `0123` stay strings. JSON's string syntax is a subset of YAML's, but JSON
+/// leaves NEL, LS and PS raw, and YAML reads those as line breaks: they are escaped.
 pub fn yaml_quote(s: &str) -> String {
-    serde_json::to_string(s).expect("a string serializes")
+    let json = serde_json::to_string(s).expect("a string serializes");
+    if !json.contains(YAML_BREAKS) {
+        return json;
+    }
+    json.chars()
+        .map(|c| match c {
+            c if YAML_BREAKS.contains(&c) => format!("\\u{:04x}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
 }
+
+/// Characters YAML treats as line breaks (or a byte-order mark) that JSON leaves raw.
+const YAML_BREAKS: [char; 4] = ['\u{85}', '\u{2028}', '\u{2029}', '\u{feff}'];
 
 /// `{{ x | shell }}`: a string as one POSIX shell word, in single quotes.
 pub fn shell_quote(s: &str) -> String {
@@ -74,5 +87,16 @@ mod tests {
         assert_eq!(yaml_quote("null"), "\"null\"");
         assert_eq!(yaml_quote("a\nb: c"), "\"a\\nb: c\"");
         assert_eq!(shell_quote("it's $(x)"), "'it'\\''s $(x)'");
+    }
+
+    #[test]
+    fn yaml_line_breaks_json_leaves_raw_are_escaped() {
+        let hostile = "a\u{2028}b\u{2029}c\u{85}d\u{feff}e";
+        let quoted = yaml_quote(hostile);
+        assert_eq!(quoted, "\"a\\u2028b\\u2029c\\u0085d\\ufeffe\"");
+        let back: String = serde_saphyr::from_str(&format!("k: {quoted}"))
+            .map(|m: std::collections::BTreeMap<String, String>| m["k"].clone())
+            .unwrap();
+        assert_eq!(back, hostile);
     }
 }

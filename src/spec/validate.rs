@@ -90,8 +90,15 @@ const SSH_KEY_TYPES: [&str; 6] = [
 /// A public key line is "type base64 [comment]" and the blob names the same type.
 fn ssh_key_problem(key: &str) -> Option<String> {
     // One line of authorized_keys: a newline would smuggle in another key.
-    if key.chars().any(char::is_control) {
-        return Some("control characters (a newline?) are not allowed".into());
+    // U+2028/U+2029 are no control characters, but YAML (and some editors) break
+    // lines there.
+    if key
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}'))
+    {
+        return Some(
+            "control or line-separator characters (a newline, U+2028?) are not allowed".into(),
+        );
     }
     let mut parts = key.split_whitespace();
     let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
