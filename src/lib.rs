@@ -14,5 +14,6 @@ pub mod liveness;
 pub mod lock;
 pub mod pki;
 pub mod render;
+pub mod retention;
 pub mod spec;
 pub mod tempurl;

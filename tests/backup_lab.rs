@@ -216,13 +216,28 @@ fn leader_uploads_snapshots_to_swift_with_a_put_only_url() {
         "401",
         "PUT under another member's name"
     );
-    // (Named to sort before the snapshots: the oldest copy, pruned below.)
-    let fresh = format!("{prefix}{leader}-00000000T000000Z-probe.db?{query}");
+    // (Named as a copy of long ago, but uploaded after the first: pruned below, as
+    // prune orders copies by when Swift stored them, not by name.)
+    let fresh = format!("{prefix}{leader}-20000101T000000Z.db?{query}");
     assert_eq!(
         node_curl(leader, &["-X", "PUT", "--data-binary", "x", &fresh]),
         "201",
         "PUT of a new object under its own name"
     );
+    // Hostile names a node can plant under its prefix, sorting after every copy: by
+    // name order they would be "the newest" and push the genuine copies out.
+    let planted = [
+        format!("{leader}/{leader}-99991231T235959Z.db"),
+        format!("{leader}/{leader}-zzzz.db"),
+    ];
+    for name in &planted {
+        let file = name.rsplit('/').next().unwrap();
+        let url = format!("{prefix}{file}?{query}");
+        assert_eq!(
+            node_curl(leader, &["-X", "PUT", "--data-binary", "x", &url]),
+            "201"
+        );
+    }
     let still = curl(&[
         "-I",
         "-H",
@@ -297,17 +312,29 @@ fn leader_uploads_snapshots_to_swift_with_a_put_only_url() {
             .collect()
     };
     let left = names("");
-    assert_eq!(left.len(), 2, "{left:?}");
+    // The newest genuine copy of the leader, paasgen's, and the planted two (left
+    // alone and reported, never trusted, never deleted).
+    assert_eq!(left.len(), 4, "{left:?}");
+    for name in &planted {
+        assert!(left.contains(name), "{name}: {left:?}");
+        let warned = text(&now.stderr);
+        assert!(
+            warned.contains(&format!("`{name}`")) && warned.contains("left alone"),
+            "{warned}"
+        );
+    }
     let newest = left
         .iter()
-        .find(|n| n.starts_with(&format!("{leader}/")))
+        .find(|n| n.starts_with(&format!("{leader}/")) && !planted.contains(n))
         .unwrap();
     assert!(newest.as_str() > object.as_str(), "{left:?}");
     assert!(left.contains(&copied), "{left:?}");
     // Pruned for good: no version of the older copies is left either.
     let versions = names("&versions");
     assert!(
-        !versions.iter().any(|n| *n == object || n.contains("probe")),
+        !versions
+            .iter()
+            .any(|n| *n == object || n.contains("20000101T000000Z")),
         "{versions:?}"
     );
     assert!(

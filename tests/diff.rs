@@ -100,6 +100,27 @@ fn a_relaunch_does_not_hide_what_running_servers_booted_with() {
 /// Before any launch: `render --check` and `diff` compare a render now with out/, write
 /// nothing, and `render --check` exits 1 on a difference (for CI).
 #[test]
+fn the_bootstrap_token_never_appears_in_a_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec::parse("c.yaml", spec::EXAMPLE).unwrap().0;
+    let (_, docs) = render_in(dir.path(), &spec);
+    let token = std::fs::read_to_string(dir.path().join("secrets/bootstrap-token")).unwrap();
+    let token = token.trim();
+    let worker = docs.iter().find(|d| d.name == "worker-1").unwrap();
+    assert!(worker.user_data.contains(token));
+    // Launched with another token: the lines that differ hold both.
+    let state = StateFile::new(dir.path());
+    let launched = worker.user_data.replace(token, "zzzzzz.zzzzzzzzzzzzzzzz");
+    state
+        .save_launched_user_data("worker-1", &launched)
+        .unwrap();
+    let diff = diff_documents(&state, std::slice::from_ref(worker)).unwrap();
+    assert!(diff.contains("<bootstrap token, sha256 "), "{diff}");
+    assert!(!diff.contains(token), "{diff}");
+    assert!(!diff.contains("zzzzzz.zzzzzzzzzzzzzzzz"), "{diff}");
+}
+
+#[test]
 fn before_launch_a_spec_change_is_reviewed_against_the_last_render() {
     let bin = env!("CARGO_BIN_EXE_paasgen");
     let dir = tempfile::tempdir().unwrap();

@@ -6,13 +6,14 @@
 //! without one is unfinished and not listed.
 
 use super::{load_spec, state_dir_for};
-use crate::cloud::openstack::swift::{Swift, Version};
+use crate::cloud::openstack::swift::Swift;
 use crate::etcd_admin::EtcdAdmin;
 use crate::fsutil::{self, write_atomic, PRIVATE};
 use crate::lock::StateLock;
 use crate::pki::{hex, Pki};
 use crate::render::sha256_hex;
-use crate::spec::Role;
+use crate::retention;
+use crate::spec::{shown, Role, Spec};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -181,42 +182,37 @@ pub fn backup_now(args: &BackupArgs) -> Result<()> {
             format!("the local backup is kept, but its copy to Swift failed ({object})")
         })?;
     println!("copied to Swift: {}/{object}", wanted.container);
-    rt.block_on(prune_swift(&swift, &wanted.container, wanted.keep))
+    rt.block_on(prune_swift(&swift, &spec, &wanted.container, wanted.keep))
 }
 
-/// The versions to delete so that each member's prefix (and paasgen's own) keeps its
-/// newest `keep` copies, every version of them. Names sort by their time stamp.
-pub fn versions_to_prune(versions: &[Version], keep: usize) -> Vec<&Version> {
-    use std::collections::{BTreeMap, BTreeSet};
-    let mut names: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for v in versions {
-        let prefix = v.name.split_once('/').map_or("", |(p, _)| p);
-        names.entry(prefix).or_default().insert(v.name.as_str());
-    }
-    let old: BTreeSet<&str> = names
-        .values()
-        .flat_map(|n| n.iter().rev().skip(keep).copied())
-        .collect();
-    versions
-        .iter()
-        .filter(|v| old.contains(v.name.as_str()))
-        .collect()
-}
-
-async fn prune_swift(swift: &Swift, container: &str, keep: u32) -> Result<()> {
+async fn prune_swift(swift: &Swift, spec: &Spec, container: &str, keep: u32) -> Result<()> {
     let versions = swift.list_versions(container).await?;
-    let old = versions_to_prune(&versions, keep as usize);
-    let mut names: Vec<&str> = old.iter().map(|v| v.name.as_str()).collect();
+    let members: Vec<&str> = spec
+        .nodes_with_role(Role::Etcd)
+        .map(|n| n.name.as_str())
+        .collect();
+    let pruning = retention::plan(&versions, keep as usize, &members, &spec.name);
+    for (name, why) in &pruning.ignored {
+        eprintln!(
+            "warning: Swift object `{}` in {container} left alone: {why}",
+            shown(name, 200)
+        );
+    }
+    let mut names: Vec<&str> = pruning.delete.iter().map(|v| v.name.as_str()).collect();
     names.dedup();
-    for v in &old {
+    for v in &pruning.delete {
         swift
             .delete_version(container, &v.name, &v.version_id)
             .await?;
     }
     println!(
-        "pruned Swift: {} version(s) of {} old copies deleted, the newest {keep} per member kept",
-        old.len(),
-        names.len()
+        "pruned Swift: {} version(s) of {} old copies deleted, the newest {keep} per member kept{}",
+        pruning.delete.len(),
+        names.len(),
+        match pruning.ignored.len() {
+            0 => String::new(),
+            n => format!(", {n} object(s) that are no copy left alone"),
+        }
     );
     Ok(())
 }
@@ -231,7 +227,7 @@ pub fn prune(file: &Path, os_cloud: Option<&str>, timeout: Duration) -> Result<(
     let rt = super::cloud::runtime()?;
     rt.block_on(async {
         let swift = Swift::connect(os_cloud, timeout).await?;
-        prune_swift(&swift, &wanted.container, wanted.keep).await
+        prune_swift(&swift, &spec, &wanted.container, wanted.keep).await
     })
 }
 
@@ -467,37 +463,4 @@ pub fn setup(args: &SetupArgs) -> Result<()> {
     );
     println!("render and roll out (`paasgen upgrade`) so that running etcd nodes get them");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(name: &str, id: &str) -> Version {
-        Version {
-            name: name.into(),
-            version_id: id.into(),
-        }
-    }
-
-    #[test]
-    fn prune_keeps_the_newest_copies_of_each_member_with_all_their_versions() {
-        let versions = [
-            v("etcd-1/etcd-1-20261130T010000Z.db", "a"),
-            v("etcd-1/etcd-1-20261130T020000Z.db", "b"),
-            v("etcd-1/etcd-1-20261130T020000Z.db", "b2"),
-            v("etcd-1/etcd-1-20261130T030000Z.db", "c"),
-            v("etcd-2/etcd-2-20261130T000000Z.db", "d"),
-            v("paasgen/demo-20261130T010000Z-r5.db", "e"),
-            v("paasgen/demo-20261130T020000Z-r9.db", "f"),
-        ];
-        let gone = |keep| -> Vec<&str> {
-            versions_to_prune(&versions, keep)
-                .iter()
-                .map(|v| v.version_id.as_str())
-                .collect()
-        };
-        assert_eq!(gone(2), ["a"]);
-        assert_eq!(gone(1), ["a", "b", "b2", "e"]);
-    }
 }

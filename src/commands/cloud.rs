@@ -380,6 +380,56 @@ pub fn destroy(args: &CloudArgs, yes: bool) -> Result<()> {
     })
 }
 
+/// Secrets in a diff are shown by their hash, never their bytes: private keys, the
+/// bootstrap token and TempURL signatures (a changed one still shows as changed).
+fn redact_secrets(text: &str) -> String {
+    let text = redact_keys(text);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        if let Some(len) = bootstrap_token_at(rest) {
+            out.push_str(&stand_in("bootstrap token", &rest[..len]));
+            rest = &rest[len..];
+        } else if let Some(sig) = rest.strip_prefix("temp_url_sig=") {
+            let len = sig.bytes().take_while(u8::is_ascii_hexdigit).count();
+            out.push_str("temp_url_sig=");
+            out.push_str(&stand_in("signature", &sig[..len]));
+            rest = &sig[len..];
+        } else {
+            // Past one character, and past a whole word: a token starts a word.
+            let c = rest.chars().next().expect("not empty");
+            let skip = if c.is_ascii_alphanumeric() {
+                rest.find(|c: char| !c.is_ascii_alphanumeric())
+                    .unwrap_or(rest.len())
+            } else {
+                c.len_utf8()
+            };
+            out.push_str(&rest[..skip]);
+            rest = &rest[skip..];
+        }
+    }
+    out
+}
+
+/// The length of a kubeadm bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`) at the start of
+/// `s`, if one is there and ends a word.
+fn bootstrap_token_at(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let ok = |i: usize| {
+        b.get(i)
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    };
+    let whole = (0..6).all(ok) && b.get(6) == Some(&b'.') && (7..23).all(ok);
+    let ends = !b.get(23).is_some_and(u8::is_ascii_alphanumeric);
+    (whole && ends).then_some(23)
+}
+
+fn stand_in(what: &str, secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = crate::pki::hex(&Sha256::digest(secret.as_bytes()));
+    format!("<{what}, sha256 {}>", &hash[..16])
+}
+
 /// Private keys in a diff are shown by their hash, never their bytes.
 fn redact_keys(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -420,7 +470,7 @@ pub fn diff_against(
         if before == doc.user_data {
             continue;
         }
-        let (before, now) = (redact_keys(&before), redact_keys(&doc.user_data));
+        let (before, now) = (redact_secrets(&before), redact_secrets(&doc.user_data));
         let diff = similar::TextDiff::from_lines(&before, &now);
         out.push_str(
             &diff
@@ -484,4 +534,35 @@ pub fn diff(args: &CloudArgs) -> Result<()> {
         print!("{text}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_secrets;
+
+    #[test]
+    fn tokens_and_signatures_are_shown_by_their_hash() {
+        let text = "token: \"abcdef.0123456789abcdef\"\nUPLOAD_QUERY=temp_url_sig=00ff12ab&temp_url_expires=1\n";
+        let shown = redact_secrets(text);
+        assert!(!shown.contains("abcdef.0123456789abcdef"), "{shown}");
+        assert!(!shown.contains("00ff12ab"), "{shown}");
+        assert!(
+            shown.contains("token: \"<bootstrap token, sha256 "),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("temp_url_sig=<signature, sha256 "),
+            "{shown}"
+        );
+        assert!(shown.contains("&temp_url_expires=1"), "{shown}");
+        // Words that only look alike, and other text, pass unchanged.
+        for plain in [
+            "xabcdef.0123456789abcdef",
+            "abcdef.0123456789abcdefg",
+            "ABCDEF.0123456789ABCDEF",
+            "é ünïcode",
+        ] {
+            assert_eq!(redact_secrets(plain), plain);
+        }
+    }
 }

@@ -27,6 +27,10 @@ pub struct Object {
 pub struct Version {
     pub name: String,
     pub version_id: String,
+    /// When Swift stored this version (`2026-11-30T01:00:03.123450`, UTC): set by
+    /// Swift, not by whoever uploaded it.
+    #[serde(default)]
+    pub last_modified: String,
 }
 
 impl Swift {
@@ -175,6 +179,17 @@ impl Swift {
         version_id: &str,
     ) -> Result<()> {
         let path = object_path(container, object);
+        // A URL normalises `.` and `..` away: the DELETE would reach another name.
+        if path
+            .iter()
+            .skip(1)
+            .any(|s| s.is_empty() || *s == "." || *s == "..")
+        {
+            bail!(
+                "not deleting `{}`: a name with empty, `.` or `..` segments",
+                crate::spec::shown(object, 200)
+            );
+        }
         self.send(Method::DELETE, &path, &[], &[("version-id", version_id)])
             .await?;
         Ok(())
