@@ -29,8 +29,17 @@ impl StateLock {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            // A symlink planted as the lock would have its target truncated by the
+            // holder line: it is refused, not followed.
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => anyhow::anyhow!(
+                    "{} is a symbolic link: paasgen's lock is a plain file; remove the link",
+                    path.display()
+                ),
+                _ => anyhow::Error::new(e).context(format!("opening {}", path.display())),
+            })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

@@ -627,3 +627,33 @@ fn an_unknown_public_mode_gets_a_suggestion() {
         ],
     );
 }
+
+#[test]
+fn a_document_over_novas_limit_is_a_spec_problem_naming_the_field() {
+    // 800 keys (each its own comment) in every node's user-data: no compression helps.
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGiug3cgxdqRmML7UZqzadtSetqW+qMl+1k7dEwZhO5j";
+    let keys: String = (0..800)
+        .map(|i| format!("  - {key} operator-{i}@example\n"))
+        .collect();
+    let from = format!("  - {key} operator@example\n");
+    let text = example_with(&from, &keys);
+    let o = render(&text);
+    assert_eq!(o.code, Some(2), "{}{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("ssh_authorized_keys"), "{}", o.stderr);
+    assert!(o.stderr.contains("over OpenStack's limit"), "{}", o.stderr);
+    assert!(!o.wrote_anything, "a refused render wrote something");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("cluster.yaml");
+    std::fs::write(&spec, &text).unwrap();
+    let v = Command::new(env!("CARGO_BIN_EXE_paasgen"))
+        .args(["validate", "-f"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("ssh_authorized_keys") && said.contains("800 keys"),
+        "{said}"
+    );
+}

@@ -129,6 +129,24 @@ fn a_second_writer_is_told_who_holds_the_lock() {
 }
 
 #[test]
+fn a_lock_that_is_a_symlink_is_refused_and_its_target_untouched() {
+    let dir = project();
+    let state = dir.path().join(".paasgen");
+    std::fs::create_dir_all(&state).unwrap();
+    let victim = dir.path().join("precious.txt");
+    std::fs::write(&victim, "keep me\n").unwrap();
+    std::os::unix::fs::symlink(&victim, state.join("lock")).unwrap();
+    let (ok, out) = run(&mut paasgen(dir.path(), &["render"]));
+    assert!(!ok, "{out}");
+    assert!(out.contains("is a symbolic link"), "{out}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
+    assert!(
+        !state.join("pki").exists(),
+        "a refused writer wrote the PKI"
+    );
+}
+
+#[test]
 fn wait_lock_waits_for_the_holder() {
     let dir = project();
     let held = StateLock::acquire(&dir.path().join(".paasgen"), "render", false).unwrap();

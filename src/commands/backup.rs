@@ -43,7 +43,7 @@ pub struct BackupRecord {
     pub sha256: String,
 }
 
-fn backups_dir(state_dir: &Path) -> PathBuf {
+pub fn backups_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("backups")
 }
 
@@ -254,8 +254,24 @@ pub fn records(state_dir: &Path) -> Result<Vec<BackupRecord>> {
         .collect()
 }
 
+/// Whether a record's `file` names a plain snapshot file inside `backups/`: no path,
+/// no hidden or temporary file, nothing a terminal would take as a command.
+fn plain_backup_name(file: &str) -> bool {
+    !file.starts_with('.')
+        && file.ends_with(".db")
+        && file
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// The bytes of a backup, if they are the ones its record names.
 pub fn read_checked(state_dir: &Path, record: &BackupRecord) -> Result<Vec<u8>> {
+    if !plain_backup_name(&record.file) {
+        bail!(
+            "the record names `{}`, not a snapshot file in backups/",
+            shown(&record.file, 100)
+        );
+    }
     let bytes = std::fs::read(backups_dir(state_dir).join(&record.file))?;
     if sha256_hex(&bytes) != record.sha256 {
         bail!("sha256 differs from the record");
@@ -311,10 +327,10 @@ async fn print_swift(container: &str, os_cloud: Option<&str>, timeout: Duration)
             .unwrap_or_else(|| "-".into());
         println!(
             "{:<26} {:>11} {:<12} {}",
-            o.last_modified,
+            shown(&o.last_modified, 26),
             o.bytes,
-            &sha[..12.min(sha.len())],
-            o.name
+            short(&sha),
+            shown(&o.name, 200)
         );
     }
     Ok(())
@@ -328,17 +344,23 @@ fn print_local(backups: Vec<(BackupRecord, Result<()>)>) {
     for (r, check) in backups {
         println!(
             "{:<21} {:>9} {:>11} {:<12} {:<8} {}",
-            r.taken_at,
+            shown(&r.taken_at, 21),
             r.revision,
             r.bytes,
-            &r.sha256[..12.min(r.sha256.len())],
+            short(&r.sha256),
             match &check {
                 Ok(()) => "ok".to_string(),
                 Err(e) => format!("BAD: {e}"),
             },
-            r.file
+            shown(&r.file, 100)
         );
     }
+}
+
+/// The first 12 characters of a hash as a record or Swift gives it (neither is
+/// trusted to be hex), escaped.
+fn short(sha: &str) -> String {
+    shown(&sha.chars().take(12).collect::<String>(), 12)
 }
 
 /// What `backup setup` recorded (`backups/swift.json`); the key is apart, in

@@ -65,9 +65,57 @@ pub fn check_renders(spec: &Spec) -> Result<()> {
 
 pub fn validate(file: &Path) -> Result<()> {
     let spec = load_spec(file)?;
-    check_renders(&spec)?;
+    check_renders(&spec).map_err(|e| too_large_is_a_spec_problem(file, &spec, e))?;
     println!("ok");
     Ok(())
+}
+
+/// A document Nova cannot take is the spec's doing (exit 2): the problem names the field
+/// that makes it big, judged by the document's biggest part.
+fn too_large_is_a_spec_problem(file: &Path, spec: &Spec, e: anyhow::Error) -> anyhow::Error {
+    let Some(big) = e.downcast_ref::<render::TooLarge>() else {
+        return e;
+    };
+    let biggest = big
+        .parts
+        .first()
+        .map(|(what, _)| what.as_str())
+        .unwrap_or("");
+    let keys: usize = spec.ssh_authorized_keys.iter().map(String::len).sum();
+    let node = spec.nodes.iter().position(|n| n.value.name == big.node);
+    let field = if biggest.starts_with('/') {
+        match biggest {
+            p if p.contains("hosts") || p.contains("haproxy") => "nodes".to_string(),
+            p if p.contains("apt") => "mirrors.debian".to_string(),
+            _ => node.map_or("nodes".into(), |i| format!("nodes[{i}]")),
+        }
+    } else if keys * 2 > big.parts.first().map_or(0, |(_, n)| *n) {
+        "ssh_authorized_keys".to_string()
+    } else {
+        "nodes".to_string()
+    };
+    // The node's own entry is where the line is known.
+    let line = node
+        .filter(|i| field == format!("nodes[{i}]"))
+        .map(|i| spec.nodes[i].referenced.line());
+    let mut message = format!("{big}: make `{field}` smaller");
+    if field == "ssh_authorized_keys" {
+        message.push_str(&format!(
+            " ({} keys, {keys} bytes, in every node's user-data)",
+            spec.ssh_authorized_keys.len()
+        ));
+    }
+    spec::SpecError {
+        file: file.display().to_string(),
+        problems: vec![Problem {
+            severity: spec::Severity::Error,
+            path: field,
+            line,
+            column: None,
+            message,
+        }],
+    }
+    .into()
 }
 
 /// The state directory: given, or `.paasgen` next to the spec.
@@ -156,7 +204,8 @@ pub fn render(args: &RenderArgs) -> Result<()> {
     let state = state_dir_for(args.file, args.state_dir);
     if args.check {
         // Read-only: no lock, nothing written, missing keys issued in memory only.
-        let (_, docs) = render_in_memory(&spec, &state)?;
+        let (_, docs) = render_in_memory(&spec, &state)
+            .map_err(|e| too_large_is_a_spec_problem(args.file, &spec, e))?;
         let text = cloud::diff_rendered(args.out, &docs)?;
         if text.is_empty() {
             println!("out/ is up to date");
@@ -165,8 +214,14 @@ pub fn render(args: &RenderArgs) -> Result<()> {
         print!("{text}");
         return Err(OutOfDate.into());
     }
+    if !state.exists() {
+        // A first render of a spec that cannot render creates no state dir (the lock
+        // would): the documents are tried first with throwaway keys.
+        check_renders(&spec).map_err(|e| too_large_is_a_spec_problem(args.file, &spec, e))?;
+    }
     let lock = StateLock::acquire(&state, "render", args.wait_lock)?;
-    let (pki, docs) = render_in_memory(&spec, &state)?;
+    let (pki, docs) = render_in_memory(&spec, &state)
+        .map_err(|e| too_large_is_a_spec_problem(args.file, &spec, e))?;
     // Only now, with every document rendered and out/ found to be ours, is anything written.
     let previous = render::previous_manifest(args.out, &spec, args.force)?;
     pki.save(&lock)?;

@@ -170,6 +170,23 @@ fn choose_backup(state_dir: &Path, from: Option<&Path>) -> Result<(backup::Backu
             state_dir.display()
         );
     };
+    // A backup is its snapshot and its record, both in backups/: a path elsewhere is
+    // refused, not quietly swapped for a same-named file there.
+    let dir = backup::backups_dir(state_dir);
+    if let Some(parent) = from.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let same = |a: &Path, b: &Path| {
+            a.canonicalize()
+                .ok()
+                .is_some_and(|a| Some(a) == b.canonicalize().ok())
+        };
+        if !same(parent, &dir) {
+            bail!(
+                "--from {}: recover restores only backups in {} (a snapshot and its record, see `paasgen backup list`); name one there by its file name",
+                from.display(),
+                dir.display()
+            );
+        }
+    }
     let name = from
         .file_name()
         .map(|n| n.to_string_lossy().trim_end_matches(".json").to_string())

@@ -159,15 +159,41 @@ pub fn assemble(
             return Ok(doc);
         }
         if compressed == files.len() {
-            bail!(
-                "the user-data of node {node} is {} bytes ({} base64), over OpenStack's limit of {} even with every file compressed",
-                doc.len(),
-                base64_len(doc.len()),
-                NOVA_USER_DATA_LIMIT
-            );
+            let mut parts: Vec<(String, usize)> = entries
+                .iter()
+                .map(|e| (e.path.to_string(), e.content.len()))
+                .collect();
+            let in_files: usize = parts.iter().map(|(_, n)| n).sum();
+            parts.push((
+                "the cloud-config around the files".into(),
+                doc.len() - in_files,
+            ));
+            parts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+            parts.truncate(3);
+            return Err(TooLarge {
+                node: node.to_string(),
+                bytes: doc.len(),
+                parts,
+            }
+            .into());
         }
         compressed += 1;
     }
+}
+
+/// A node's document that does not fit in Nova's user-data even with every file
+/// compressed, and its biggest parts (what the spec should make smaller).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the user-data of node {node} is {bytes} bytes ({} base64), over OpenStack's limit of {NOVA_USER_DATA_LIMIT} even with every file compressed; its biggest parts: {}",
+    base64_len(*bytes),
+    parts.iter().map(|(what, n)| format!("{what} ({n} bytes)")).collect::<Vec<_>>().join(", ")
+)]
+pub struct TooLarge {
+    pub node: String,
+    pub bytes: usize,
+    /// (file path, or the cloud-config itself; bytes as sent), biggest first.
+    pub parts: Vec<(String, usize)>,
 }
 
 /// Delimits a content placeholder: a control character, which no spec value that reaches

@@ -8,7 +8,7 @@ mod files;
 mod output;
 mod templates;
 
-pub use cloud_config::{base64_len, NOVA_USER_DATA_LIMIT};
+pub use cloud_config::{base64_len, TooLarge, NOVA_USER_DATA_LIMIT};
 pub use context::{public_address, EtcdRecovery, OffsiteTarget, RenderOptions};
 pub use decode::{decode_files, DecodedFile};
 pub use files::File;
