@@ -80,6 +80,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     })
 }
 
+/// Removes `path`; one already gone is fine.
+pub fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow::Error::new(e).context(format!("removing {}", path.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Whether `name` is a temporary file left by `write_atomic` or a transaction.
 pub fn is_temporary(name: &str) -> bool {
     let Some(rest) = name.strip_prefix('.') else {

@@ -15,5 +15,6 @@ pub mod lock;
 pub mod pki;
 pub mod render;
 pub mod retention;
+pub mod snapshot;
 pub mod spec;
 pub mod tempurl;

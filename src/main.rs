@@ -101,7 +101,7 @@ enum Command {
     /// etcd lost its majority: replace every etcd server and found the cluster again from
     /// a backup (the newest good one of `backup list` unless --from names one).
     Recover {
-        /// The backup to restore: its file name in the state dir's backups/.
+        /// The backup to restore: its file name in the state dir's backups/, or `swift:<object>`.
         #[arg(long)]
         from: Option<PathBuf>,
         #[command(flatten)]

@@ -54,6 +54,26 @@ fn copy_name(name: &str, members: &[&str], cluster: &str) -> Option<(String, Pri
     Some((prefix.to_string(), compact_time(stamp)?))
 }
 
+/// The member (or `paasgen`) whose copy `name` is, and when Swift stored it, if it is
+/// a copy stored no earlier than the time its name claims; else why not.
+pub fn genuine_copy(
+    name: &str,
+    last_modified: &str,
+    members: &[&str],
+    cluster: &str,
+) -> Result<(String, PrimitiveDateTime), String> {
+    let Some(uploaded) = swift_time(last_modified) else {
+        return Err(format!("Swift gives no time for it (`{last_modified}`)"));
+    };
+    match copy_name(name, members, cluster) {
+        None => Err("not the name of a copy".into()),
+        Some((_, claimed)) if claimed > uploaded + CLOCK_SKEW => Err(format!(
+            "named after a time later than its upload ({uploaded})"
+        )),
+        Some((prefix, _)) => Ok((prefix, uploaded)),
+    }
+}
+
 /// What to delete so that each prefix keeps its newest `keep` copies with all their
 /// versions; `members` are the spec's etcd nodes.
 pub fn plan<'a>(
@@ -67,24 +87,11 @@ pub fn plan<'a>(
     let mut copies: BTreeMap<&str, (String, PrimitiveDateTime)> = BTreeMap::new();
     let mut refused: BTreeMap<&str, String> = BTreeMap::new();
     for v in versions {
-        let Some(uploaded) = swift_time(&v.last_modified) else {
-            refused.insert(
-                &v.name,
-                format!("Swift gives no time for it (`{}`)", v.last_modified),
-            );
-            continue;
-        };
-        match copy_name(&v.name, members, cluster) {
-            None => {
-                refused.insert(&v.name, "not the name of a copy".into());
+        match genuine_copy(&v.name, &v.last_modified, members, cluster) {
+            Err(why) => {
+                refused.insert(&v.name, why);
             }
-            Some((_, claimed)) if claimed > uploaded + CLOCK_SKEW => {
-                refused.insert(
-                    &v.name,
-                    format!("named after a time later than its upload ({uploaded})"),
-                );
-            }
-            Some((prefix, _)) => {
+            Ok((prefix, uploaded)) => {
                 let entry = copies.entry(&v.name).or_insert((prefix, uploaded));
                 entry.1 = entry.1.max(uploaded);
             }

@@ -5,6 +5,7 @@
 //! it a `.json` record with its size and sha256. The record is written last: a backup
 //! without one is unfinished and not listed.
 
+use super::copies;
 use super::{load_spec, state_dir_for};
 use crate::cloud::openstack::swift::Swift;
 use crate::etcd_admin::EtcdAdmin;
@@ -160,6 +161,12 @@ pub fn backup_now(args: &BackupArgs) -> Result<()> {
         record.member,
         record.sha256
     );
+    let keep = spec
+        .etcd
+        .swift_backups
+        .as_ref()
+        .map_or(spec.etcd.snapshot_keep, |w| w.keep);
+    prune_local(&state_dir, keep as usize)?;
     let Some(wanted) = &spec.etcd.swift_backups else {
         return Ok(());
     };
@@ -231,6 +238,32 @@ pub fn prune(file: &Path, os_cloud: Option<&str>, timeout: Duration) -> Result<(
     })
 }
 
+/// Deletes the local backups beyond the newest `keep` (by their records' time; the
+/// records are paasgen's own): the record first, so a half-pruned one is unlisted.
+fn prune_local(state_dir: &Path, keep: usize) -> Result<()> {
+    let mut all = copies::local(state_dir)?;
+    copies::sort_newest_first(&mut all);
+    let dir = backups_dir(state_dir);
+    let mut pruned = 0;
+    for old in all.iter().skip(keep) {
+        let Some(stem) = old
+            .name
+            .strip_suffix(".db")
+            .filter(|_| plain_backup_name(&old.name))
+        else {
+            continue;
+        };
+        fsutil::remove_if_exists(&dir.join(format!("{stem}.json")))?;
+        fsutil::remove_if_exists(&dir.join(&old.name))?;
+        pruned += 1;
+    }
+    if pruned > 0 {
+        fsutil::sync_dir(&dir)?;
+        println!("pruned {pruned} local backup(s), the newest {keep} kept");
+    }
+    Ok(())
+}
+
 /// Every finished backup's record, oldest first.
 pub fn records(state_dir: &Path) -> Result<Vec<BackupRecord>> {
     let dir = backups_dir(state_dir);
@@ -279,17 +312,6 @@ pub fn read_checked(state_dir: &Path, record: &BackupRecord) -> Result<Vec<u8>> 
     Ok(bytes)
 }
 
-/// Every finished backup, oldest first, each checked against its record.
-pub fn list(state_dir: &Path) -> Result<Vec<(BackupRecord, Result<()>)>> {
-    Ok(records(state_dir)?
-        .into_iter()
-        .map(|r| {
-            let check = read_checked(state_dir, &r).map(drop);
-            (r, check)
-        })
-        .collect())
-}
-
 pub fn backup_list(
     file: &Path,
     state_dir: Option<&Path>,
@@ -298,69 +320,29 @@ pub fn backup_list(
 ) -> Result<()> {
     let spec = load_spec(file)?;
     let state_dir = state_dir_for(file, state_dir);
-    let backups = list(&state_dir)?;
-    if backups.is_empty() {
-        println!("no backups in {}", backups_dir(&state_dir).display());
-    } else {
-        print_local(backups);
-    }
+    let mut all = copies::local(&state_dir)?;
     if let (Some(wanted), Some(_)) = (&spec.etcd.swift_backups, offsite_target(&state_dir)?) {
         let rt = super::cloud::runtime()?;
-        rt.block_on(print_swift(&wanted.container, os_cloud, timeout))?;
+        let (offsite, ignored) = rt.block_on(async {
+            let swift = Swift::connect(os_cloud, timeout).await?;
+            copies::offsite(&swift, &spec, &wanted.container).await
+        })?;
+        for (name, why) in &ignored {
+            eprintln!(
+                "warning: Swift object `{}` in {} is no copy: {why}",
+                shown(name, 200),
+                wanted.container
+            );
+        }
+        all.extend(offsite);
     }
+    if all.is_empty() {
+        println!("no backups in {}", backups_dir(&state_dir).display());
+        return Ok(());
+    }
+    copies::sort_newest_first(&mut all);
+    copies::print(&all, &state_dir);
     Ok(())
-}
-
-/// The copies in Swift, with the sha256 each was uploaded with.
-async fn print_swift(container: &str, os_cloud: Option<&str>, timeout: Duration) -> Result<()> {
-    let swift = Swift::connect(os_cloud, timeout).await?;
-    let objects = swift.list(container).await?;
-    println!(
-        "\nin Swift, container {container} ({} objects):",
-        objects.len()
-    );
-    println!("{:<26} {:>11} {:<12} NAME", "UPLOADED", "BYTES", "SHA256");
-    for o in objects {
-        let sha = swift
-            .object_meta(container, &o.name, "sha256")
-            .await?
-            .unwrap_or_else(|| "-".into());
-        println!(
-            "{:<26} {:>11} {:<12} {}",
-            shown(&o.last_modified, 26),
-            o.bytes,
-            short(&sha),
-            shown(&o.name, 200)
-        );
-    }
-    Ok(())
-}
-
-fn print_local(backups: Vec<(BackupRecord, Result<()>)>) {
-    println!(
-        "{:<21} {:>9} {:>11} {:<12} {:<8} FILE",
-        "TAKEN", "REVISION", "BYTES", "SHA256", "CHECK"
-    );
-    for (r, check) in backups {
-        println!(
-            "{:<21} {:>9} {:>11} {:<12} {:<8} {}",
-            shown(&r.taken_at, 21),
-            r.revision,
-            r.bytes,
-            short(&r.sha256),
-            match &check {
-                Ok(()) => "ok".to_string(),
-                Err(e) => format!("BAD: {e}"),
-            },
-            shown(&r.file, 100)
-        );
-    }
-}
-
-/// The first 12 characters of a hash as a record or Swift gives it (neither is
-/// trusted to be hex), escaped.
-fn short(sha: &str) -> String {
-    shown(&sha.chars().take(12).collect::<String>(), 12)
 }
 
 /// What `backup setup` recorded (`backups/swift.json`); the key is apart, in

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod cloud;
+pub mod copies;
 pub mod image;
 pub mod rebuild;
 pub mod recover;

@@ -15,10 +15,11 @@
 
 use super::cloud::{connect, runtime, CloudArgs};
 use super::rebuild::{wait_member_healthy, Replacer};
-use super::{backup, load_spec, render_options, state_dir_for};
+use super::{backup, copies, load_spec, render_options, state_dir_for};
 use crate::cloud::any::AnyCloud;
 use crate::cloud::apply::Options;
 use crate::cloud::desired;
+use crate::cloud::openstack::swift::Swift;
 use crate::cloud::state::{EtcdRecovery, StateFile};
 use crate::etcd_admin::{keeps_quorum, peer_url, EtcdAdmin};
 use crate::kube_admin::KubeAdmin;
@@ -26,6 +27,7 @@ use crate::liveness::etcd_census;
 use crate::lock::StateLock;
 use crate::pki::Pki;
 use crate::render;
+use crate::spec::shown;
 use crate::spec::{Node, Role, Spec};
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::SocketAddr;
@@ -56,12 +58,18 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
     let c = &args.cloud;
     let spec = load_spec(c.file)?;
     let state_dir = state_dir_for(c.file, c.state_dir);
-    let (record, snapshot) = choose_backup(&state_dir, args.from)?;
-    println!(
-        "snapshot {} (revision {}, taken {} from {}), sha256 {} checked",
-        record.file, record.revision, record.taken_at, record.member, record.sha256
-    );
+    if let Some(from) = args.from {
+        check_from_path(&state_dir, from)?;
+    }
     let rt = runtime()?;
+    let (chosen, snapshot) = rt.block_on(choose_copy(&spec, &state_dir, args.from, c))?;
+    let sha256 = crate::render::sha256_hex(&snapshot);
+    println!(
+        "snapshot {} ({} bytes, from {}), sha256 {sha256} and the snapshot's own hash checked",
+        chosen.id(),
+        snapshot.len(),
+        chosen.member,
+    );
     let cloud = rt.block_on(connect(c))?;
     let lock = StateLock::acquire(&state_dir, "recover", c.wait_lock)?;
     let pki = Pki::ensure(&state_dir, &spec).context("preparing the PKI")?;
@@ -106,9 +114,9 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
             })
             .collect();
         launched.etcd_recovery = Some(EtcdRecovery {
-            token: format!("{}-etcd-{}", spec.name, &record.sha256[..12]),
+            token: format!("{}-etcd-{}", spec.name, &sha256[..12]),
             restored_on: Some(first.name.clone()),
-            snapshot_sha256: record.sha256.clone(),
+            snapshot_sha256: sha256.clone(),
             joined,
         });
         state.save(&launched)?;
@@ -147,62 +155,118 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
         }
         println!(
             "recovered etcd from {} in {:.0}s",
-            record.file,
+            chosen.id(),
             started.elapsed().as_secs_f64()
         );
         Ok(())
     })
 }
 
-/// The backup to restore, read and checked against its record.
-fn choose_backup(state_dir: &Path, from: Option<&Path>) -> Result<(backup::BackupRecord, Vec<u8>)> {
-    let records = backup::records(state_dir)?;
-    let Some(from) = from else {
-        // The newest whose bytes match its record (the list is oldest first).
-        for record in records.into_iter().rev() {
-            match backup::read_checked(state_dir, &record) {
-                Ok(bytes) => return Ok((record, bytes)),
-                Err(e) => eprintln!("warning: backup {} skipped: {e:#}", record.file),
+/// The copy to restore and its bytes, checked: `from` (a file in backups/, or
+/// `swift:<object>`), else the newest good copy, local or in Swift. A damaged copy is
+/// skipped with a warning, never restored. When the spec keeps copies in Swift and Swift
+/// cannot be listed, recover refuses rather than restore an older local copy unawares.
+async fn choose_copy(
+    spec: &Spec,
+    state_dir: &Path,
+    from: Option<&Path>,
+    c: &CloudArgs<'_>,
+) -> Result<(copies::Copy, Vec<u8>)> {
+    // A local copy by its file name (with .db, .json or neither), a Swift one as given.
+    let from = from.map(|f| {
+        let text = f.to_string_lossy();
+        match (text.starts_with("swift:"), f.file_name()) {
+            (false, Some(name)) => {
+                let name = name.to_string_lossy();
+                name.strip_suffix(".json").unwrap_or(&name).to_string()
             }
+            _ => text.into_owned(),
         }
-        bail!(
-            "no good backup in {}/backups: take one with `paasgen backup now` while etcd runs",
-            state_dir.display()
-        );
-    };
-    // A backup is its snapshot and its record, both in backups/: a path elsewhere is
-    // refused, not quietly swapped for a same-named file there.
-    let dir = backup::backups_dir(state_dir);
-    if let Some(parent) = from.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let same = |a: &Path, b: &Path| {
-            a.canonicalize()
-                .ok()
-                .is_some_and(|a| Some(a) == b.canonicalize().ok())
-        };
-        if !same(parent, &dir) {
-            bail!(
-                "--from {}: recover restores only backups in {} (a snapshot and its record, see `paasgen backup list`); name one there by its file name",
-                from.display(),
-                dir.display()
-            );
+    });
+    let wanted_swift = from.as_deref().is_none_or(|f| f.starts_with("swift:"));
+    let mut all = Vec::new();
+    if from.as_deref().is_none_or(|f| !f.starts_with("swift:")) {
+        all.extend(copies::local(state_dir)?);
+    }
+    let mut swift = None;
+    if let (Some(wanted), true) = (&spec.etcd.swift_backups, wanted_swift) {
+        let listed = async {
+            let s = Swift::connect(c.os_cloud, c.timeout).await?;
+            let (offsite, ignored) = copies::offsite(&s, spec, &wanted.container).await?;
+            Ok::<_, anyhow::Error>((s, offsite, ignored))
+        }
+        .await;
+        match listed {
+            Ok((s, offsite, ignored)) => {
+                for (name, why) in ignored {
+                    eprintln!("warning: Swift object `{}` is no copy: {why}", shown(&name, 200));
+                }
+                all.extend(offsite);
+                swift = Some(s);
+            }
+            Err(e) => bail!(
+                "the copies in Swift ({}) could not be listed: {e:#}; a local copy may be older than them. Name one with --from to restore without Swift. Nothing was deleted.",
+                wanted.container
+            ),
         }
     }
-    let name = from
-        .file_name()
-        .map(|n| n.to_string_lossy().trim_end_matches(".json").to_string())
-        .unwrap_or_default();
-    let record = records
-        .into_iter()
-        .find(|r| r.file == name || r.file == format!("{name}.db"))
-        .ok_or_else(|| {
-            anyhow!(
-                "no backup {name} in {}/backups (see `paasgen backup list`)",
-                state_dir.display()
-            )
-        })?;
-    let bytes = backup::read_checked(state_dir, &record)
-        .with_context(|| format!("backup {}", record.file))?;
-    Ok((record, bytes))
+    copies::sort_newest_first(&mut all);
+    let swift = swift.as_ref().zip(
+        spec.etcd
+            .swift_backups
+            .as_ref()
+            .map(|w| w.container.as_str()),
+    );
+    if let Some(from) = from {
+        let copy = all
+            .into_iter()
+            .find(|c| c.id() == from || c.id() == format!("{from}.db"))
+            .ok_or_else(|| anyhow!("no copy {from} (see `paasgen backup list`)"))?;
+        let bytes = copies::fetch(&copy, state_dir, swift)
+            .await
+            .map_err(|e| anyhow!("copy {}: {e:#}", copy.id()))?;
+        return Ok((copy, bytes));
+    }
+    for copy in all {
+        match copies::fetch(&copy, state_dir, swift).await {
+            Ok(bytes) => return Ok((copy, bytes)),
+            Err(e) => eprintln!("warning: copy {} skipped: {e:#}", shown(&copy.id(), 200)),
+        }
+    }
+    bail!(
+        "no good copy of etcd in {}/backups{}: take one with `paasgen backup now` while etcd runs",
+        state_dir.display(),
+        if spec.etcd.swift_backups.is_some() {
+            " or in Swift"
+        } else {
+            ""
+        }
+    )
+}
+
+/// `--from` names a file in backups/ by its name: a path elsewhere is refused, not
+/// quietly swapped for a same-named file there.
+fn check_from_path(state_dir: &Path, from: &Path) -> Result<()> {
+    let dir = backup::backups_dir(state_dir);
+    let Some(parent) = from.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if from.to_string_lossy().starts_with("swift:") {
+        return Ok(());
+    }
+    let same = |a: &Path, b: &Path| {
+        a.canonicalize()
+            .ok()
+            .is_some_and(|a| Some(a) == b.canonicalize().ok())
+    };
+    if !same(parent, &dir) {
+        bail!(
+            "--from {}: recover restores only backups in {} (a snapshot and its record, see `paasgen backup list`) or in Swift (`swift:<object>`); name one by its file name",
+            from.display(),
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Recover deletes every member: it goes ahead only when etcd's majority is lost and

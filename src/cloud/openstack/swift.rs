@@ -195,6 +195,34 @@ impl Swift {
         Ok(())
     }
 
+    /// An object's bytes and its `X-Object-Meta-Sha256` (recover's download).
+    pub async fn get_object(
+        &self,
+        container: &str,
+        object: &str,
+    ) -> Result<(Vec<u8>, Option<String>)> {
+        let path = object_path(container, object);
+        let what = format!("Swift GET /{}", path.join("/"));
+        let resp = self
+            .session
+            .request(OBJECT_STORAGE, Method::GET, path.iter().copied())
+            // A large database takes longer than one API call may.
+            .timeout(std::time::Duration::from_secs(3600))
+            .send_unchecked()
+            .await
+            .map_err(|e| anyhow!("{what}: {e}"))?;
+        if !resp.status().is_success() {
+            bail!("{what}: {}", resp.status());
+        }
+        let sha = resp
+            .headers()
+            .get("x-object-meta-sha256")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = resp.bytes().await.map_err(|e| anyhow!("{what}: {e}"))?;
+        Ok((bytes.to_vec(), sha))
+    }
+
     /// An object's user metadata `X-Object-Meta-<name>`.
     pub async fn object_meta(
         &self,
