@@ -61,6 +61,10 @@ fn snapshots_of_a_gateway_a_master_and_a_worker() {
         r#"token: "<bootstrap-token>""#,
     );
     settings.add_filter(r"sha256:[0-9a-f]{64}", "sha256:<ca-cert-hash>");
+    settings.add_filter(
+        r#"secret: "[A-Za-z0-9+/]{43}=""#,
+        r#"secret: "<encryption-key>""#,
+    );
     settings.bind(|| {
         for doc in docs
             .iter()

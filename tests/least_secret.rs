@@ -36,6 +36,19 @@ fn each_role_holds_only_the_keys_it_needs() {
     for (node, ck) in &pki.etcd_peer {
         keys.push((format!("{node} peer"), ck.key_pem.as_str()));
     }
+    // The key Secrets are encrypted with: the masters' API servers alone need it.
+    for doc in &docs {
+        let holds = files_of(doc)
+            .iter()
+            .any(|f| String::from_utf8_lossy(&f.bytes).contains(&pki.encryption_key))
+            || doc.user_data.contains(&pki.encryption_key);
+        assert_eq!(
+            holds,
+            doc.role == Role::Master,
+            "{}: encryption key",
+            doc.name
+        );
+    }
     for doc in &docs {
         let files = files_of(doc);
         let held: BTreeSet<String> = keys

@@ -18,6 +18,10 @@ fn redactions() -> Vec<(&'static str, &'static str)> {
             r#"token: "<bootstrap-token>""#,
         ),
         (r"sha256:[0-9a-f]{64}", "sha256:<ca-cert-hash>"),
+        (
+            r#"secret: "[A-Za-z0-9+/]{43}=""#,
+            r#"secret: "<encryption-key>""#,
+        ),
     ]
 }
 

@@ -67,6 +67,8 @@ pub struct Pki {
     pub admin: CertKey,
     /// kubeadm bootstrap token `[a-z0-9]{6}.[a-z0-9]{16}` for joins.
     pub bootstrap_token: String,
+    /// The API servers' key for Secrets at rest (secretbox, base64): masters only.
+    pub encryption_key: String,
     /// sha256 of the Kubernetes CA's SubjectPublicKeyInfo, as kubeadm's discovery wants it.
     pub ca_cert_hash: String,
     store: Store,
@@ -153,6 +155,7 @@ impl Pki {
             "ca",
         )?;
         let bootstrap_token = store.bootstrap_token()?;
+        let encryption_key = store.encryption_key()?;
         let ca_cert_hash = format!("sha256:{}", spki_sha256(&kubernetes_ca.cert_pem)?);
         Ok(Pki {
             etcd_ca,
@@ -166,6 +169,7 @@ impl Pki {
             etcd_admin_client,
             admin,
             bootstrap_token,
+            encryption_key,
             ca_cert_hash,
             store,
         })

@@ -211,6 +211,30 @@ impl Store {
         Ok(token)
     }
 
+    /// The key the API servers encrypt Secrets with (secretbox: 32 random bytes,
+    /// base64), generated once.
+    pub fn encryption_key(&mut self) -> Result<String> {
+        use base64::Engine;
+        let path = self.state_dir.join("secrets/encryption-key");
+        if !self.throwaway && path.exists() {
+            let key = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .to_string();
+            let bytes = base64::engine::general_purpose::STANDARD.decode(&key);
+            if bytes.map_or(true, |b| b.len() != 32) {
+                bail!("{} does not hold 32 bytes in base64", path.display());
+            }
+            return Ok(key);
+        }
+        let mut bytes = [0u8; 32];
+        rand::fill(&mut bytes);
+        let key = base64::engine::general_purpose::STANDARD.encode(bytes);
+        self.stage(path, format!("{key}\n"), PRIVATE);
+        self.changes.push(Change::Created("encryption key".into()));
+        Ok(key)
+    }
+
     pub fn stage_file(&mut self, relative: &str, bytes: Vec<u8>, private: bool) -> Result<()> {
         let path = self.state_dir.join(relative);
         if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {

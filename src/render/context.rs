@@ -179,6 +179,9 @@ pub struct KubernetesView {
     pub flannel_cni_plugin_image: &'static str,
     /// Secret: present only in master and worker contexts.
     pub bootstrap_token: Option<String>,
+    /// Resources encrypted at rest, and (secret: masters only) the key.
+    pub encrypt_resources: Vec<String>,
+    pub encryption_key: Option<String>,
     pub ca_cert_hash: String,
 }
 
@@ -415,8 +418,13 @@ impl Shared {
             ssh_authorized_keys: self.ssh_authorized_keys.clone(),
             gateway: (role == Role::Gateway).then(|| self.gateway(node)),
             etcd: (role == Role::Etcd).then(|| self.etcd(spec, opts, node)),
-            kubernetes: matches!(role, Role::Master | Role::Worker)
-                .then(|| self.kubernetes(spec, pki)),
+            kubernetes: matches!(role, Role::Master | Role::Worker).then(|| {
+                let mut k = self.kubernetes(spec, pki);
+                if role == Role::Master {
+                    k.encryption_key = Some(pki.encryption_key.clone());
+                }
+                k
+            }),
             kubeadm: matches!(role, Role::Master | Role::Worker).then(|| KubeadmView {
                 may_init: spec.first_master().is_some_and(|m| m.name == node.name),
             }),
@@ -561,6 +569,8 @@ impl Shared {
             flannel_image: versions::FLANNEL_IMAGE,
             flannel_cni_plugin_image: versions::FLANNEL_CNI_PLUGIN_IMAGE,
             bootstrap_token: Some(pki.bootstrap_token.clone()),
+            encrypt_resources: k.encrypt_resources.clone(),
+            encryption_key: None,
             ca_cert_hash: pki.ca_cert_hash.clone(),
         }
     }

@@ -188,6 +188,12 @@ pub fn for_node(
                 "apiserver-etcd-client",
                 &pki.apiserver_etcd_client,
             ));
+            // Outside /etc/kubernetes (kubeadm reset), mounted into the API server pod.
+            files.push(file(
+                "/etc/paasgen/encryption/config.yaml",
+                PRIVATE,
+                render("encryption-config.yaml")?,
+            ));
             if spec.first_master().is_some_and(|m| m.name == node.name) {
                 files.extend([
                     file(

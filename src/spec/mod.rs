@@ -200,6 +200,9 @@ pub struct Kubernetes {
     pub service_cidr: Ipv4Net,
     pub ingress_http_node_port: u16,
     pub ingress_https_node_port: u16,
+    /// Resources the API servers encrypt before they reach etcd (and so every backup):
+    /// Secrets always, others as listed (`configmaps`, ...).
+    pub encrypt_resources: Vec<String>,
 }
 
 impl Default for Kubernetes {
@@ -212,6 +215,7 @@ impl Default for Kubernetes {
             service_cidr: "10.96.0.0/12".parse().expect("literal CIDR"),
             ingress_http_node_port: 30080,
             ingress_https_node_port: 30443,
+            encrypt_resources: vec!["secrets".into()],
         }
     }
 }

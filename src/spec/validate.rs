@@ -554,6 +554,7 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 fn check_kubernetes(spec: &Spec, c: &mut Checker) {
     let k = &spec.kubernetes;
     check_kubernetes_versions(spec, c);
+    check_encrypt_resources(spec, c);
     for (name, sum) in &k.sha256 {
         if !versions::ARTIFACTS.contains(&name.as_str()) {
             c.error(
@@ -599,6 +600,36 @@ fn check_kubernetes(spec: &Spec, c: &mut Checker) {
                 path,
                 None,
                 format!("{port} is outside the NodePort range 30000-32767"),
+            );
+        }
+    }
+}
+
+/// `kubernetes.encrypt_resources`: Secrets always; each a resource as
+/// EncryptionConfiguration names it (`configmaps`, `deployments.apps`).
+fn check_encrypt_resources(spec: &Spec, c: &mut Checker) {
+    let list = &spec.kubernetes.encrypt_resources;
+    if !list.iter().any(|r| r == "secrets") {
+        c.error(
+            "kubernetes.encrypt_resources",
+            None,
+            "must list `secrets`: Secrets are always encrypted at rest",
+        );
+    }
+    for (i, r) in list.iter().enumerate() {
+        let word = |w: &str| {
+            !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if !r.split('.').all(word) {
+            c.error(
+                format!("kubernetes.encrypt_resources[{i}]"),
+                None,
+                format!(
+                    "`{}` is not a resource name (lowercase plural, optionally .group)",
+                    shown(r, 60)
+                ),
             );
         }
     }
