@@ -70,6 +70,10 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
         snapshot.len(),
         chosen.member,
     );
+    println!(
+        "recover: copy chosen, read and checked at {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
     let cloud = rt.block_on(connect(c))?;
     let lock = StateLock::acquire(&state_dir, "recover", c.wait_lock)?;
     let pki = Pki::ensure(&state_dir, &spec).context("preparing the PKI")?;
