@@ -191,48 +191,58 @@ impl Store {
 
     /// The kubeadm bootstrap token, generated once.
     pub fn bootstrap_token(&mut self) -> Result<String> {
-        let path = self.state_dir.join("secrets/bootstrap-token");
-        if !self.throwaway && path.exists() {
-            let token = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .trim()
-                .to_string();
-            if !is_bootstrap_token(&token) {
-                bail!(
-                    "{} does not hold a token like abcdef.0123456789abcdef",
-                    path.display()
-                );
-            }
-            return Ok(token);
-        }
-        let token = format!("{}.{}", random_token_part(6), random_token_part(16));
-        self.stage(path, format!("{token}\n"), PRIVATE);
-        self.changes.push(Change::Created("bootstrap token".into()));
-        Ok(token)
+        self.secret(
+            "bootstrap-token",
+            "bootstrap token",
+            ("a token like abcdef.0123456789abcdef", is_bootstrap_token),
+            || format!("{}.{}", random_token_part(6), random_token_part(16)),
+        )
     }
 
     /// The key the API servers encrypt Secrets with (secretbox: 32 random bytes,
     /// base64), generated once.
     pub fn encryption_key(&mut self) -> Result<String> {
         use base64::Engine;
-        let path = self.state_dir.join("secrets/encryption-key");
+        let engine = base64::engine::general_purpose::STANDARD;
+        self.secret(
+            "encryption-key",
+            "encryption key",
+            ("32 bytes in base64", |k| {
+                let engine = base64::engine::general_purpose::STANDARD;
+                engine.decode(k).is_ok_and(|b| b.len() == 32)
+            }),
+            || {
+                let mut bytes = [0u8; 32];
+                rand::fill(&mut bytes);
+                engine.encode(bytes)
+            },
+        )
+    }
+
+    /// `secrets/<name>`: read and checked (`valid`: what it must hold, and the test), or
+    /// made once by `make` and staged.
+    fn secret(
+        &mut self,
+        name: &str,
+        what: &str,
+        valid: (&str, fn(&str) -> bool),
+        make: impl FnOnce() -> String,
+    ) -> Result<String> {
+        let path = self.state_dir.join("secrets").join(name);
         if !self.throwaway && path.exists() {
-            let key = std::fs::read_to_string(&path)
+            let value = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?
                 .trim()
                 .to_string();
-            let bytes = base64::engine::general_purpose::STANDARD.decode(&key);
-            if bytes.map_or(true, |b| b.len() != 32) {
-                bail!("{} does not hold 32 bytes in base64", path.display());
+            if !(valid.1)(&value) {
+                bail!("{} does not hold {}", path.display(), valid.0);
             }
-            return Ok(key);
+            return Ok(value);
         }
-        let mut bytes = [0u8; 32];
-        rand::fill(&mut bytes);
-        let key = base64::engine::general_purpose::STANDARD.encode(bytes);
-        self.stage(path, format!("{key}\n"), PRIVATE);
-        self.changes.push(Change::Created("encryption key".into()));
-        Ok(key)
+        let value = make();
+        self.stage(path, format!("{value}\n"), PRIVATE);
+        self.changes.push(Change::Created(what.into()));
+        Ok(value)
     }
 
     pub fn stage_file(&mut self, relative: &str, bytes: Vec<u8>, private: bool) -> Result<()> {
