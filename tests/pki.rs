@@ -113,13 +113,16 @@ fn keys_are_0600_and_dirs_0700() {
             if p.is_dir() {
                 assert_eq!(mode, 0o700, "{}", p.display());
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "key") || p.ends_with("bootstrap-token") {
+            } else if p.extension().is_some_and(|x| x == "key")
+                || p.ends_with("bootstrap-token")
+                || p.ends_with("encryption-key")
+            {
                 assert_eq!(mode, 0o600, "{}", p.display());
                 checked += 1;
             }
         }
     }
-    assert!(checked >= 13, "only {checked} key files");
+    assert!(checked >= 14, "only {checked} key files");
 }
 
 #[test]
@@ -191,6 +194,30 @@ fn refuses_damaged(damage: impl Fn(&std::path::Path), file: &str, what: &str) {
         assert!(
             before == common::tree(dir.path()),
             "{verb} changed the state"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_encryption_key_is_an_error_never_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.yaml"), spec::EXAMPLE).unwrap();
+    let bin = env!("CARGO_BIN_EXE_paasgen");
+    let (ok, out) = run(Command::new(bin).current_dir(dir.path()).arg("render"));
+    assert!(ok, "{out}");
+    let key = dir.path().join(".paasgen/secrets/encryption-key");
+    for bad in ["", "c2hvcnQ=\n", "not base64 at all\n"] {
+        std::fs::write(&key, bad).unwrap();
+        let before = common::tree(dir.path());
+        let (ok, out) = run(Command::new(bin).current_dir(dir.path()).arg("render"));
+        assert!(!ok, "{bad:?} accepted: {out}");
+        assert!(
+            out.contains("secrets/encryption-key") && out.contains("32 bytes in base64"),
+            "{out}"
+        );
+        assert!(
+            before == common::tree(dir.path()),
+            "render changed the state"
         );
     }
 }
