@@ -77,17 +77,6 @@ pub enum Health {
     NoAnswer(String),
 }
 
-/// A failed request in a few words: what went wrong, not reqwest's nesting.
-fn describe_send_error(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
-}
-
 /// The peer URL of an etcd node, as its config advertises it.
 pub fn peer_url(ip: std::net::Ipv4Addr) -> String {
     format!("https://{ip}:2380")
@@ -159,7 +148,7 @@ impl EtcdAdmin {
             Err(_) => {
                 return Health::NoAnswer(format!("no answer within {}s", HEALTH_WAIT.as_secs()))
             }
-            Ok(Err(err)) => return Health::NoAnswer(describe_send_error(&err)),
+            Ok(Err(err)) => return Health::NoAnswer(crate::http::error_chain(&err)),
             Ok(Ok(response)) => response,
         };
         // The answer comes through TLS checked against the member's own certificate:

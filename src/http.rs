@@ -25,3 +25,14 @@ pub async fn send_retrying(
         }
     }
 }
+
+/// A failed request in a few words: reqwest's message and its causes on one line.
+pub fn error_chain(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
