@@ -18,8 +18,11 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
     Healthy,
-    /// It cannot serve, and we know it: why.
+    /// It cannot serve, and the cloud says so: why.
     Dead(String),
+    /// It answers that it cannot serve (no leader, an alarm): etcd's reason. Dead by its
+    /// own word, which an election in progress also says for a moment.
+    SaysUnhealthy(String),
     /// It did not answer and nothing says it is dead: why not.
     Unreachable(String),
 }
@@ -31,7 +34,7 @@ const NOT_RUNNING: [&str; 4] = ["ERROR", "SHUTOFF", "DELETED", "SOFT_DELETED"];
 pub fn judge(health: Health, server: Option<&str>) -> Seen {
     match (health, server) {
         (Health::Healthy, _) => Seen::Healthy,
-        (Health::Unhealthy(reason), _) => Seen::Dead(format!("it answers, unhealthy: {reason}")),
+        (Health::Unhealthy(reason), _) => Seen::SaysUnhealthy(reason),
         (Health::NoAnswer(_), None) => Seen::Dead("its server is gone".into()),
         (Health::NoAnswer(why), Some(status)) if NOT_RUNNING.contains(&status) => {
             Seen::Dead(format!("its server is {status} (no answer: {why})"))
@@ -48,19 +51,18 @@ pub struct Census(pub Vec<(String, Seen)>);
 
 impl Census {
     pub fn healthy(&self) -> Vec<String> {
-        self.names(|s| *s == Seen::Healthy)
-    }
-
-    pub fn unreachable(&self) -> Vec<String> {
-        self.names(|s| matches!(s, Seen::Unreachable(_)))
-    }
-
-    fn names(&self, f: impl Fn(&Seen) -> bool) -> Vec<String> {
         self.0
             .iter()
-            .filter(|(_, s)| f(s))
+            .filter(|(_, s)| *s == Seen::Healthy)
             .map(|(n, _)| n.clone())
             .collect()
+    }
+
+    /// Whether a member said it is unhealthy (worth asking again a moment later).
+    pub fn has_unhealthy_answers(&self) -> bool {
+        self.0
+            .iter()
+            .any(|(_, s)| matches!(s, Seen::SaysUnhealthy(_)))
     }
 
     /// The members but `except`.
@@ -104,6 +106,7 @@ impl fmt::Display for Census {
             .map(|(n, s)| match s {
                 Seen::Healthy => format!("{n} healthy"),
                 Seen::Dead(why) => format!("{n} dead ({why})"),
+                Seen::SaysUnhealthy(why) => format!("{n} answers unhealthy ({why})"),
                 Seen::Unreachable(why) => format!("{n} unreachable ({why})"),
             })
             .collect();
@@ -163,9 +166,7 @@ mod tests {
             Seen::Dead("its server is gone".into())
         );
         let no_leader = Health::Unhealthy("RAFT NO LEADER".into());
-        assert!(
-            matches!(judge(no_leader, Some("ACTIVE")), Seen::Dead(r) if r.contains("NO LEADER"))
-        );
+        assert!(judge(no_leader, Some("ACTIVE")) == Seen::SaysUnhealthy("RAFT NO LEADER".into()));
         assert_eq!(judge(Health::Healthy, Some("SHUTOFF")), Seen::Healthy);
     }
 

@@ -413,7 +413,7 @@ fn leader_uploads_snapshots_to_swift_with_a_put_only_url() {
         assert!(o.status.success(), "{}", text(&o.stderr));
     };
     put("paasgen/before-a");
-    let a = upload(&objects());
+    upload(&objects());
     put("paasgen/after-a");
     let b = upload(&objects());
     put("paasgen/after-b");
@@ -458,6 +458,5 @@ fn leader_uploads_snapshots_to_swift_with_a_put_only_url() {
     assert!(said.contains(&format!("snapshot swift:{b} (")), "{said}");
     assert_eq!(get("paasgen/after-a"), "v");
     assert_eq!(get("paasgen/before-c"), "", "only in the damaged copy");
-    let _ = a;
     swift.stop();
 }

@@ -141,9 +141,14 @@ pub fn plan(args: &CloudArgs, output: Output, verbose: bool) -> Result<()> {
                 println!("{c}");
             }
         }
-        if output == Output::Json && !refusals.is_empty() {
-            let doc = serde_json::json!({"capabilities": capabilities, "refusals": refusals, "plan": null});
+        // One document: what the cloud offers, why it cannot build the spec, the plan.
+        let print_json = |plan: serde_json::Value| -> Result<()> {
+            let doc = serde_json::json!({"capabilities": capabilities, "refusals": refusals, "plan": plan});
             println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(())
+        };
+        if output == Output::Json && !refusals.is_empty() {
+            print_json(serde_json::Value::Null)?;
         }
         cloud.check_rights(&spec).await?;
         // Floating mode: documents with the floating IP the cloud has.
@@ -156,10 +161,7 @@ pub fn plan(args: &CloudArgs, output: Output, verbose: bool) -> Result<()> {
         let p = plan_with(&cloud, &spec, &desired).await?;
         match output {
             Output::Text => println!("{p}"),
-            Output::Json => {
-                let doc = serde_json::json!({"capabilities": capabilities, "refusals": refusals, "plan": p});
-                println!("{}", serde_json::to_string_pretty(&doc)?);
-            }
+            Output::Json => print_json(serde_json::to_value(&p)?)?,
         }
         Ok(())
     })

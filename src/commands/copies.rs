@@ -13,10 +13,10 @@ use anyhow::{anyhow, bail, Result};
 use std::path::Path;
 use time::PrimitiveDateTime;
 
-/// Where a copy is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a copy is: a local one with the record it was listed from.
+#[derive(Debug, Clone)]
 pub enum Place {
-    Local,
+    Local(BackupRecord),
     Swift,
 }
 
@@ -40,38 +40,41 @@ impl Copy {
     /// How `--from` names it: the file name, or `swift:<object>`.
     pub fn id(&self) -> String {
         match self.place {
-            Place::Local => self.name.clone(),
+            Place::Local(_) => self.name.clone(),
             Place::Swift => format!("swift:{}", self.name),
         }
     }
+
+    fn in_swift(&self) -> bool {
+        matches!(self.place, Place::Swift)
+    }
 }
 
-fn show_time(t: PrimitiveDateTime) -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    t.format(&format).unwrap_or_else(|_| "?".into())
-}
-
-/// `2026-11-29T21:30:05Z` (a record's `taken_at`).
-fn record_time(taken_at: &str) -> Option<PrimitiveDateTime> {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    PrimitiveDateTime::parse(taken_at, &format).ok()
-}
+/// How records write times: `2026-11-29T21:30:05Z`.
+const RECORD_TIME: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
 
 pub fn local(state_dir: &Path) -> Result<Vec<Copy>> {
     Ok(backup::records(state_dir)?
         .into_iter()
         .map(|r: BackupRecord| Copy {
-            place: Place::Local,
-            time: record_time(&r.taken_at).unwrap_or(PrimitiveDateTime::MIN),
+            time: PrimitiveDateTime::parse(&r.taken_at, RECORD_TIME)
+                .unwrap_or(PrimitiveDateTime::MIN),
             revision: Some(r.revision),
             bytes: r.bytes,
-            sha256: Some(r.sha256),
-            member: r.member,
-            name: r.file,
+            sha256: Some(r.sha256.clone()),
+            member: r.member.clone(),
+            name: r.file.clone(),
+            place: Place::Local(r),
         })
         .collect())
+}
+
+/// A local copy's bytes, if they match its record and are a whole snapshot.
+fn read_local(state_dir: &Path, record: &BackupRecord) -> Result<Vec<u8>> {
+    let bytes = backup::read_checked(state_dir, record)?;
+    crate::snapshot::check(&bytes)?;
+    Ok(bytes)
 }
 
 /// The container's copies, and the objects in it that are none (name, why).
@@ -110,7 +113,7 @@ pub fn sort_newest_first(copies: &mut [Copy]) {
     copies.sort_by(|a, b| {
         b.time
             .cmp(&a.time)
-            .then((a.place == Place::Swift).cmp(&(b.place == Place::Swift)))
+            .then(a.in_swift().cmp(&b.in_swift()))
             .then(b.name.cmp(&a.name))
     });
 }
@@ -121,15 +124,8 @@ pub async fn fetch(
     state_dir: &Path,
     swift: Option<(&Swift, &str)>,
 ) -> Result<Vec<u8>> {
-    let bytes = match copy.place {
-        Place::Local => {
-            let records = backup::records(state_dir)?;
-            let record = records
-                .iter()
-                .find(|r| r.file == copy.name)
-                .ok_or_else(|| anyhow!("its record is gone"))?;
-            backup::read_checked(state_dir, record)?
-        }
+    match &copy.place {
+        Place::Local(record) => read_local(state_dir, record),
         Place::Swift => {
             let (swift, container) = swift.ok_or_else(|| anyhow!("Swift is not connected"))?;
             let (bytes, sha) = swift.get_object(container, &copy.name).await?;
@@ -139,11 +135,10 @@ pub async fn fetch(
             if sha256_hex(&bytes) != sha {
                 bail!("sha256 differs from the one it was uploaded with");
             }
-            bytes
+            crate::snapshot::check(&bytes)?;
+            Ok(bytes)
         }
-    };
-    crate::snapshot::check(&bytes)?;
-    Ok(bytes)
+    }
 }
 
 /// One table: where, member, time, revision, size, sha256, and the check of the local
@@ -154,27 +149,18 @@ pub fn print(copies: &[Copy], state_dir: &Path) {
         "WHERE", "MEMBER", "TIME (UTC)", "REVISION", "BYTES", "SHA256", "CHECK"
     );
     for c in copies {
-        let check = match c.place {
+        let check = match &c.place {
             Place::Swift => "unchecked".to_string(),
-            Place::Local => match backup::records(state_dir).map(|rs| {
-                rs.into_iter().find(|r| r.file == c.name).map(|r| {
-                    backup::read_checked(state_dir, &r).map(|b| crate::snapshot::check(&b))
-                })
-            }) {
-                Ok(Some(Ok(Ok(())))) => "ok".into(),
-                Ok(Some(Ok(Err(e)))) | Ok(Some(Err(e))) => format!("BAD: {e}"),
-                Ok(None) => "BAD: no record".into(),
+            Place::Local(record) => match read_local(state_dir, record) {
+                Ok(_) => "ok".into(),
                 Err(e) => format!("BAD: {e}"),
             },
         };
         println!(
             "{:<6} {:<10} {:<20} {:>9} {:>11} {:<12} {:<10} {}",
-            match c.place {
-                Place::Local => "local",
-                Place::Swift => "swift",
-            },
+            if c.in_swift() { "swift" } else { "local" },
             shown(&c.member, 10),
-            show_time(c.time),
+            c.time.format(RECORD_TIME).unwrap_or_else(|_| "?".into()),
             c.revision.map_or("-".into(), |r| r.to_string()),
             c.bytes,
             shown(

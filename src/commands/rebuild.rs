@@ -117,7 +117,7 @@ impl Replacer<'_> {
             drain_if_ready(kube, &node.name, self.wait).await?;
         }
         if let Some(etcd) = &etcd {
-            swap_member(etcd, node, self.force, self).await?;
+            swap_member(etcd, node, self).await?;
             // From now on the node's user-data joins the running cluster, whatever
             // happens next: a second try renders the same document.
             let mut launched = state.load()?.unwrap_or_default();
@@ -257,7 +257,7 @@ impl Replacer<'_> {
 }
 
 /// Takes the old member out of etcd and the new one in, asking the other members.
-async fn swap_member(etcd: &EtcdAdmin, node: &Node, force: bool, r: &Replacer<'_>) -> Result<()> {
+async fn swap_member(etcd: &EtcdAdmin, node: &Node, r: &Replacer<'_>) -> Result<()> {
     let members = etcd.members(Some(&node.name)).await.context(
         "the other etcd members do not answer: if the cluster lost its majority, restore it from a backup instead",
     )?;
@@ -287,7 +287,7 @@ async fn swap_member(etcd: &EtcdAdmin, node: &Node, force: bool, r: &Replacer<'_
             if healthy.is_empty() { "none".to_string() } else { healthy.join(", ") },
             size / 2 + 1
         );
-        if !force {
+        if !r.force {
             bail!("{message}; bring the other members back first, or pass --force");
         }
         // --force is for members known to be down, never for ones it cannot see.

@@ -23,7 +23,7 @@ use crate::cloud::openstack::swift::Swift;
 use crate::cloud::state::{EtcdRecovery, StateFile};
 use crate::etcd_admin::{keeps_quorum, peer_url, EtcdAdmin};
 use crate::kube_admin::KubeAdmin;
-use crate::liveness::etcd_census;
+use crate::liveness::{etcd_census, Census};
 use crate::lock::StateLock;
 use crate::pki::Pki;
 use crate::render;
@@ -284,32 +284,37 @@ async fn refuse_unless_lost(
     cloud: &AnyCloud,
     force: bool,
 ) -> Result<()> {
-    let members = spec.nodes_with_role(Role::Etcd).count();
-    let mut census = etcd_census(spec, etcd, cloud).await?;
+    let census = etcd_census(spec, etcd, cloud).await?;
+    let majority = check_lost(spec, &census, force)?;
     // A member that says it has no leader may be in the middle of an election: what
     // it says must still hold a moment later.
-    for look in 0..2 {
-        println!("etcd: {census}");
-        let healthy = census.healthy().len();
-        if keeps_quorum(members, healthy) {
-            let message = format!(
-                "etcd still has its majority ({healthy} of {members} healthy): replace the others with `paasgen rebuild`, which loses nothing; recover would replace every member and lose every write since the backup"
-            );
-            if !force {
-                bail!("{message} (--force recovers anyway)");
-            }
-            eprintln!("warning: {message} (--force)");
-            return Ok(());
-        }
-        if let Some(why) = census.blind_spots() {
-            bail!("recover deletes every etcd server, and {why} Nothing was deleted.");
-        }
-        if look == 0 {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            census = etcd_census(spec, etcd, cloud).await?;
-        }
+    if !majority && census.has_unhealthy_answers() {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        check_lost(spec, &etcd_census(spec, etcd, cloud).await?, force)?;
     }
     Ok(())
+}
+
+/// Refuses unless `census` shows etcd lost and every member seen; `Ok(true)` when it
+/// still has its majority and `--force` goes on anyway.
+fn check_lost(spec: &Spec, census: &Census, force: bool) -> Result<bool> {
+    println!("etcd: {census}");
+    let members = spec.nodes_with_role(Role::Etcd).count();
+    let healthy = census.healthy().len();
+    if keeps_quorum(members, healthy) {
+        let message = format!(
+            "etcd still has its majority ({healthy} of {members} healthy): replace the others with `paasgen rebuild`, which loses nothing; recover would replace every member and lose every write since the backup"
+        );
+        if !force {
+            bail!("{message} (--force recovers anyway)");
+        }
+        eprintln!("warning: {message} (--force)");
+        return Ok(true);
+    }
+    if let Some(why) = census.blind_spots() {
+        bail!("recover deletes every etcd server, and {why} Nothing was deleted.");
+    }
+    Ok(false)
 }
 
 /// Renders with the recovery as the state file says it, and creates every member.
