@@ -86,13 +86,15 @@ enum Command {
         wait_lock: bool,
     },
     /// Replace one node by a fresh server with fresh user-data (same port and address);
-    /// an etcd node is swapped in etcd's membership first.
+    /// an etcd node is swapped in etcd's membership first, a gateway hands the VIPs to
+    /// the other (stopped cleanly) once that one is seen serving.
     Rebuild {
         /// The node to replace, as named in the spec.
         node: String,
         #[command(flatten)]
         cloud: CloudOpts,
-        /// Replace an etcd member even if the others cannot keep the majority meanwhile.
+        /// Replace an etcd member even if the others cannot keep the majority meanwhile,
+        /// a gateway even if no other one serves.
         #[arg(long)]
         force: bool,
         #[command(flatten)]

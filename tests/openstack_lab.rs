@@ -6,12 +6,19 @@
 //! Checked through python-openstackclient, not through paasgen's own code.
 
 mod common;
+#[path = "common/lab.rs"]
+mod labkit;
+#[path = "common/nodes.rs"]
+mod nodes;
 #[path = "common/openstack.rs"]
 mod oskit;
 
+use labkit::run_ok;
+use nodes::{Fabric, Process};
 use oskit::{clouds_yaml, Lab};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::process::Command;
 
 const CLUSTER: &str = "labtest";
 
@@ -160,18 +167,106 @@ fn launch_on_a_real_openstack_is_complete_idempotent_and_destroyable() {
     assert!(ok && out.contains("Plan: 0 to create"), "{out}");
 
     // 5. rebuild replaces one server on the same port: a new server, the same port
-    //    and fixed address, through the same planner as launch (a gateway: no etcd or
-    //    Kubernetes API to talk to here, the lab's servers do not boot).
+    //    and fixed address, through the same planner as launch. Nova's fake driver
+    //    boots nothing, so the test stands in for the gateways' haproxy: TLS listeners
+    //    answering /readyz on the public VIP and each gateway's public address, in a
+    //    namespace the host reaches through a veth (and only those addresses). paasgen
+    //    checks that gw-2 serves, stops gw-1 through Nova (os-stop, SHUTOFF) before it
+    //    deletes it, and waits until the new gw-1 answers on its own address. With
+    //    gw-2's listener gone, gw-1 is the last gateway that serves: refused.
     let before = lab.launched()["nodes"]["gw-1"].clone();
-    let (ok, out) = lab.paasgen(&[
-        "rebuild",
-        "gw-1",
-        "--cloud",
-        "openstack",
-        "--os-cloud",
-        "lab-admin",
-    ]);
+    let pid = std::process::id();
+    let mut fabric = Fabric::new(&format!("osl{pid}"));
+    let ns = fabric.node("public", "10.254.52.2/24");
+    fabric.host_link(
+        &ns,
+        &format!("osl{pid}"),
+        "10.254.51.1/30",
+        "10.254.51.2/30",
+        &["203.0.113.10", "203.0.113.11", "203.0.113.12"],
+    );
+    let (cert, key) = (
+        lab.dir.path().join("standin.crt"),
+        lab.dir.path().join("standin.key"),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=paasgen-standin",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
+    let listen = |addr: &str| {
+        let cert = cert.to_string_lossy();
+        let key = key.to_string_lossy();
+        Process::in_netns(
+            &format!("stand-in haproxy on {addr}"),
+            &ns,
+            std::path::Path::new("/usr/bin/openssl"),
+            &[
+                "s_server",
+                "-quiet",
+                "-www",
+                "-accept",
+                &format!("{addr}:6443"),
+                "-cert",
+                &cert,
+                "-key",
+                &key,
+            ],
+            lab.dir.path().join(format!("standin-{addr}.log")),
+        )
+    };
+    let _vip = listen("203.0.113.10");
+    let _gw1 = listen("203.0.113.11");
+    let mut gw2 = listen("203.0.113.12");
+    let rebuild_gw1 = || {
+        lab.paasgen(&[
+            "rebuild",
+            "gw-1",
+            "--cloud",
+            "openstack",
+            "--os-cloud",
+            "lab-admin",
+            "--wait",
+            "60",
+        ])
+    };
+    gw2.kill();
+    let (ok, out) = rebuild_gw1();
+    assert!(
+        !ok && out.contains("gw-1 is the last gateway that serves"),
+        "{out}"
+    );
+    assert_eq!(lab.launched()["nodes"]["gw-1"], before, "{out}");
+    let server = lab.admin(&["server", "show", before["server_id"].as_str().unwrap()]);
+    assert_eq!(
+        server["status"], "ACTIVE",
+        "refused, yet gw-1 was touched: {server}"
+    );
+    let _gw2 = listen("203.0.113.12");
+    let (ok, out) = rebuild_gw1();
     assert!(ok, "{out}");
+    assert!(
+        out.contains("gateways: gw-2 serve(s) the API")
+            && out.contains("stopping server labtest-gw-1")
+            && out.contains("gw-1 stopped; the API answers through 203.0.113.10")
+            && out.contains("the new gw-1 serves the API on 203.0.113.11"),
+        "{out}"
+    );
     let after = lab.launched()["nodes"]["gw-1"].clone();
     assert_ne!(before["server_id"], after["server_id"], "{out}");
     assert_eq!(before["port_ids"], after["port_ids"]);

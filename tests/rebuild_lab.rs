@@ -12,7 +12,10 @@
 //!
 //! Then `paasgen upgrade` rolls a spec change out: with a member down it stops at
 //! the first node, saying where and how to go on; with all up it replaces the three
-//! members one at a time (each healthy before the next), keeping the data.
+//! members one at a time (each healthy before the next), keeping the data. A change
+//! only gateways carry: replacing the last gateway that serves is refused; `upgrade`
+//! replaces both, one at a time, while a 10 Hz probe of /readyz through the public VIP
+//! counts 0 failures.
 //!
 //! Then `paasgen backup now` takes a snapshot through the etcd API (via the gateways);
 //! etcd's own `etcdutl` reads and restores it, and `backup list` catches a damaged one.
@@ -129,6 +132,82 @@ impl Writer {
     fn stop(self) -> (Vec<String>, usize, f64) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.handle.join().unwrap()
+    }
+}
+
+/// A user asking the API through the public VIP ten times a second from the lab's
+/// internet (a fresh TLS connection each time), until stopped.
+struct VipProbe(std::process::Child);
+
+/// The probe: `GET /readyz` every 100 ms; on stdin's end it prints
+/// `answers failures longest-gap-seconds` and exits.
+const PROBE: &str = r#"
+import socket, ssl, sys, threading, time
+url_host = sys.argv[1]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+ok = failed = 0
+gap = 0.0
+last = time.monotonic()
+while not done.is_set():
+    started = time.monotonic()
+    try:
+        with socket.create_connection((url_host, 6443), timeout=3) as raw:
+            with ctx.wrap_socket(raw) as c:
+                c.settimeout(3)
+                c.sendall(b"GET /readyz HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while True:
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    answer += chunk
+        if not answer.startswith(b"HTTP/1.1 200"):
+            raise OSError(answer[:40])
+        now = time.monotonic()
+        gap = max(gap, now - last)
+        last = now
+        ok += 1
+    except Exception as e:
+        failed += 1
+        print("probe: failed: %r" % (e,), file=sys.stderr, flush=True)
+    time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+print(ok, failed, "%.2f" % max(gap, time.monotonic() - last), flush=True)
+"#;
+
+impl VipProbe {
+    fn start(vip: &str) -> VipProbe {
+        let child = Command::new("nsenter")
+            .args([
+                "--net=/run/netns/plab-inet",
+                "--",
+                "python3",
+                "-c",
+                PROBE,
+                vip,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting the probe");
+        VipProbe(child)
+    }
+
+    /// Answers, failures, longest time without an answer (s).
+    fn stop(mut self) -> (usize, usize, f64) {
+        drop(self.0.stdin.take());
+        let out = self.0.wait_with_output().expect("the probe's result");
+        let said = text(&out.stdout);
+        let f: Vec<&str> = said.split_whitespace().collect();
+        assert_eq!(f.len(), 3, "the probe said: {said}");
+        (
+            f[0].parse().unwrap(),
+            f[1].parse().unwrap(),
+            f[2].parse().unwrap(),
+        )
     }
 }
 
@@ -408,6 +487,93 @@ fn etcd_member_is_rebuilt_from_scratch() {
     assert_eq!(text(&got.stdout).trim(), "kept", "{}", text(&got.stderr));
     let script = exec_ok("etcd-1", &["cat", "/usr/local/sbin/paasgen-etcd-snapshot"]);
     assert!(script.contains("keeps the newest 12"), "{script}");
+    assert_nothing_to_replace(&tmp.0);
+
+    // 4b. A change only the gateways carry (the ingress NodePort haproxy sends :80 to),
+    //     rolled out while a user asks the API through the public VIP ten times a
+    //     second. First: with gw-2's haproxy stopped, gw-1 is the last gateway that
+    //     serves, and replacing it is refused with nothing changed.
+    exec_ok("gw-2", &["systemctl", "stop", "haproxy"]);
+    let refused = rebuild(&tmp.0, "gw-1", &[]);
+    let said = format!("{}{}", text(&refused.stdout), text(&refused.stderr));
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("gw-1 is the last gateway that serves")
+            && said.contains("Nothing was changed"),
+        "{said}"
+    );
+    let state = run_ok(Command::new(lab_script()).arg("status"));
+    assert!(
+        exec_ok("gw-1", &["systemctl", "is-active", "keepalived", "haproxy"])
+            .split_whitespace()
+            .all(|s| s == "active"),
+        "gw-1 was touched:\n{state}"
+    );
+    println!(
+        "rebuild-lab: rebuild gw-1 with gw-2's haproxy stopped: {}",
+        said.lines()
+            .find(|l| l.contains("last gateway"))
+            .unwrap_or_default()
+    );
+    exec_ok("gw-2", &["systemctl", "start", "haproxy"]);
+    let spec_text = std::fs::read_to_string(&spec_file).unwrap();
+    assert!(spec_text.contains("ingress_http_node_port: 30080"));
+    std::fs::write(
+        &spec_file,
+        spec_text.replace(
+            "ingress_http_node_port: 30080",
+            "ingress_http_node_port: 30081",
+        ),
+    )
+    .unwrap();
+    let probe = VipProbe::start("203.0.113.10");
+    // A few answers before, so a probe that cannot reach the VIP at all fails here.
+    std::thread::sleep(Duration::from_secs(2));
+    let t = Instant::now();
+    let done = upgrade(&tmp.0);
+    let took = t.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(2));
+    let (answers, failures, gap) = probe.stop();
+    let said = format!("{}{}", text(&done.stdout), text(&done.stderr));
+    assert!(done.status.success(), "{said}");
+    assert!(
+        said.contains("replacing, one at a time: gw-1, gw-2"),
+        "{said}"
+    );
+    println!(
+        "rebuild-lab: upgrade replaced gw-1 and gw-2 in {took:.0}s; /readyz through the public VIP at 10 Hz meanwhile: {answers} answers, {failures} failures, longest gap {gap:.2}s"
+    );
+    println!(
+        "rebuild-lab: upgrade said:\n{}",
+        said.lines()
+            .filter(|l| l.contains("gateways:") || l.contains("stopping"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        answers as f64 > took * 5.0,
+        "{answers} answers in {took:.0}s"
+    );
+    assert_eq!(
+        failures, 0,
+        "the API through the VIP failed {failures} times during the upgrade"
+    );
+    for gw in ["gw-1", "gw-2"] {
+        let cfg = exec_ok(gw, &["cat", "/etc/haproxy/haproxy.cfg"]);
+        assert!(cfg.contains(":30081 check"), "{gw}: {cfg}");
+        let active = exec_ok(gw, &["systemctl", "is-active", "keepalived", "haproxy"]);
+        assert_eq!(
+            active.split_whitespace().collect::<Vec<_>>(),
+            ["active", "active"],
+            "{gw}"
+        );
+    }
+    // The VIPs are held by one gateway, not both.
+    let holders: Vec<&str> = ["gw-1", "gw-2"]
+        .into_iter()
+        .filter(|gw| exec_ok(gw, &["ip", "-4", "-o", "addr"]).contains("203.0.113.10/"))
+        .collect();
+    assert_eq!(holders.len(), 1, "public VIP held by {holders:?}");
     assert_nothing_to_replace(&tmp.0);
 
     // 5. A backup through the etcd API, read and restored by etcd's own etcdutl.

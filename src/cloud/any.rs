@@ -37,6 +37,9 @@ impl Cloud for AnyCloud {
     async fn delete(&self, kind: Kind, id: &str) -> Result<()> {
         each!(self, c => c.delete(kind, id).await)
     }
+    async fn stop_server(&self, id: &str) -> Result<()> {
+        each!(self, c => c.stop_server(id).await)
+    }
     async fn server_user_data(&self, id: &str) -> Result<Option<String>> {
         each!(self, c => c.server_user_data(id).await)
     }

@@ -216,6 +216,13 @@ impl Cloud for LabCloud {
         self.update_records(|rs| rs.retain(|_, (_, rid)| rid != id))
     }
 
+    async fn stop_server(&self, id: &str) -> Result<()> {
+        if self.is_standin(id) {
+            bail!("{id} is a stand-in of this lab: it has no system to shut down");
+        }
+        self.lab(&["shutdown", id])
+    }
+
     async fn server_user_data(&self, id: &str) -> Result<Option<String>> {
         match std::fs::read_to_string(self.seed(id)) {
             Ok(text) => Ok(Some(text)),

@@ -399,6 +399,19 @@ impl Cloud for MemoryCloud {
         })
     }
 
+    async fn stop_server(&self, id: &str) -> Result<()> {
+        self.transient()?;
+        self.with(|i| {
+            let seq = *i
+                .by_id
+                .get(id)
+                .ok_or_else(|| anyhow!("HTTP 404: no server {id}"))?;
+            let (e, _) = i.resources.get_mut(&seq).expect("indexed");
+            e.status = Some("SHUTOFF".into());
+            Ok(())
+        })
+    }
+
     async fn server_user_data(&self, id: &str) -> Result<Option<String>> {
         use base64::Engine;
         let b64 = self.with(|i| i.get(id).and_then(|(_, u)| u.clone()));

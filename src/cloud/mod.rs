@@ -326,6 +326,10 @@ pub trait Cloud {
             .collect())
     }
     async fn delete(&self, kind: Kind, id: &str) -> Result<()>;
+    /// Shuts a server down cleanly, as a poweroff does (its services stop in order:
+    /// a gateway's keepalived hands the VIPs over first), keeping it. Returns once
+    /// asked; a server already stopped is no error. Deleting is a hard power-off.
+    async fn stop_server(&self, id: &str) -> Result<()>;
     /// The user-data a server was launched with, as the API returns it (decoded).
     async fn server_user_data(&self, id: &str) -> Result<Option<String>>;
 }

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod cloud;
 pub mod copies;
+mod handover;
 pub mod image;
 pub mod rebuild;
 pub mod recover;

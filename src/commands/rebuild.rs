@@ -77,7 +77,8 @@ pub struct Replacer<'a> {
     pub cloud: &'a AnyCloud,
     pub state_dir: &'a Path,
     pub opts: &'a Options,
-    /// Replace an etcd member even when the others cannot keep the majority meanwhile.
+    /// Replace an etcd member even when the others cannot keep the majority meanwhile,
+    /// a gateway even when no other serves.
     pub force: bool,
     pub etcd_via: Option<SocketAddr>,
     /// How long a replacement may take to be healthy.
@@ -124,6 +125,10 @@ impl Replacer<'_> {
             launched.etcd_joined.insert(node.name.clone());
             state.save(&launched)?;
         }
+        if node.role == Role::Gateway {
+            self.hand_over(node, public_address(spec, self.state_dir)?)
+                .await?;
+        }
         self.delete_server(&node.name).await?;
         if let Some(kube) = &kube {
             // Only now: a kubelet still running would register its Node again.
@@ -136,6 +141,9 @@ impl Replacer<'_> {
         }
         if let Some(kube) = &kube {
             wait_node_ready(kube, &node.name, self.wait).await?;
+        }
+        if node.role == Role::Gateway {
+            self.wait_gateway_serves(node).await?;
         }
         println!("rebuilt {}", node.name);
         Ok(())

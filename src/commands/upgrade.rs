@@ -7,8 +7,8 @@
 //! Every node whose freshly rendered user-data differs from what its server was
 //! launched with is rebuilt (see `rebuild`), one at a time, in an order that keeps the
 //! cluster serving: etcd members (each swapped in etcd's membership and healthy before
-//! the next), masters, workers (drained first), gateways (the other one holds the
-//! VIPs). It stops at the first failure and says where; run again, it continues, since
+//! the next), masters, workers (drained first), gateways (each only while the other
+//! serves, stopped cleanly so the VIPs move first, and serving again before the next). It stops at the first failure and says where; run again, it continues, since
 //! the nodes already replaced match the spec.
 
 use super::cloud::CloudArgs;

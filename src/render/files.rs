@@ -85,6 +85,11 @@ pub fn for_node(
                     CONFIG,
                     render("keepalived.conf")?,
                 ),
+                file(
+                    "/etc/systemd/system/keepalived.service.d/paasgen-order.conf",
+                    CONFIG,
+                    render("keepalived-order.conf")?,
+                ),
                 file("/etc/haproxy/haproxy.cfg", CONFIG, render("haproxy.cfg")?),
             ]);
         }

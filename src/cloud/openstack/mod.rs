@@ -707,6 +707,25 @@ impl Cloud for OpenStack {
         }
     }
 
+    async fn stop_server(&self, id: &str) -> Result<()> {
+        // Nova's stop asks the guest to power off (ACPI) and waits its shutdown_timeout
+        // before pulling the plug; a delete pulls it at once.
+        let stopped = self
+            .call(
+                COMPUTE,
+                Method::POST,
+                &["servers", id, "action"],
+                &[],
+                Some(json!({"os-stop": null})),
+            )
+            .await;
+        match stopped {
+            // 409: the server is stopped already (or stopping).
+            Err(e) if e.to_string().contains("HTTP 409") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
     async fn server_user_data(&self, id: &str) -> Result<Option<String>> {
         use base64::Engine;
         let v = self

@@ -1,0 +1,204 @@
+//! A gateway is replaced only while another one serves, and the VIPs move before its
+//! server goes: the API, ingress, etcd access and the private nodes' way out stay up.
+//!
+//! Before: another gateway answers on the API port through its own public address
+//! (fixed mode), else the replacement is refused unless `--force`. Then the old server
+//! is stopped cleanly (keepalived stops first and hands the VIPs over) and the API must
+//! answer through the public address again before the server is deleted. After the
+//! new server runs: its haproxy answers on its own address, so the next gateway of an
+//! upgrade is not replaced while this one still boots.
+//!
+//! With `network.public: floating` the gateways have no public address of their own:
+//! only the floating IP (the VIP's) can be checked from outside.
+
+use super::rebuild::Replacer;
+use crate::cloud::{apply, Cloud, Kind};
+use crate::spec::{Node, Role};
+use anyhow::{bail, Result};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+/// The API port haproxy serves on every gateway address.
+const API_PORT: u16 = 6443;
+
+/// How long the VIPs may take to answer through the other gateway once the old one
+/// stopped: keepalived's failover takes about 1.5 s, its clean hand-over less.
+const VIP_MOVE: Duration = Duration::from_secs(30);
+
+/// Whether the Kubernetes API answers through an address.
+pub struct ApiProbe {
+    client: reqwest::Client,
+}
+
+impl ApiProbe {
+    pub fn new(timeout: Duration) -> Result<ApiProbe> {
+        // What is checked is the path (gateway, haproxy, a ready master), not who
+        // answers: no credential is sent, so the certificate is not verified.
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .danger_accept_invalid_certs(true)
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .build()?;
+        Ok(ApiProbe { client })
+    }
+
+    /// `GET /readyz` through `addr` answered 200, or why not.
+    pub async fn answers(&self, addr: Ipv4Addr) -> Result<(), String> {
+        let url = format!("https://{addr}:{API_PORT}/readyz");
+        match self.client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("{url} answered {}", r.status())),
+            Err(e) => Err(format!("{url}: {}", crate::http::error_chain(&e))),
+        }
+    }
+
+    /// Asks every second until `addr` answers or `limit` passed.
+    pub async fn wait_answers(&self, addr: Ipv4Addr, limit: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        loop {
+            let answer = self.answers(addr).await;
+            if answer.is_ok() || start.elapsed() > limit {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+impl Replacer<'_> {
+    /// Makes sure another gateway serves, then moves the VIPs off `node` by stopping
+    /// its server cleanly. Nothing is stopped when the check refuses.
+    pub async fn hand_over(&self, node: &Node, public: Ipv4Addr) -> Result<()> {
+        let probe = ApiProbe::new(self.timeout)?;
+        let others: Vec<&Node> = self
+            .spec
+            .nodes_with_role(Role::Gateway)
+            .filter(|g| g.name != node.name)
+            .collect();
+        let own = |g: &Node| g.public_ip.filter(|_| !self.spec.network.is_floating());
+        let mut serving = Vec::new();
+        let mut silent = Vec::new();
+        for other in &others {
+            match own(other) {
+                Some(ip) => match probe.answers(ip).await {
+                    Ok(()) => serving.push(other.name.as_str()),
+                    Err(why) => silent.push(format!("{}: {why}", other.name)),
+                },
+                None => silent.push(format!(
+                    "{}: no address of its own to ask (floating mode)",
+                    other.name
+                )),
+            }
+        }
+        if serving.is_empty() && !self.spec.network.is_floating() {
+            let this_serves = match own(node) {
+                Some(ip) => probe.answers(ip).await.is_ok(),
+                None => false,
+            };
+            let message = format!("no other gateway serves the API ({})", silent.join("; "));
+            if this_serves && !self.force {
+                bail!(
+                    "{} is the last gateway that serves: {message}. Replacing it would cut the API, ingress, etcd access and the private nodes' way out; bring the other gateway back first, or pass --force. Nothing was changed.",
+                    node.name
+                );
+            }
+            eprintln!(
+                "warning: {message}; replacing {} anyway ({})",
+                node.name,
+                if this_serves {
+                    "--force"
+                } else {
+                    "it does not serve either"
+                }
+            );
+        } else if !serving.is_empty() {
+            println!(
+                "gateways: {} serve(s) the API on its own address",
+                serving.join(", ")
+            );
+        }
+        if !self.stop_if_running(&node.name).await? {
+            return Ok(());
+        }
+        match probe.wait_answers(public, VIP_MOVE).await {
+            Ok(()) => println!(
+                "gateways: {} stopped; the API answers through {public}",
+                node.name
+            ),
+            Err(why) if self.force => eprintln!("warning: {} stopped and {why} (--force)", node.name),
+            Err(why) => bail!(
+                "{} stopped cleanly, but the API does not answer through {public} {}s later ({why}): its server is stopped, not deleted; start it again (`openstack server start`), see the other gateway's keepalived and haproxy",
+                node.name,
+                VIP_MOVE.as_secs()
+            ),
+        }
+        Ok(())
+    }
+
+    /// Stops `node`'s server cleanly and waits until the cloud says SHUTOFF; false when
+    /// there is no running server to stop.
+    async fn stop_if_running(&self, node: &str) -> Result<bool> {
+        let (spec, cloud, opts) = (self.spec, self.cloud, self.opts);
+        let server = format!("{}-{node}", spec.name);
+        let find = || async {
+            let all =
+                apply::retry(opts, "listing resources", || cloud.inventory(&spec.name)).await?;
+            anyhow::Ok(
+                all.into_iter()
+                    .find(|e| e.kind == Kind::Server && e.name == server),
+            )
+        };
+        let Some(old) = find().await? else {
+            return Ok(false);
+        };
+        if old.status.as_deref() != Some("ACTIVE") {
+            return Ok(false);
+        }
+        println!(
+            "stopping server {server} ({}) cleanly: keepalived hands the VIPs over",
+            old.id
+        );
+        apply::retry(opts, "stopping the server", || cloud.stop_server(&old.id)).await?;
+        let deadline = Instant::now() + opts.server_timeout;
+        loop {
+            match find().await? {
+                Some(e) if e.status.as_deref() != Some("SHUTOFF") => {}
+                _ => return Ok(true),
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "server {server} is not SHUTOFF {}s after it was asked to stop",
+                    opts.server_timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Waits until the new gateway's haproxy answers on its own address.
+    pub async fn wait_gateway_serves(&self, node: &Node) -> Result<()> {
+        let Some(ip) = node.public_ip.filter(|_| !self.spec.network.is_floating()) else {
+            println!(
+                "gateways: {} has no address of its own to ask (floating mode); its server runs",
+                node.name
+            );
+            return Ok(());
+        };
+        let start = Instant::now();
+        let probe = ApiProbe::new(self.timeout)?;
+        if let Err(why) = probe.wait_answers(ip, self.wait).await {
+            bail!(
+                "the new {} does not serve the API on its own address within {}s ({why}): see its cloud-init, keepalived and haproxy logs",
+                node.name,
+                self.wait.as_secs()
+            );
+        }
+        println!(
+            "gateways: the new {} serves the API on {ip} after {:.0}s",
+            node.name,
+            start.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+}
