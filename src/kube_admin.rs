@@ -218,6 +218,65 @@ impl KubeAdmin {
     }
 
     /// Removes the Node object (its pods are then cleaned up by the cluster).
+    /// Mints a join token for `node` that expires in `ttl` (a bootstrap-token Secret,
+    /// as `kubeadm token create` makes): its `id.secret`.
+    pub async fn create_join_token(&self, node: &str, ttl: Duration) -> Result<String> {
+        let token = crate::pki::new_bootstrap_token();
+        let (id, secret) = token.split_once('.').expect("id.secret");
+        let expires = time::OffsetDateTime::now_utc() + ttl;
+        let expiration = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            expires.year(),
+            u8::from(expires.month()),
+            expires.day(),
+            expires.hour(),
+            expires.minute(),
+            expires.second()
+        );
+        let body = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": format!("bootstrap-token-{id}"), "namespace": "kube-system"},
+            "type": "bootstrap.kubernetes.io/token",
+            "stringData": {
+                "description": format!("paasgen: {node} joins"),
+                "token-id": id,
+                "token-secret": secret,
+                "expiration": expiration,
+                "usage-bootstrap-authentication": "true",
+                "usage-bootstrap-signing": "true",
+                "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token",
+            },
+        });
+        let url = format!("{}/api/v1/namespaces/kube-system/secrets", self.base);
+        let (status, answer) = self
+            .send(self.client.post(url).json(&body), "creating a join token")
+            .await?;
+        match status {
+            201 => Ok(token),
+            s => bail!(
+                "creating a join token for {node}: HTTP {s}: {}",
+                answer["message"]
+            ),
+        }
+    }
+
+    /// Deletes the join token with this `id.secret` (gone already is fine).
+    pub async fn delete_join_token(&self, token: &str) -> Result<()> {
+        let id = token.split('.').next().unwrap_or_default();
+        let url = format!(
+            "{}/api/v1/namespaces/kube-system/secrets/bootstrap-token-{id}",
+            self.base
+        );
+        let (status, body) = self
+            .send(self.client.delete(url), "deleting the join token")
+            .await?;
+        match status {
+            200 | 202 | 404 => Ok(()),
+            s => bail!("deleting join token {id}: HTTP {s}: {}", body["message"]),
+        }
+    }
+
     pub async fn delete_node(&self, name: &str) -> Result<()> {
         let url = format!("{}/api/v1/nodes/{name}", self.base);
         let (status, body) = self

@@ -108,9 +108,17 @@ fn the_bootstrap_token_never_appears_in_a_diff() {
     let token = token.trim();
     let worker = docs.iter().find(|d| d.name == "worker-1").unwrap();
     assert!(worker.user_data.contains(token));
-    // Launched with another token: the lines that differ hold both.
+    // Launched with another token (each join gets its own): that alone is no change.
     let state = StateFile::new(dir.path());
     let launched = worker.user_data.replace(token, "zzzzzz.zzzzzzzzzzzzzzzz");
+    state
+        .save_launched_user_data("worker-1", &launched)
+        .unwrap();
+    let diff = diff_documents(&state, std::slice::from_ref(worker)).unwrap();
+    assert_eq!(diff, "");
+    // With a change next to it, the token lines show, as hashes.
+    assert!(launched.contains("apiServerEndpoint: "));
+    let launched = launched.replacen("apiServerEndpoint: ", "apiServerEndpoint:  ", 1);
     state
         .save_launched_user_data("worker-1", &launched)
         .unwrap();

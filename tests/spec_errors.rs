@@ -657,3 +657,21 @@ fn a_document_over_novas_limit_is_a_spec_problem_naming_the_field() {
         "{said}"
     );
 }
+
+#[test]
+fn join_tokens_expire() {
+    let with = |minutes: &str| {
+        example_with(
+            "  join_token_ttl_minutes: 1440",
+            &format!("  join_token_ttl_minutes: {minutes}"),
+        )
+    };
+    for bad in ["0", "4", "43201"] {
+        rejects(
+            &with(bad),
+            &["kubernetes.join_token_ttl_minutes", "outside 5..=43200"],
+        );
+    }
+    let o = render(&with("5"));
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+}

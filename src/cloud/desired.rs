@@ -5,7 +5,6 @@ use crate::render::NodeDocument;
 use crate::spec::{Role, Spec};
 use anyhow::{bail, Result};
 use base64::Engine;
-use sha2::{Digest, Sha256};
 
 /// Names of the cluster's resources: `<cluster>-<what>`.
 pub struct Names<'a>(pub &'a str);
@@ -221,7 +220,7 @@ pub fn resources(spec: &Spec, docs: &[NodeDocument]) -> Result<Vec<Resource>> {
                 key_pair: n.key_pair(),
                 server_group: ANTI_AFFINE.contains(&doc.role).then(|| n.spread(doc.role)),
                 user_data: base64::engine::general_purpose::STANDARD.encode(&doc.user_data),
-                user_data_sha256: crate::pki::hex(&Sha256::digest(doc.user_data.as_bytes())),
+                user_data_sha256: crate::render::config_sha256(&doc.user_data),
             },
         });
     }

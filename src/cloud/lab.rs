@@ -10,7 +10,7 @@
 
 use super::{Cloud, Existing, Ids, Kind, Resource, ServerState, Spec};
 use crate::fsutil;
-use crate::render::sha256_hex;
+use crate::render::config_sha256;
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 use std::collections::BTreeMap;
@@ -54,17 +54,20 @@ impl LabCloud {
             .join("merged/var/lib/cloud/seed/nocloud/user-data")
     }
 
-    /// Nodes of the lab, as `scripts/lab up` listed them, with the sha256 of the
-    /// rendered user-data they came up with (nodes.txt: name role ips file sha ...).
-    fn nodes(&self) -> Result<Vec<(String, String)>> {
+    /// Nodes of the lab, as `scripts/lab up` listed them (nodes.txt: name role ...).
+    fn nodes(&self) -> Result<Vec<String>> {
         let text = std::fs::read_to_string(self.dir.join("nodes.txt"))?;
         Ok(text
             .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                Some((f.first()?.to_string(), f.get(5)?.to_string()))
-            })
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
             .collect())
+    }
+
+    /// The sha256 launch records of the user-data a node runs: a stand-in's is the
+    /// render `lab up` used (copied to its node dir), a booted node's its seed.
+    fn user_data_sha(&self, path: &Path) -> Result<String> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(config_sha256(&String::from_utf8_lossy(&bytes)))
     }
 
     /// A booted node's container, or a stand-in's listener, is alive.
@@ -129,9 +132,10 @@ impl Cloud for LabCloud {
             .filter(|(name, _)| name.starts_with(&prefix))
             .map(|(name, (kind, id))| Existing::new(kind, name, id))
             .collect();
-        for (node, rendered_sha) in self.nodes()? {
+        for node in self.nodes()? {
             let seed = self.seed(&node);
             if self.is_standin(&node) {
+                let rendered_sha = self.user_data_sha(&self.node_dir(&node).join("user-data"))?;
                 // Listeners standing for a master or worker (a lab without
                 // --kubernetes): servers as if launched with the render `lab up` used.
                 found.push(Existing {
@@ -144,7 +148,7 @@ impl Cloud for LabCloud {
             if self.removed(&node) || !seed.exists() {
                 continue; // deleted
             }
-            let user_data = std::fs::read(&seed)?;
+            let user_data_sha256 = self.user_data_sha(&seed)?;
             found.push(Existing {
                 status: Some(
                     if self.running(&node) {
@@ -154,7 +158,7 @@ impl Cloud for LabCloud {
                     }
                     .into(),
                 ),
-                user_data_sha256: Some(sha256_hex(&user_data)),
+                user_data_sha256: Some(user_data_sha256),
                 ..Existing::new(Kind::Server, format!("{prefix}{node}"), node.clone())
             });
         }
@@ -175,7 +179,7 @@ impl Cloud for LabCloud {
             })?;
             return Ok(id);
         };
-        if !self.nodes()?.iter().any(|(n, _)| n == node) {
+        if !self.nodes()?.iter().any(|n| n == node) {
             bail!("the lab has no place for {node}: bring it up from a render that has it");
         }
         let file = self.node_dir(node).join("user-data.next");

@@ -386,44 +386,18 @@ pub fn destroy(args: &CloudArgs, yes: bool) -> Result<()> {
 /// bootstrap token and TempURL signatures (a changed one still shows as changed).
 fn redact_secrets(text: &str) -> String {
     let text = redact_keys(text);
+    let text = crate::render::map_join_tokens(&text, |t| stand_in("bootstrap token", t));
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
-    while !rest.is_empty() {
-        if let Some(len) = bootstrap_token_at(rest) {
-            out.push_str(&stand_in("bootstrap token", &rest[..len]));
-            rest = &rest[len..];
-        } else if let Some(sig) = rest.strip_prefix("temp_url_sig=") {
-            let len = sig.bytes().take_while(u8::is_ascii_hexdigit).count();
-            out.push_str("temp_url_sig=");
-            out.push_str(&stand_in("signature", &sig[..len]));
-            rest = &sig[len..];
-        } else {
-            // Past one character, and past a whole word: a token starts a word.
-            let c = rest.chars().next().expect("not empty");
-            let skip = if c.is_ascii_alphanumeric() {
-                rest.find(|c: char| !c.is_ascii_alphanumeric())
-                    .unwrap_or(rest.len())
-            } else {
-                c.len_utf8()
-            };
-            out.push_str(&rest[..skip]);
-            rest = &rest[skip..];
-        }
+    while let Some(at) = rest.find("temp_url_sig=") {
+        let (before, sig) = rest.split_at(at + "temp_url_sig=".len());
+        let len = sig.bytes().take_while(u8::is_ascii_hexdigit).count();
+        out.push_str(before);
+        out.push_str(&stand_in("signature", &sig[..len]));
+        rest = &sig[len..];
     }
+    out.push_str(rest);
     out
-}
-
-/// The length of a kubeadm bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`) at the start of
-/// `s`, if one is there and ends a word.
-fn bootstrap_token_at(s: &str) -> Option<usize> {
-    let b = s.as_bytes();
-    let ok = |i: usize| {
-        b.get(i)
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-    };
-    let whole = (0..6).all(ok) && b.get(6) == Some(&b'.') && (7..23).all(ok);
-    let ends = !b.get(23).is_some_and(u8::is_ascii_alphanumeric);
-    (whole && ends).then_some(23)
 }
 
 fn stand_in(what: &str, secret: &str) -> String {
@@ -469,7 +443,8 @@ pub fn diff_against(
             out.push_str(&format!("{}: {missing}\n", doc.name));
             continue;
         };
-        if before == doc.user_data {
+        // A fresh join token alone is no change (each join gets its own).
+        if crate::render::config_sha256(&before) == crate::render::config_sha256(&doc.user_data) {
             continue;
         }
         let (before, now) = (redact_secrets(&before), redact_secrets(&doc.user_data));

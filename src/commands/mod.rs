@@ -180,6 +180,7 @@ pub fn render_options(state: &Path) -> Result<RenderOptions> {
         etcd_recovery: launched.etcd_recovery,
         etcd_upload: backup::offsite_target(state)?,
         floating_ip: launched.floating_ip.map(|f| f.address),
+        join_token: None,
     })
 }
 

@@ -94,6 +94,21 @@ impl Replacer<'_> {
         if node.role == Role::Etcd {
             render_opts.etcd_joining.insert(node.name.clone());
         }
+        let kube = match node.role {
+            Role::Master | Role::Worker => Some(KubeAdmin::new(
+                public_address(spec, self.state_dir)?,
+                pki,
+                self.timeout,
+            )?),
+            _ => None,
+        };
+        // The node joins with a token of its own, minted now and deleted once it joined
+        // (kubeadm init's may have expired long ago).
+        let join_token = match &kube {
+            Some(kube) => self.mint_join_token(kube, node).await?,
+            None => None,
+        };
+        render_opts.join_token = join_token.clone();
         let docs = render::render(spec, pki, &render_opts)?;
         let desired = desired::resources(spec, &docs)?;
         let state = StateFile::new(self.state_dir);
@@ -102,14 +117,6 @@ impl Replacer<'_> {
                 spec,
                 pki,
                 etcd_via(spec, self.state_dir, self.etcd_via)?,
-                self.timeout,
-            )?),
-            _ => None,
-        };
-        let kube = match node.role {
-            Role::Master | Role::Worker => Some(KubeAdmin::new(
-                public_address(spec, self.state_dir)?,
-                pki,
                 self.timeout,
             )?),
             _ => None,
@@ -141,6 +148,10 @@ impl Replacer<'_> {
         }
         if let Some(kube) = &kube {
             wait_node_ready(kube, &node.name, self.wait).await?;
+            if let Some(token) = &join_token {
+                kube.delete_join_token(token).await?;
+                println!("kubernetes: deleted {}'s join token", node.name);
+            }
         }
         if node.role == Role::Gateway {
             self.wait_gateway_serves(node).await?;
@@ -151,6 +162,40 @@ impl Replacer<'_> {
 }
 
 impl Replacer<'_> {
+    /// A join token for `node`, valid for the spec's TTL. When the API does not answer,
+    /// the first master goes without (it inits, or joins once the others are back, with
+    /// the state dir's token); any other node could not join anyway: an error.
+    async fn mint_join_token(&self, kube: &KubeAdmin, node: &Node) -> Result<Option<String>> {
+        let ttl = Duration::from_secs(60 * u64::from(self.spec.kubernetes.join_token_ttl_minutes));
+        match kube.create_join_token(&node.name, ttl).await {
+            Ok(token) => {
+                let id = token.split('.').next().unwrap_or_default();
+                println!(
+                    "kubernetes: minted join token {id} for {} (expires in {} min)",
+                    node.name,
+                    ttl.as_secs() / 60
+                );
+                Ok(Some(token))
+            }
+            Err(e)
+                if self
+                    .spec
+                    .first_master()
+                    .is_some_and(|m| m.name == node.name) =>
+            {
+                eprintln!(
+                    "warning: no join token minted for {} ({e:#}); it renders with the state dir's",
+                    node.name
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e.context(format!(
+                "{} joins through the API, which must answer to mint its join token",
+                node.name
+            ))),
+        }
+    }
+
     /// Deletes the server of `node` if there is one, and waits until it is gone.
     pub async fn delete_server(&self, node: &str) -> Result<()> {
         let (spec, cloud, opts) = (self.spec, self.cloud, self.opts);

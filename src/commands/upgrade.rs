@@ -20,7 +20,7 @@ use crate::cloud::state::StateFile;
 use crate::fsutil::{write_atomic, PUBLIC};
 use crate::lock::StateLock;
 use crate::pki::Pki;
-use crate::render::{self, sha256_hex};
+use crate::render::{self, config_sha256, sha256_hex};
 use crate::spec::{self, versions, Role, Severity, Spec};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
@@ -230,13 +230,16 @@ pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
     let pki = Pki::ensure(&state_dir, &spec).context("preparing the PKI")?;
     pki.save(&lock)?;
     let docs = render::render(&spec, &pki, &render_options(&state_dir)?)?;
+    // Join tokens are masked (each join gets a fresh one); a node launched before
+    // paasgen masked them recorded the plain sha, which matches the plain render.
     let differs = |name: &str| {
-        let now = docs
-            .iter()
-            .find(|d| d.name == name)
-            .map(|d| sha256_hex(d.user_data.as_bytes()));
-        let then = launched.nodes.get(name).map(|n| n.user_data_sha256.clone());
-        now != then
+        let Some(doc) = docs.iter().find(|d| d.name == name) else {
+            return true;
+        };
+        let Some(then) = launched.nodes.get(name).map(|n| &n.user_data_sha256) else {
+            return true;
+        };
+        *then != config_sha256(&doc.user_data) && *then != sha256_hex(doc.user_data.as_bytes())
     };
     let order = rollout_order(&spec, differs);
     if order.is_empty() {

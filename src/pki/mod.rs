@@ -11,6 +11,7 @@ mod store;
 
 pub use inspect::{describe_all, hex, signed_by, spki_sha256, summarize, CertSummary};
 pub use issue::{Profile, Usage};
+pub use store::new_bootstrap_token;
 
 use crate::lock::StateLock;
 use crate::spec::{Role, Spec};

@@ -195,7 +195,7 @@ impl Store {
             "bootstrap-token",
             "bootstrap token",
             ("a token like abcdef.0123456789abcdef", is_bootstrap_token),
-            || format!("{}.{}", random_token_part(6), random_token_part(16)),
+            new_bootstrap_token,
         )
     }
 
@@ -278,6 +278,11 @@ fn is_bootstrap_token(t: &str) -> bool {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     };
     matches!(t.split_once('.'), Some((id, secret)) if ok(id, 6) && ok(secret, 16))
+}
+
+/// A fresh kubeadm bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`: id, then secret).
+pub fn new_bootstrap_token() -> String {
+    format!("{}.{}", random_token_part(6), random_token_part(16))
 }
 
 fn random_token_part(len: usize) -> String {

@@ -21,6 +21,9 @@ pub struct RenderOptions {
     /// `network.public: floating`: the floating IP `launch` allocated first (recorded in
     /// launch.json), the users' entry point.
     pub floating_ip: Option<Ipv4Addr>,
+    /// A join token minted through the API for the nodes that join now (`rebuild`,
+    /// `upgrade`), instead of the state dir's (kubeadm init's, which may have expired).
+    pub join_token: Option<String>,
 }
 
 impl RenderOptions {
@@ -179,6 +182,8 @@ pub struct KubernetesView {
     pub flannel_cni_plugin_image: &'static str,
     /// Secret: present only in master and worker contexts.
     pub bootstrap_token: Option<String>,
+    /// kubeadm init's token's TTL, as a Go duration.
+    pub join_token_ttl: String,
     /// Resources encrypted at rest, and (secret: masters only) the key.
     pub encrypt_resources: Vec<String>,
     pub encryption_key: Option<String>,
@@ -419,7 +424,7 @@ impl Shared {
             gateway: (role == Role::Gateway).then(|| self.gateway(node)),
             etcd: (role == Role::Etcd).then(|| self.etcd(spec, opts, node)),
             kubernetes: matches!(role, Role::Master | Role::Worker).then(|| {
-                let mut k = self.kubernetes(spec, pki);
+                let mut k = self.kubernetes(spec, pki, opts);
                 if role == Role::Master {
                     k.encryption_key = Some(pki.encryption_key.clone());
                 }
@@ -526,7 +531,7 @@ impl Shared {
         }
     }
 
-    fn kubernetes(&self, spec: &Spec, pki: &Pki) -> KubernetesView {
+    fn kubernetes(&self, spec: &Spec, pki: &Pki, opts: &RenderOptions) -> KubernetesView {
         let k = &spec.kubernetes;
         let files_mirror = spec.mirrors.files.as_deref();
         let release = versions::kubernetes(&k.version, &k.sha256);
@@ -568,7 +573,12 @@ impl Shared {
             pause_image: versions::PAUSE_IMAGE,
             flannel_image: versions::FLANNEL_IMAGE,
             flannel_cni_plugin_image: versions::FLANNEL_CNI_PLUGIN_IMAGE,
-            bootstrap_token: Some(pki.bootstrap_token.clone()),
+            bootstrap_token: Some(
+                opts.join_token
+                    .clone()
+                    .unwrap_or_else(|| pki.bootstrap_token.clone()),
+            ),
+            join_token_ttl: format!("{}m0s", k.join_token_ttl_minutes),
             encrypt_resources: k.encrypt_resources.clone(),
             encryption_key: None,
             ca_cert_hash: pki.ca_cert_hash.clone(),

@@ -5,6 +5,7 @@ mod cloud_config;
 mod context;
 mod decode;
 mod files;
+mod join_token;
 mod output;
 mod templates;
 
@@ -12,6 +13,7 @@ pub use cloud_config::{base64_len, TooLarge, NOVA_USER_DATA_LIMIT};
 pub use context::{public_address, EtcdRecovery, OffsiteTarget, RenderOptions};
 pub use decode::{decode_files, DecodedFile};
 pub use files::File;
+pub use join_token::{config_sha256, map_join_tokens};
 pub use output::{
     previous_manifest, read_manifest, sha256_hex, write_output, Manifest, ManifestNode,
 };

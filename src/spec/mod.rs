@@ -203,6 +203,9 @@ pub struct Kubernetes {
     /// Resources the API servers encrypt before they reach etcd (and so every backup):
     /// Secrets always, others as listed (`configmaps`, ...).
     pub encrypt_resources: Vec<String>,
+    /// How long a join token lives: the first one (kubeadm init's, for the nodes of the
+    /// first boot) and each one `rebuild`/`upgrade` mints for a node that joins later.
+    pub join_token_ttl_minutes: u32,
 }
 
 impl Default for Kubernetes {
@@ -216,6 +219,7 @@ impl Default for Kubernetes {
             ingress_http_node_port: 30080,
             ingress_https_node_port: 30443,
             encrypt_resources: vec!["secrets".into()],
+            join_token_ttl_minutes: 24 * 60,
         }
     }
 }

@@ -555,6 +555,7 @@ fn check_kubernetes(spec: &Spec, c: &mut Checker) {
     let k = &spec.kubernetes;
     check_kubernetes_versions(spec, c);
     check_encrypt_resources(spec, c);
+    check_join_token_ttl(spec, c);
     for (name, sum) in &k.sha256 {
         if !versions::ARTIFACTS.contains(&name.as_str()) {
             c.error(
@@ -634,6 +635,25 @@ fn check_encrypt_resources(spec: &Spec, c: &mut Checker) {
         }
     }
 }
+
+/// `kubernetes.join_token_ttl_minutes`: long enough for the first boots to join, short
+/// enough that a leaked token soon opens nothing.
+fn check_join_token_ttl(spec: &Spec, c: &mut Checker) {
+    let ttl = spec.kubernetes.join_token_ttl_minutes;
+    if !(JOIN_TOKEN_TTL_MINUTES.0..=JOIN_TOKEN_TTL_MINUTES.1).contains(&ttl) {
+        c.error(
+            "kubernetes.join_token_ttl_minutes",
+            None,
+            format!(
+                "{ttl} is outside {}..={} (minutes): the first nodes must have time to join, and a token that never expires lets whoever holds a backup join a machine",
+                JOIN_TOKEN_TTL_MINUTES.0, JOIN_TOKEN_TTL_MINUTES.1
+            ),
+        );
+    }
+}
+
+/// Bounds of `kubernetes.join_token_ttl_minutes`: 5 minutes to 30 days.
+pub const JOIN_TOKEN_TTL_MINUTES: (u32, u32) = (5, 30 * 24 * 60);
 
 fn is_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
