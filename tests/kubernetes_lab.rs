@@ -222,8 +222,14 @@ fn kubernetes_boots_from_rendered_user_data() {
         t.elapsed().as_secs_f64()
     );
     let fragment = std::fs::read_to_string(mirror.join("spec.yaml")).unwrap();
+    // Join tokens live 6 minutes here: kubeadm init's has expired before the rebuilds.
     let out_dir = render_edited_example(env!("CARGO_BIN_EXE_paasgen"), &tmp.0, |spec| {
-        with_mirror(spec, &fragment)
+        assert!(spec.contains("join_token_ttl_minutes: 1440"));
+        with_mirror(spec, &fragment).replacen(
+            "join_token_ttl_minutes: 1440",
+            "join_token_ttl_minutes: 6",
+            1,
+        )
     });
     let kubeconfig = tmp.0.join(".paasgen/admin.kubeconfig");
     let ca_pem = std::fs::read_to_string(tmp.0.join(".paasgen/pki/ca.crt")).unwrap();
@@ -513,6 +519,40 @@ fn kubernetes_boots_from_rendered_user_data() {
         },
         || diagnostics(&["master-2"]),
     );
+    // kubeadm init's join token expires (the spec's 6 minutes) and the controller-manager
+    // deletes it: the rebuilds below join with tokens minted for each, deleted after.
+    let init_token =
+        std::fs::read_to_string(tmp.0.join(".paasgen/secrets/bootstrap-token")).unwrap();
+    let init_id = init_token.trim().split('.').next().unwrap().to_string();
+    let join_tokens = || {
+        try_ok(&mut kubectl(
+            &kubectl_bin,
+            &kubeconfig,
+            &[
+                "get",
+                "secrets",
+                "-n",
+                "kube-system",
+                "--field-selector=type=bootstrap.kubernetes.io/token",
+                "-o",
+                "name",
+            ],
+        ))
+    };
+    let listed = join_tokens().expect("listing join tokens");
+    assert!(listed.contains(&init_id), "kubeadm init's token: {listed}");
+    let waited = Instant::now();
+    wait_for(
+        "kubeadm init's join token expired and deleted",
+        Duration::from_secs(480),
+        Duration::from_secs(5),
+        || (!join_tokens()?.contains(&init_id)).then_some(()),
+        || diagnostics(&["master-2"]),
+    );
+    println!(
+        "k8s-lab: kubeadm init's join token {init_id} expired and was deleted (waited {:.0}s for it)",
+        waited.elapsed().as_secs_f64()
+    );
     for (node, drained) in [("master-1", false), ("worker-2", true)] {
         let t = Instant::now();
         let out = rebuild(&tmp.0, node);
@@ -531,6 +571,11 @@ fn kubernetes_boots_from_rendered_user_data() {
             drained,
             "{said}"
         );
+        assert!(
+            said.contains("kubernetes: minted join token")
+                && said.contains(&format!("kubernetes: deleted {node}'s join token")),
+            "{said}"
+        );
         println!(
             "k8s-lab: rebuilt {node} in {:.0}s: {}",
             t.elapsed().as_secs_f64(),
@@ -540,6 +585,8 @@ fn kubernetes_boots_from_rendered_user_data() {
                 .join("; ")
         );
     }
+    let left = join_tokens().expect("listing join tokens");
+    assert_eq!(left.trim(), "", "join tokens left after the rebuilds");
     let log = exec_ok(
         "master-1",
         &[
