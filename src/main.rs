@@ -233,6 +233,16 @@ struct ReplaceOpts {
     wait_lock: bool,
 }
 
+impl ReplaceOpts {
+    fn with(&self, force: bool) -> commands::session::ReplaceWith {
+        commands::session::ReplaceWith {
+            force,
+            etcd_via: self.etcd_via,
+            wait: std::time::Duration::from_secs(self.wait),
+        }
+    }
+}
+
 /// What every backup verb is told: the spec, its state dir, and the cloud holding the
 /// Swift copies.
 #[derive(clap::Args)]
@@ -387,9 +397,7 @@ fn main() -> ExitCode {
             &commands::rebuild::RebuildArgs {
                 cloud: cloud.args(replace.wait_lock),
                 node: &node,
-                force,
-                etcd_via: replace.etcd_via,
-                wait: std::time::Duration::from_secs(replace.wait),
+                with: replace.with(force),
             },
             &paasgen::cloud::apply::Options::default(),
         ),
@@ -403,9 +411,7 @@ fn main() -> ExitCode {
             &commands::recover::RecoverArgs {
                 cloud: cloud.args(replace.wait_lock),
                 from: from.as_deref(),
-                force,
-                etcd_via: replace.etcd_via,
-                wait: std::time::Duration::from_secs(replace.wait),
+                with: replace.with(force),
                 etcd_only,
             },
             &paasgen::cloud::apply::Options::default(),
@@ -424,8 +430,8 @@ fn main() -> ExitCode {
                     etcd: etcd.as_deref(),
                     etcd_sha256: etcd_sha256.as_deref(),
                 },
-                etcd_via: replace.etcd_via,
-                wait: std::time::Duration::from_secs(replace.wait),
+                // An upgrade never forces: it stops where a replacement is unsafe.
+                with: replace.with(false),
             },
             &paasgen::cloud::apply::Options::default(),
         ),

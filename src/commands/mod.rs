@@ -8,6 +8,7 @@ mod handover;
 pub mod image;
 pub mod rebuild;
 pub mod recover;
+pub mod session;
 pub mod upgrade;
 
 use crate::fsutil::{write_atomic, PUBLIC};

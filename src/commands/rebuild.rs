@@ -13,8 +13,9 @@
 //! pre-shared certificates (masters) or the bootstrap token (workers), and `rebuild`
 //! waits until its Node is Ready.
 
-use super::cloud::{connect, runtime, CloudArgs};
-use super::{etcd_via, load_spec, public_address, render_options, state_dir_for};
+use super::cloud::CloudArgs;
+use super::session::{ReplaceWith, Session};
+use super::{etcd_via, public_address, render_options};
 use crate::cloud::any::AnyCloud;
 use crate::cloud::apply::{self, Launch, Options};
 use crate::cloud::state::StateFile;
@@ -22,7 +23,6 @@ use crate::cloud::{desired, Cloud, Kind};
 use crate::etcd_admin::{keeps_quorum, peer_url, EtcdAdmin};
 use crate::kube_admin::{KubeAdmin, NodeState};
 use crate::liveness::etcd_census;
-use crate::lock::StateLock;
 use crate::pki::Pki;
 use crate::render;
 use crate::spec::{Node, Role, Spec};
@@ -34,40 +34,25 @@ use std::time::{Duration, Instant};
 pub struct RebuildArgs<'a> {
     pub cloud: CloudArgs<'a>,
     pub node: &'a str,
-    /// Replace an etcd member even when the others cannot keep the majority meanwhile.
-    pub force: bool,
-    /// Where etcd's members are reached [default: the public VIP, port 2379].
-    pub etcd_via: Option<SocketAddr>,
-    /// How long the replacement may take to be healthy.
-    pub wait: Duration,
+    pub with: ReplaceWith,
 }
 
 pub fn rebuild(args: &RebuildArgs, opts: &Options) -> Result<()> {
-    let c = &args.cloud;
-    let spec = load_spec(c.file)?;
-    let node = spec
+    let session = Session::open(&args.cloud, "rebuild")?;
+    let cluster = session.cluster()?;
+    let node = cluster
+        .spec
         .node(args.node)
-        .ok_or_else(|| anyhow!("{} is not a node of {}", args.node, c.file.display()))?
+        .ok_or_else(|| {
+            anyhow!(
+                "{} is not a node of {}",
+                args.node,
+                session.spec_file().display()
+            )
+        })?
         .clone();
-    let state_dir = state_dir_for(c.file, c.state_dir);
-    let rt = runtime()?;
-    let cloud = rt.block_on(connect(c))?;
-    let lock = StateLock::acquire(&state_dir, "rebuild", c.wait_lock)?;
-    let pki = Pki::ensure(&state_dir, &spec).context("preparing the PKI")?;
-    // paasgen's etcd client certificate may be new to an older state dir.
-    pki.save(&lock)?;
-    let replacer = Replacer {
-        spec: &spec,
-        pki: &pki,
-        cloud: &cloud,
-        state_dir: &state_dir,
-        opts,
-        force: args.force,
-        etcd_via: args.etcd_via,
-        wait: args.wait,
-        timeout: c.timeout,
-    };
-    rt.block_on(replacer.replace(&node))
+    let replacer = session.replacer(&cluster, opts, args.with);
+    session.rt.block_on(replacer.replace(&node))
 }
 
 /// Replaces nodes of one cluster, one call per node.

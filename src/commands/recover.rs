@@ -13,8 +13,9 @@
 //! Then the API servers' leases from before the snapshot are dropped, so that the
 //! `kubernetes` Service lists only API servers that run now.
 
-use super::cloud::{connect, runtime, CloudArgs};
+use super::cloud::CloudArgs;
 use super::rebuild::{wait_member_healthy, Replacer};
+use super::session::{ReplaceWith, Session};
 use super::{backup, copies, load_spec, render_options, state_dir_for};
 use crate::cloud::any::AnyCloud;
 use crate::cloud::apply::Options;
@@ -24,13 +25,10 @@ use crate::cloud::state::{EtcdRecovery, StateFile};
 use crate::etcd_admin::{keeps_quorum, peer_url, EtcdAdmin};
 use crate::kube_admin::KubeAdmin;
 use crate::liveness::{etcd_census, Census};
-use crate::lock::StateLock;
-use crate::pki::Pki;
 use crate::render;
 use crate::spec::shown;
 use crate::spec::{Node, Role, Spec};
-use anyhow::{anyhow, bail, Context, Result};
-use std::net::SocketAddr;
+use anyhow::{anyhow, bail, Result};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -38,12 +36,9 @@ pub struct RecoverArgs<'a> {
     pub cloud: CloudArgs<'a>,
     /// A backup of the state dir (its file name or path) [default: the newest good one].
     pub from: Option<&'a Path>,
-    /// Recover even though etcd still has its majority (every write since the backup
-    /// is lost).
-    pub force: bool,
-    pub etcd_via: Option<SocketAddr>,
-    /// How long each member may take to be healthy.
-    pub wait: Duration,
+    /// `force`: recover even though etcd still has its majority (every write since the
+    /// backup is lost); `wait`: how long each member may take to be healthy.
+    pub with: ReplaceWith,
     /// Do not wait for the Kubernetes API afterwards (its masters are being rebuilt
     /// too, or the cluster runs no Kubernetes yet).
     pub etcd_only: bool,
@@ -57,12 +52,16 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
     let started = Instant::now();
     let c = &args.cloud;
     let spec = load_spec(c.file)?;
-    let state_dir = state_dir_for(c.file, c.state_dir);
     if let Some(from) = args.from {
-        check_from_path(&state_dir, from)?;
+        check_from_path(&state_dir_for(c.file, c.state_dir), from)?;
     }
-    let rt = runtime()?;
-    let (chosen, snapshot) = rt.block_on(choose_copy(&spec, &state_dir, args.from, c))?;
+    let rt = super::cloud::runtime()?;
+    let (chosen, snapshot) = rt.block_on(choose_copy(
+        &spec,
+        &state_dir_for(c.file, c.state_dir),
+        args.from,
+        c,
+    ))?;
     let sha256 = crate::render::sha256_hex(&snapshot);
     println!(
         "snapshot {} ({} bytes, from {}), sha256 {sha256} and the snapshot's own hash checked",
@@ -74,32 +73,23 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
         "recover: copy chosen, read and checked at {:.0}s",
         started.elapsed().as_secs_f64()
     );
-    let cloud = rt.block_on(connect(c))?;
-    let lock = StateLock::acquire(&state_dir, "recover", c.wait_lock)?;
-    let pki = Pki::ensure(&state_dir, &spec).context("preparing the PKI")?;
-    pki.save(&lock)?;
-    let via = super::etcd_via(&spec, &state_dir, args.etcd_via)?;
-    let etcd = EtcdAdmin::new(&spec, &pki, via, c.timeout)?;
-    let replacer = Replacer {
-        spec: &spec,
-        pki: &pki,
-        cloud: &cloud,
-        state_dir: &state_dir,
-        opts,
-        force: args.force,
-        etcd_via: args.etcd_via,
-        wait: args.wait,
-        timeout: c.timeout,
-    };
-    rt.block_on(async {
-        refuse_unless_lost(&spec, &etcd, &cloud, args.force).await?;
+    let session = Session::open_on(rt, c, "recover")?;
+    let state_dir = &session.state_dir;
+    let cluster = session.cluster()?;
+    let (spec, pki, cloud) = (&cluster.spec, &cluster.pki, &session.cloud);
+    let via = super::etcd_via(spec, state_dir, args.with.etcd_via)?;
+    let etcd = EtcdAdmin::new(spec, pki, via, c.timeout)?;
+    let replacer = session.replacer(&cluster, opts, args.with);
+    let (force, wait) = (args.with.force, args.with.wait);
+    session.rt.block_on(async {
+        refuse_unless_lost(spec, &etcd, cloud, force).await?;
         let members: Vec<Node> = spec.nodes_with_role(Role::Etcd).cloned().collect();
         let first = members
             .first()
             .ok_or_else(|| anyhow!("the spec has no etcd node"))?;
         // From here on every render founds etcd from this snapshot: a second try
         // renders the same documents.
-        let state = StateFile::new(&state_dir);
+        let state = StateFile::new(state_dir);
         let mut launched = state.load()?.unwrap_or_default();
         for m in &members {
             launched.etcd_joined.remove(&m.name);
@@ -132,13 +122,13 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
         at("recover: old servers deleted");
         launch_members(&replacer, &members).await?;
         at("recover: new servers created");
-        let restored = etcd.send_restore(&first.name, snapshot, args.wait).await?;
+        let restored = etcd.send_restore(&first.name, snapshot, wait).await?;
         println!(
             "etcd: {} restored the snapshot ({} keys, revision {})",
             first.name, restored["restored"]["totalKey"], restored["restored"]["revision"]
         );
         at("recover: snapshot restored");
-        wait_member_healthy(&etcd, first, args.wait).await?;
+        wait_member_healthy(&etcd, first, wait).await?;
         let dropped = etcd.delete_prefix(&first.name, MASTER_LEASES).await?;
         println!("etcd: dropped {dropped} API server lease(s) from before the snapshot");
         // One at a time: a member added before the previous one runs would leave the
@@ -146,7 +136,7 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
         for member in members.iter().skip(1) {
             let id = etcd.add(&peer_url(member.private_ip), &first.name).await?;
             println!("etcd: added member {} ({id:x})", member.name);
-            wait_member_healthy(&etcd, member, args.wait).await?;
+            wait_member_healthy(&etcd, member, wait).await?;
         }
         println!(
             "etcd: all {} members healthy {:.0}s after the start of recover",
@@ -154,8 +144,8 @@ pub fn recover(args: &RecoverArgs, opts: &Options) -> Result<()> {
             started.elapsed().as_secs_f64()
         );
         if spec.first_master().is_some() && !args.etcd_only {
-            let kube = KubeAdmin::new(super::public_address(&spec, &state_dir)?, &pki, c.timeout)?;
-            wait_live_api_endpoints(&kube, &spec, args.wait).await?;
+            let kube = KubeAdmin::new(super::public_address(spec, state_dir)?, pki, c.timeout)?;
+            wait_live_api_endpoints(&kube, spec, wait).await?;
         }
         println!(
             "recovered etcd from {} in {:.0}s",

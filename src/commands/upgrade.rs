@@ -12,14 +12,11 @@
 //! the nodes already replaced match the spec.
 
 use super::cloud::CloudArgs;
-use super::cloud::{connect, runtime};
-use super::rebuild::Replacer;
-use super::{load_spec, render_options, state_dir_for};
+use super::render_options;
+use super::session::{ReplaceWith, Session};
 use crate::cloud::apply::Options;
 use crate::cloud::state::StateFile;
 use crate::fsutil::{write_atomic, PUBLIC};
-use crate::lock::StateLock;
-use crate::pki::Pki;
 use crate::render::{self, config_sha256, sha256_hex};
 use crate::spec::{self, versions, Role, Severity, Spec};
 use anyhow::{anyhow, bail, Context, Result};
@@ -205,31 +202,24 @@ pub struct UpgradeArgs<'a> {
     pub cloud: CloudArgs<'a>,
     /// Versions to move to, written into the spec first.
     pub versions: NewVersions<'a>,
-    pub etcd_via: Option<std::net::SocketAddr>,
-    /// How long each replacement may take to be healthy.
-    pub wait: std::time::Duration,
+    pub with: ReplaceWith,
 }
 
 pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
-    let c = &args.cloud;
-    let state_dir = state_dir_for(c.file, c.state_dir);
-    let rt = runtime()?;
-    let cloud = rt.block_on(connect(c))?;
-    let lock = StateLock::acquire(&state_dir, "upgrade", c.wait_lock)?;
-    let state = StateFile::new(&state_dir);
+    let session = Session::open(&args.cloud, "upgrade")?;
+    let state = StateFile::new(&session.state_dir);
     let launched = state.load()?.ok_or_else(|| {
         anyhow!(
             "nothing launched from {} yet: run `paasgen launch`",
-            state_dir.display()
+            session.state_dir.display()
         )
     })?;
     if !args.versions.is_empty() {
-        set_versions(c.file, &args.versions)?;
+        set_versions(session.spec_file(), &args.versions)?;
     }
-    let spec = load_spec(c.file)?;
-    let pki = Pki::ensure(&state_dir, &spec).context("preparing the PKI")?;
-    pki.save(&lock)?;
-    let docs = render::render(&spec, &pki, &render_options(&state_dir)?)?;
+    let cluster = session.cluster()?;
+    let (spec, pki) = (&cluster.spec, &cluster.pki);
+    let docs = render::render(spec, pki, &render_options(&session.state_dir)?)?;
     // Join tokens are masked (each join gets a fresh one); a node launched before
     // paasgen masked them recorded the plain sha, which matches the plain render.
     let differs = |name: &str| {
@@ -241,27 +231,17 @@ pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
         };
         *then != config_sha256(&doc.user_data) && *then != sha256_hex(doc.user_data.as_bytes())
     };
-    let order = rollout_order(&spec, differs);
+    let order = rollout_order(spec, differs);
     if order.is_empty() {
         println!("every node runs what the spec says: nothing to replace");
         return Ok(());
     }
     println!("replacing, one at a time: {}", order.join(", "));
-    let replacer = Replacer {
-        spec: &spec,
-        pki: &pki,
-        cloud: &cloud,
-        state_dir: &state_dir,
-        opts,
-        force: false,
-        etcd_via: args.etcd_via,
-        wait: args.wait,
-        timeout: c.timeout,
-    };
+    let replacer = session.replacer(&cluster, opts, args.with);
     for (i, name) in order.iter().enumerate() {
         let node = spec.node(name).expect("ordered from the spec").clone();
         println!("[{}/{}] {name}", i + 1, order.len());
-        if let Err(e) = rt.block_on(replacer.replace(&node)) {
+        if let Err(e) = session.rt.block_on(replacer.replace(&node)) {
             bail!(
                 "upgrade stopped at {name} ({} of {}): {e:#}\nreplaced so far: {}; fix the cause and run `paasgen upgrade` again to go on",
                 i + 1,
@@ -277,6 +257,7 @@ pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::load_spec;
 
     #[test]
     fn rollout_keeps_the_cluster_serving() {
