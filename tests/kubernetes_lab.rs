@@ -10,9 +10,13 @@
 //! image archives or runc): its user-data installs all of it from the site mirror the
 //! lab serves in its "internet" (`scripts/lab-mirror`: signed apt repository, release
 //! files, registry), named by the spec's `mirrors`, and it still joins.
-//! Day 2, run as a user would (`--cloud lab`, from the lab's internet): master-1,
-//! worker-2 and gw-1 rebuilt from scratch (the API polled through the VIP meanwhile); then etcd loses its majority and `paasgen recover`
-//! brings it back from a backup, after which the API holds what the backup held and the
+//! Day 2, run as a user would (`--cloud lab`, from the lab's internet): once kubeadm
+//! init's join token has expired (a 6-minute TTL here) and been deleted, master-1 and
+//! worker-2 are rebuilt from scratch with tokens minted for them (none left after), and
+//! gw-1 (the API polled through the VIP meanwhile); then etcd loses its majority and
+//! `paasgen recover` brings it back from a backup, after which the API holds what the
+//! backup held (Secrets included, stored encrypted), every API server (master-3 started
+//! again) gives the same answer, a new Deployment gets Running pods, and the
 //! `kubernetes` Service lists only the masters that run.
 //!
 //! Needs root and what `scripts/lab` needs; without them it prints why and passes,
