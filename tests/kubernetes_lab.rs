@@ -357,22 +357,7 @@ fn kubernetes_boots_from_rendered_user_data() {
     // 3. A Deployment behind the ingress NodePort answers through the public VIP,
     //    and a pod resolves a Service name through CoreDNS.
     for w in ["worker-1", "worker-2"] {
-        let dest = Path::new(LAB_DIR)
-            .join("nodes")
-            .join(w)
-            .join("merged/var/tmp/busybox.tar");
-        std::fs::copy(&busybox, &dest).unwrap();
-        exec_ok(
-            w,
-            &[
-                "ctr",
-                "-n",
-                "k8s.io",
-                "images",
-                "import",
-                "/var/tmp/busybox.tar",
-            ],
-        );
+        import_image(w, &busybox);
     }
     let manifest = tmp.0.join("hello.yaml");
     std::fs::write(&manifest, WORKLOAD).unwrap();
@@ -589,6 +574,8 @@ fn kubernetes_boots_from_rendered_user_data() {
                 .join("; ")
         );
     }
+    // A fresh disk: the workload's image again.
+    import_image("worker-2", &busybox);
     let left = join_tokens().expect("listing join tokens");
     assert_eq!(left.trim(), "", "join tokens left after the rebuilds");
     let log = exec_ok(
@@ -811,6 +798,7 @@ fn kubernetes_boots_from_rendered_user_data() {
         ("master-2", "192.168.0.21"),
         ("master-3", "192.168.0.22"),
     ];
+    let mut answers = Vec::new();
     for (master, ip) in masters {
         let server = format!("--server=https://{ip}:6443");
         let configmaps = wait_for(
@@ -843,7 +831,12 @@ fn kubernetes_boots_from_rendered_user_data() {
             "{master}'s API server after recover: {names:?}"
         );
         println!("k8s-lab: after recover, {master}'s API server lists {names:?}");
+        answers.push(configmaps);
     }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "the API servers differ after recover: {answers:?}"
+    );
     // Controllers and the scheduler follow the restored state: a new Deployment runs.
     kubectl_ok(&[
         "create",
@@ -885,6 +878,26 @@ fn kubernetes_boots_from_rendered_user_data() {
     println!(
         "k8s-lab: summary: Nodes Ready {ready_secs:.0}s after lab up ({} nodes)",
         all.len()
+    );
+}
+
+/// The test workload's image into `worker`'s containerd (the lab has no registry for it).
+fn import_image(worker: &str, archive: &Path) {
+    let dest = Path::new(LAB_DIR)
+        .join("nodes")
+        .join(worker)
+        .join("merged/var/tmp/busybox.tar");
+    std::fs::copy(archive, &dest).unwrap();
+    exec_ok(
+        worker,
+        &[
+            "ctr",
+            "-n",
+            "k8s.io",
+            "images",
+            "import",
+            "/var/tmp/busybox.tar",
+        ],
     );
 }
 

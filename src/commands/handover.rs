@@ -49,7 +49,8 @@ impl ApiProbe {
         match self.client.get(&url).send().await {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => Err(format!("{url} answered {}", r.status())),
-            Err(e) => Err(format!("{url}: {}", crate::http::error_chain(&e))),
+            // reqwest's message names the URL.
+            Err(e) => Err(crate::http::error_chain(&e)),
         }
     }
 
