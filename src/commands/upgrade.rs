@@ -188,6 +188,13 @@ fn set_versions(file: &Path, new: &NewVersions) -> Result<()> {
     Ok(())
 }
 
+/// Whether a server launched with user-data of sha256 `launched` runs `user_data`. Join
+/// tokens are masked (each join gets a fresh one); a node launched before paasgen
+/// masked them recorded the plain sha, which a plain render still matches.
+fn runs(user_data: &str, launched: &str) -> bool {
+    launched == config_sha256(user_data) || launched == sha256_hex(user_data.as_bytes())
+}
+
 /// Nodes to replace, in the order that keeps the cluster up.
 fn rollout_order(spec: &Spec, differs: impl Fn(&str) -> bool) -> Vec<String> {
     [Role::Etcd, Role::Master, Role::Worker, Role::Gateway]
@@ -220,16 +227,16 @@ pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
     let cluster = session.cluster()?;
     let (spec, pki) = (&cluster.spec, &cluster.pki);
     let docs = render::render(spec, pki, &render_options(&session.state_dir)?)?;
-    // Join tokens are masked (each join gets a fresh one); a node launched before
-    // paasgen masked them recorded the plain sha, which matches the plain render.
     let differs = |name: &str| {
-        let Some(doc) = docs.iter().find(|d| d.name == name) else {
-            return true;
-        };
-        let Some(then) = launched.nodes.get(name).map(|n| &n.user_data_sha256) else {
-            return true;
-        };
-        *then != config_sha256(&doc.user_data) && *then != sha256_hex(doc.user_data.as_bytes())
+        let doc = docs.iter().find(|d| d.name == name);
+        let then = launched
+            .nodes
+            .get(name)
+            .map(|n| n.user_data_sha256.as_str());
+        match (doc, then) {
+            (Some(doc), Some(then)) => !runs(&doc.user_data, then),
+            _ => true,
+        }
     };
     let order = rollout_order(spec, differs);
     if order.is_empty() {
@@ -275,6 +282,17 @@ mod tests {
             rollout_order(&spec, |n| changed.contains(&n)),
             ["etcd-3", "worker-1", "gw-2"]
         );
+    }
+
+    #[test]
+    fn a_fresh_join_token_alone_is_no_change() {
+        let then = "token: \"abcdef.0123456789abcdef\"\nport: 30080\n";
+        let now = then.replace("abcdef.0123456789abcdef", "zzzzzz.zzzzzzzzzzzzzzzz");
+        assert!(runs(&now, &config_sha256(then)));
+        // Recorded before tokens were masked: the plain sha of the same document.
+        assert!(runs(then, &sha256_hex(then.as_bytes())));
+        assert!(!runs(&now, &sha256_hex(then.as_bytes())));
+        assert!(!runs(&now.replace("30080", "30081"), &config_sha256(then)));
     }
 
     #[test]
