@@ -268,23 +268,22 @@ impl KubeAdmin {
             "{}/api/v1/namespaces/kube-system/secrets/bootstrap-token-{id}",
             self.base
         );
-        let (status, body) = self
-            .send(self.client.delete(url), "deleting the join token")
-            .await?;
-        match status {
-            200 | 202 | 404 => Ok(()),
-            s => bail!("deleting join token {id}: HTTP {s}: {}", body["message"]),
-        }
+        self.delete(url, &format!("join token {id}")).await
     }
 
     pub async fn delete_node(&self, name: &str) -> Result<()> {
         let url = format!("{}/api/v1/nodes/{name}", self.base);
+        self.delete(url, &format!("Node {name}")).await
+    }
+
+    /// DELETE `url`; gone already is fine.
+    async fn delete(&self, url: String, what: &str) -> Result<()> {
         let (status, body) = self
-            .send(self.client.delete(url), "deleting the Node")
+            .send(self.client.delete(url), &format!("deleting {what}"))
             .await?;
         match status {
             200 | 202 | 404 => Ok(()),
-            s => bail!("deleting Node {name}: HTTP {s}: {}", body["message"]),
+            s => bail!("deleting {what}: HTTP {s}: {}", body["message"]),
         }
     }
 }

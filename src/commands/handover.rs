@@ -12,7 +12,7 @@
 //! only the floating IP (the VIP's) can be checked from outside.
 
 use super::rebuild::Replacer;
-use crate::cloud::{apply, Cloud, Kind};
+use crate::cloud::{apply, Cloud};
 use crate::spec::{Node, Role};
 use anyhow::{bail, Result};
 use std::net::Ipv4Addr;
@@ -77,11 +77,10 @@ impl Replacer<'_> {
             .nodes_with_role(Role::Gateway)
             .filter(|g| g.name != node.name)
             .collect();
-        let own = |g: &Node| g.public_ip.filter(|_| !self.spec.network.is_floating());
         let mut serving = Vec::new();
         let mut silent = Vec::new();
         for other in &others {
-            match own(other) {
+            match self.own_address(other) {
                 Some(ip) => match probe.answers(ip).await {
                     Ok(()) => serving.push(other.name.as_str()),
                     Err(why) => silent.push(format!("{}: {why}", other.name)),
@@ -93,12 +92,12 @@ impl Replacer<'_> {
             }
         }
         if serving.is_empty() && !self.spec.network.is_floating() {
-            let this_serves = match own(node) {
+            let this_serves = match self.own_address(node) {
                 Some(ip) => probe.answers(ip).await.is_ok(),
                 None => false,
             };
             let message = format!("no other gateway serves the API ({})", silent.join("; "));
-            if this_serves && !self.force {
+            if this_serves && !self.with.force {
                 bail!(
                     "{} is the last gateway that serves: {message}. Replacing it would cut the API, ingress, etcd access and the private nodes' way out; bring the other gateway back first, or pass --force. Nothing was changed.",
                     node.name
@@ -127,7 +126,7 @@ impl Replacer<'_> {
                 "gateways: {} stopped; the API answers through {public}",
                 node.name
             ),
-            Err(why) if self.force => eprintln!("warning: {} stopped and {why} (--force)", node.name),
+            Err(why) if self.with.force => eprintln!("warning: {} stopped and {why} (--force)", node.name),
             Err(why) => bail!(
                 "{} stopped cleanly, but the API does not answer through {public} {}s later ({why}): its server is stopped, not deleted; start it again (`openstack server start`), see the other gateway's keepalived and haproxy",
                 node.name,
@@ -140,46 +139,37 @@ impl Replacer<'_> {
     /// Stops `node`'s server cleanly and waits until the cloud says SHUTOFF; false when
     /// there is no running server to stop.
     async fn stop_if_running(&self, node: &str) -> Result<bool> {
-        let (spec, cloud, opts) = (self.spec, self.cloud, self.opts);
-        let server = format!("{}-{node}", spec.name);
-        let find = || async {
-            let all =
-                apply::retry(opts, "listing resources", || cloud.inventory(&spec.name)).await?;
-            anyhow::Ok(
-                all.into_iter()
-                    .find(|e| e.kind == Kind::Server && e.name == server),
-            )
-        };
-        let Some(old) = find().await? else {
+        let Some(old) = self.server_of(node).await? else {
             return Ok(false);
         };
         if old.status.as_deref() != Some("ACTIVE") {
             return Ok(false);
         }
         println!(
-            "stopping server {server} ({}) cleanly: keepalived hands the VIPs over",
-            old.id
+            "stopping server {} ({}) cleanly: keepalived hands the VIPs over",
+            old.name, old.id
         );
-        apply::retry(opts, "stopping the server", || cloud.stop_server(&old.id)).await?;
-        let deadline = Instant::now() + opts.server_timeout;
-        loop {
-            match find().await? {
-                Some(e) if e.status.as_deref() != Some("SHUTOFF") => {}
-                _ => return Ok(true),
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "server {server} is not SHUTOFF {}s after it was asked to stop",
-                    opts.server_timeout.as_secs()
-                );
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        apply::retry(self.opts, "stopping the server", || {
+            self.cloud.stop_server(&old.id)
+        })
+        .await?;
+        self.wait_server(node, "SHUTOFF after it was asked to stop", |now| {
+            now.is_none_or(|e| e.status.as_deref() == Some("SHUTOFF"))
+        })
+        .await?;
+        Ok(true)
+    }
+
+    /// A gateway's own public address (none in floating mode: only the floating IP).
+    fn own_address(&self, gateway: &Node) -> Option<Ipv4Addr> {
+        gateway
+            .public_ip
+            .filter(|_| !self.spec.network.is_floating())
     }
 
     /// Waits until the new gateway's haproxy answers on its own address.
     pub async fn wait_gateway_serves(&self, node: &Node) -> Result<()> {
-        let Some(ip) = node.public_ip.filter(|_| !self.spec.network.is_floating()) else {
+        let Some(ip) = self.own_address(node) else {
             println!(
                 "gateways: {} has no address of its own to ask (floating mode); its server runs",
                 node.name
@@ -188,11 +178,11 @@ impl Replacer<'_> {
         };
         let start = Instant::now();
         let probe = ApiProbe::new(self.timeout)?;
-        if let Err(why) = probe.wait_answers(ip, self.wait).await {
+        if let Err(why) = probe.wait_answers(ip, self.with.wait).await {
             bail!(
                 "the new {} does not serve the API on its own address within {}s ({why}): see its cloud-init, keepalived and haproxy logs",
                 node.name,
-                self.wait.as_secs()
+                self.with.wait.as_secs()
             );
         }
         println!(

@@ -19,7 +19,7 @@ use super::{etcd_via, public_address, render_options};
 use crate::cloud::any::AnyCloud;
 use crate::cloud::apply::{self, Launch, Options};
 use crate::cloud::state::StateFile;
-use crate::cloud::{desired, Cloud, Kind};
+use crate::cloud::{desired, Cloud, Existing, Kind};
 use crate::etcd_admin::{keeps_quorum, peer_url, EtcdAdmin};
 use crate::kube_admin::{KubeAdmin, NodeState};
 use crate::liveness::etcd_census;
@@ -27,7 +27,6 @@ use crate::pki::Pki;
 use crate::render;
 use crate::spec::{Node, Role, Spec};
 use anyhow::{anyhow, bail, Context, Result};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -62,12 +61,8 @@ pub struct Replacer<'a> {
     pub cloud: &'a AnyCloud,
     pub state_dir: &'a Path,
     pub opts: &'a Options,
-    /// Replace an etcd member even when the others cannot keep the majority meanwhile,
-    /// a gateway even when no other serves.
-    pub force: bool,
-    pub etcd_via: Option<SocketAddr>,
-    /// How long a replacement may take to be healthy.
-    pub wait: Duration,
+    /// Force, where etcd is reached, how long a replacement may take.
+    pub with: ReplaceWith,
     /// Of each API call.
     pub timeout: Duration,
 }
@@ -101,13 +96,13 @@ impl Replacer<'_> {
             Role::Etcd => Some(EtcdAdmin::new(
                 spec,
                 pki,
-                etcd_via(spec, self.state_dir, self.etcd_via)?,
+                etcd_via(spec, self.state_dir, self.with.etcd_via)?,
                 self.timeout,
             )?),
             _ => None,
         };
         if let Some(kube) = &kube {
-            drain_if_ready(kube, &node.name, self.wait).await?;
+            drain_if_ready(kube, &node.name, self.with.wait).await?;
         }
         if let Some(etcd) = &etcd {
             swap_member(etcd, node, self).await?;
@@ -129,10 +124,10 @@ impl Replacer<'_> {
         }
         self.create_server(node, &docs, &desired).await?;
         if let Some(etcd) = &etcd {
-            wait_member_healthy(etcd, node, self.wait).await?;
+            wait_member_healthy(etcd, node, self.with.wait).await?;
         }
         if let Some(kube) = &kube {
-            wait_node_ready(kube, &node.name, self.wait).await?;
+            wait_node_ready(kube, &node.name, self.with.wait).await?;
             if let Some(token) = &join_token {
                 kube.delete_join_token(token).await?;
                 println!("kubernetes: deleted {}'s join token", node.name);
@@ -181,41 +176,57 @@ impl Replacer<'_> {
         }
     }
 
-    /// Deletes the server of `node` if there is one, and waits until it is gone.
-    pub async fn delete_server(&self, node: &str) -> Result<()> {
-        let (spec, cloud, opts) = (self.spec, self.cloud, self.opts);
+    /// The server of `node`, as the cloud lists it now.
+    pub async fn server_of(&self, node: &str) -> Result<Option<Existing>> {
+        let (spec, cloud) = (self.spec, self.cloud);
         let server = format!("{}-{node}", spec.name);
-        let existing =
-            apply::retry(opts, "listing resources", || cloud.inventory(&spec.name)).await?;
-        let Some(old) = existing
-            .iter()
-            .find(|e| e.kind == Kind::Server && e.name == server)
-        else {
-            return Ok(());
-        };
-        println!("deleting server {server} ({})", old.id);
-        apply::retry(opts, "deleting the server", || {
-            cloud.delete(Kind::Server, &old.id)
+        let all = apply::retry(self.opts, "listing resources", || {
+            cloud.inventory(&spec.name)
         })
         .await?;
-        // Nova deletes in the background: until the server is gone, the planner
-        // would find it and create nothing.
-        let deadline = Instant::now() + opts.server_timeout;
-        loop {
-            let now =
-                apply::retry(opts, "listing resources", || cloud.inventory(&spec.name)).await?;
-            if !now.iter().any(|e| e.kind == Kind::Server && e.id == old.id) {
-                return Ok(());
-            }
+        Ok(all
+            .into_iter()
+            .find(|e| e.kind == Kind::Server && e.name == server))
+    }
+
+    /// Asks the cloud every second until `node`'s server is as `done` says (None: no
+    /// server), for at most the server timeout; `what` says what was waited for.
+    pub async fn wait_server(
+        &self,
+        node: &str,
+        what: &str,
+        done: impl Fn(Option<&Existing>) -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + self.opts.server_timeout;
+        while !done(self.server_of(node).await?.as_ref()) {
             if Instant::now() > deadline {
                 bail!(
-                    "server {server} ({}) is still there {}s after its deletion",
-                    old.id,
-                    opts.server_timeout.as_secs()
+                    "server {}-{node} is not {what} {}s later",
+                    self.spec.name,
+                    self.opts.server_timeout.as_secs()
                 );
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        Ok(())
+    }
+
+    /// Deletes the server of `node` if there is one, and waits until it is gone.
+    pub async fn delete_server(&self, node: &str) -> Result<()> {
+        let Some(old) = self.server_of(node).await? else {
+            return Ok(());
+        };
+        println!("deleting server {} ({})", old.name, old.id);
+        apply::retry(self.opts, "deleting the server", || {
+            self.cloud.delete(Kind::Server, &old.id)
+        })
+        .await?;
+        // Nova deletes in the background: until the server is gone, the planner
+        // would find it and create nothing.
+        self.wait_server(node, "gone after its deletion", |now| {
+            now.is_none_or(|e| e.id != old.id)
+        })
+        .await
     }
 
     /// Creates the server of `node` (and whatever else of `desired` is missing, except
@@ -325,7 +336,7 @@ async fn swap_member(etcd: &EtcdAdmin, node: &Node, r: &Replacer<'_>) -> Result<
             if healthy.is_empty() { "none".to_string() } else { healthy.join(", ") },
             size / 2 + 1
         );
-        if !r.force {
+        if !r.with.force {
             bail!("{message}; bring the other members back first, or pass --force");
         }
         // --force is for members known to be down, never for ones it cannot see.

@@ -90,9 +90,7 @@ impl Session {
             cloud: &self.cloud,
             state_dir: &self.state_dir,
             opts,
-            force: with.force,
-            etcd_via: with.etcd_via,
-            wait: with.wait,
+            with,
             timeout: self.timeout,
         }
     }
