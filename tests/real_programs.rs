@@ -285,3 +285,32 @@ fn nft_accepts_the_nat_rules() {
     let (ok, out) = in_gateway_netns("nft", &["nft", "-c", "-f", cfg.to_str().unwrap()]);
     assert!(ok, "{out}");
 }
+
+#[test]
+fn nft_accepts_the_leave_load_balancer_rules() {
+    if !have("nft") || !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, docs) = render_in(&dir.path().join("state"), &example_spec());
+    let files = files_of(docs.iter().find(|d| d.name == "worker-1").unwrap());
+    let script = String::from_utf8(
+        file(&files, "/usr/local/sbin/paasgen-leave-load-balancer")
+            .bytes
+            .clone(),
+    )
+    .unwrap();
+    let rules = script
+        .split_once("<<NFT\n")
+        .and_then(|(_, rest)| rest.split_once("\nNFT\n"))
+        .map(|(rules, _)| rules)
+        .expect("the script's ruleset");
+    assert!(
+        rules.contains("tcp dport { 6443, 30080, 30443 } ct state new reject"),
+        "{rules}"
+    );
+    let cfg = write(dir.path(), "leave.nft", rules.as_bytes());
+    let (ok, out) = in_gateway_netns("leave", &["nft", "-c", "-f", cfg.to_str().unwrap()]);
+    assert!(ok, "{out}");
+}

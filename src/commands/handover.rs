@@ -118,7 +118,10 @@ impl Replacer<'_> {
                 serving.join(", ")
             );
         }
-        if !self.stop_if_running(&node.name).await? {
+        if !self
+            .stop_if_running(&node.name, "keepalived hands the VIPs over")
+            .await?
+        {
             return Ok(());
         }
         match probe.wait_answers(public, VIP_MOVE).await {
@@ -136,19 +139,16 @@ impl Replacer<'_> {
         Ok(())
     }
 
-    /// Stops `node`'s server cleanly and waits until the cloud says SHUTOFF; false when
-    /// there is no running server to stop.
-    async fn stop_if_running(&self, node: &str) -> Result<bool> {
+    /// Stops `node`'s server cleanly if it runs (`why`: what the clean stop gives) and
+    /// waits until it is SHUTOFF; whether it ran.
+    pub(super) async fn stop_if_running(&self, node: &str, why: &str) -> Result<bool> {
         let Some(old) = self.server_of(node).await? else {
             return Ok(false);
         };
         if old.status.as_deref() != Some("ACTIVE") {
             return Ok(false);
         }
-        println!(
-            "stopping server {} ({}) cleanly: keepalived hands the VIPs over",
-            old.name, old.id
-        );
+        println!("stopping server {} ({}) cleanly: {why}", old.name, old.id);
         apply::retry(self.opts, "stopping the server", || {
             self.cloud.stop_server(&old.id)
         })

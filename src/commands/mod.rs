@@ -8,6 +8,7 @@ mod handover;
 pub mod image;
 pub mod rebuild;
 pub mod recover;
+mod retire;
 pub mod session;
 pub mod upgrade;
 

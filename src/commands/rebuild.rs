@@ -89,6 +89,9 @@ impl Replacer<'_> {
             None => None,
         };
         render_opts.join_token = join_token.clone();
+        if let (Some(kube), Role::Master) = (&kube, node.role) {
+            self.sync_kubeadm_config(kube, node).await?;
+        }
         let docs = render::render(spec, pki, &render_opts)?;
         let desired = desired::resources(spec, &docs)?;
         let state = StateFile::new(self.state_dir);
@@ -101,9 +104,10 @@ impl Replacer<'_> {
             )?),
             _ => None,
         };
-        if let Some(kube) = &kube {
-            drain_if_ready(kube, &node.name, self.with.wait).await?;
-        }
+        let drained = match &kube {
+            Some(kube) => drain_if_ready(kube, &node.name, self.with).await?,
+            None => false,
+        };
         if let Some(etcd) = &etcd {
             swap_member(etcd, node, self).await?;
             // From now on the node's user-data joins the running cluster, whatever
@@ -115,6 +119,9 @@ impl Replacer<'_> {
         if node.role == Role::Gateway {
             self.hand_over(node, public_address(spec, self.state_dir)?)
                 .await?;
+        }
+        if let Some(kube) = &kube {
+            self.retire(kube, node, drained).await?;
         }
         self.delete_server(&node.name).await?;
         if let Some(kube) = &kube {
@@ -128,6 +135,9 @@ impl Replacer<'_> {
         }
         if let Some(kube) = &kube {
             wait_node_ready(kube, &node.name, self.with.wait).await?;
+            if node.role == Role::Master {
+                self.wait_api_server_ready(kube, &node.name).await?;
+            }
             if let Some(token) = &join_token {
                 kube.delete_join_token(token).await?;
                 println!("kubernetes: deleted {}'s join token", node.name);
@@ -391,17 +401,19 @@ pub async fn wait_member_healthy(etcd: &EtcdAdmin, node: &Node, wait: Duration) 
     }
 }
 
-/// Drains the Node if it still runs: its pods move before its server goes.
-async fn drain_if_ready(kube: &KubeAdmin, name: &str, limit: Duration) -> Result<()> {
+/// Drains the Node if it still runs: its pods move before its server goes. Whether it
+/// ran (and so was drained).
+async fn drain_if_ready(kube: &KubeAdmin, name: &str, with: ReplaceWith) -> Result<bool> {
     match kube.node_state(name).await? {
         NodeState::Absent => println!("kubernetes: no Node {name}"),
         NodeState::Ready if kube.kubelet_alive(name).await? => {
-            let evicted = kube.drain(name, limit).await?;
+            let evicted = kube.drain(name, with.wait, with.force).await?;
             println!("kubernetes: drained {name} ({evicted} pod(s) evicted)");
+            return Ok(true);
         }
         _ => println!("kubernetes: {name}'s kubelet does not answer; not drained"),
     }
-    Ok(())
+    Ok(false)
 }
 
 async fn wait_node_ready(kube: &KubeAdmin, name: &str, limit: Duration) -> Result<()> {

@@ -12,15 +12,18 @@
 //! the nodes already replaced match the spec.
 
 use super::cloud::CloudArgs;
+use super::public_address;
 use super::render_options;
-use super::session::{ReplaceWith, Session};
+use super::session::{Cluster, ReplaceWith, Session};
 use crate::cloud::apply::Options;
 use crate::cloud::state::StateFile;
 use crate::fsutil::{write_atomic, PUBLIC};
+use crate::kube_admin::{KubeAdmin, Workload, WorkloadKind};
 use crate::render::{self, config_sha256, sha256_hex};
 use crate::spec::{self, versions, Role, Severity, Spec};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// The spec's text with `block.key` set to `value`, or that line removed when `value` is
 /// `None`: the line changed in place (comments kept, also one after the value), added as
@@ -112,6 +115,12 @@ impl NewVersions<'_> {
     pub fn apply(&self, text: &str, now: &Spec) -> Result<String> {
         let mut text = text.to_string();
         if let Some(v) = self.kubernetes {
+            if let (Some(old), Some(new)) = (
+                versions::Version::parse(&now.kubernetes.version),
+                versions::Version::parse(v),
+            ) {
+                versions::kubernetes_step(old, new).map_err(|e| anyhow!("Kubernetes {e}"))?;
+            }
             text = with_kubernetes_version(&text, v);
         }
         if let Some(v) = self.etcd {
@@ -213,6 +222,11 @@ pub struct UpgradeArgs<'a> {
 }
 
 pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
+    // What the spec alone refuses goes before the cloud is even asked.
+    let text = std::fs::read_to_string(args.cloud.file)
+        .with_context(|| format!("reading {}", args.cloud.file.display()))?;
+    let (now, _) = spec::parse(&args.cloud.file.display().to_string(), &text)?;
+    args.versions.apply(&text, &now)?;
     let session = Session::open(&args.cloud, "upgrade")?;
     let state = StateFile::new(&session.state_dir);
     let launched = state.load()?.ok_or_else(|| {
@@ -221,6 +235,9 @@ pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
             session.state_dir.display()
         )
     })?;
+    if let Some(to) = args.versions.kubernetes {
+        check_kubelets(&session, to)?;
+    }
     if !args.versions.is_empty() {
         set_versions(session.spec_file(), &args.versions)?;
     }
@@ -245,10 +262,28 @@ pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
     }
     println!("replacing, one at a time: {}", order.join(", "));
     let replacer = session.replacer(&cluster, opts, args.with);
+    let kube = || {
+        KubeAdmin::new(
+            public_address(spec, &session.state_dir)?,
+            pki,
+            session.timeout,
+        )
+    };
     for (i, name) in order.iter().enumerate() {
         let node = spec.node(name).expect("ordered from the spec").clone();
-        println!("[{}/{}] {name}", i + 1, order.len());
-        if let Err(e) = session.rt.block_on(replacer.replace(&node)) {
+        // Kubelets follow the control plane: before the first worker, every API server
+        // runs the spec's version and the addons kubeadm upgrades with it are moved.
+        let first_worker = node.role == Role::Worker
+            && order[..i]
+                .iter()
+                .all(|n| spec.node(n).is_none_or(|n| n.role != Role::Worker));
+        let step = async {
+            if first_worker {
+                control_plane_first(&kube()?, spec).await?;
+            }
+            replacer.replace(&node).await
+        };
+        if let Err(e) = session.rt.block_on(step) {
             bail!(
                 "upgrade stopped at {name} ({} of {}): {e:#}\nreplaced so far: {}; fix the cause and run `paasgen upgrade` again to go on",
                 i + 1,
@@ -257,9 +292,115 @@ pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
             );
         }
     }
+    // With no worker to replace, the addons still follow the last master.
+    if spec.nodes_with_role(Role::Master).next().is_some()
+        && !order
+            .iter()
+            .any(|n| spec.node(n).is_some_and(|n| n.role == Role::Worker))
+    {
+        session
+            .rt
+            .block_on(async { control_plane_first(&kube()?, spec).await })?;
+    }
     println!("upgrade done: {} node(s) replaced", order.len());
     Ok(())
 }
+
+/// Refuses a Kubernetes version the cluster's oldest kubelet may not move to (see
+/// `versions::kubernetes_step`), before anything changes. The API must answer: an
+/// upgrade of Kubernetes goes through it.
+fn check_kubelets(session: &Session, to: &str) -> Result<()> {
+    let Some(to_v) = versions::Version::parse(to) else {
+        return Ok(()); // the spec's validation names it
+    };
+    let Cluster { spec, pki } = session.cluster()?;
+    let kube = KubeAdmin::new(
+        public_address(&spec, &session.state_dir)?,
+        &pki,
+        session.timeout,
+    )?;
+    let kubelets = session
+        .rt
+        .block_on(kube.kubelet_versions())
+        .context("reading the Nodes' kubelet versions before the upgrade (the API must answer)")?;
+    let oldest = kubelets
+        .iter()
+        .filter_map(|(name, v)| Some((versions::Version::parse(v)?, name)))
+        .min();
+    if let Some((oldest, name)) = oldest {
+        versions::kubernetes_step(oldest, to_v)
+            .map_err(|e| anyhow!("Kubernetes {e} ({name}'s kubelet runs {oldest})"))?;
+    }
+    Ok(())
+}
+
+/// Before any kubelet moves to the spec's version: every API server runs it (read
+/// from the pods), and kube-proxy and CoreDNS run the images kubeadm of that version
+/// deploys, rolled out. Nothing to do when they already do.
+async fn control_plane_first(kube: &KubeAdmin, spec: &Spec) -> Result<()> {
+    let version = &spec.kubernetes.version;
+    let want = format!(":v{version}");
+    let behind: Vec<String> = kube
+        .control_plane_images("kube-apiserver")
+        .await?
+        .into_iter()
+        .filter(|(_, image)| !image.ends_with(&want))
+        .map(|(node, image)| format!("{node} ({image})"))
+        .collect();
+    if !behind.is_empty() {
+        bail!(
+            "API servers still behind v{version}: {}; kubelets may not be newer than the API server",
+            behind.join(", ")
+        );
+    }
+    let Some((proxy, coredns)) = versions::addon_images(version) else {
+        eprintln!(
+            "warning: paasgen does not know which CoreDNS kubeadm {version} deploys: kube-proxy and CoreDNS left as they are"
+        );
+        return Ok(());
+    };
+    let addons = [
+        (
+            Workload {
+                kind: WorkloadKind::DaemonSet,
+                namespace: "kube-system",
+                name: "kube-proxy",
+            },
+            "kube-proxy",
+            proxy,
+        ),
+        (
+            Workload {
+                kind: WorkloadKind::Deployment,
+                namespace: "kube-system",
+                name: "coredns",
+            },
+            "coredns",
+            coredns,
+        ),
+    ];
+    for (workload, container, image) in &addons {
+        if kube.set_image(workload, container, image).await? {
+            println!("kubernetes: {workload} now runs {image}");
+        }
+    }
+    let start = Instant::now();
+    for (workload, _, image) in &addons {
+        while !kube.rolled_out(workload).await? {
+            if start.elapsed() > ADDON_ROLLOUT {
+                bail!(
+                    "{workload} did not roll out {image} within {}s",
+                    ADDON_ROLLOUT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    Ok(())
+}
+
+/// How long kube-proxy (one node at a time) and CoreDNS may take to roll out.
+const ADDON_ROLLOUT: Duration = Duration::from_secs(600);
 
 #[cfg(test)]
 mod tests {

@@ -188,6 +188,8 @@ pub struct KubernetesView {
     pub encrypt_resources: Vec<String>,
     pub encryption_key: Option<String>,
     pub ca_cert_hash: String,
+    /// Where the gateways' haproxy connects from: their private addresses and VIP.
+    pub balancers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -582,6 +584,12 @@ impl Shared {
             encrypt_resources: k.encrypt_resources.clone(),
             encryption_key: None,
             ca_cert_hash: pki.ca_cert_hash.clone(),
+            balancers: self
+                .gateways
+                .iter()
+                .map(|g| g.private_ip.clone())
+                .chain([spec.network.private_vip.to_string()])
+                .collect(),
         }
     }
 }

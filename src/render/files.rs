@@ -313,6 +313,16 @@ fn kubernetes_node(render: &dyn Fn(&str) -> Result<String>) -> Result<Vec<File>>
             render("kubeadm.sh")?,
         ),
         file(
+            "/usr/local/sbin/paasgen-leave-load-balancer",
+            SCRIPT,
+            render("leave-load-balancer.sh")?,
+        ),
+        file(
+            "/etc/systemd/system/paasgen-leave-load-balancer.service",
+            CONFIG,
+            render("leave-load-balancer.service")?,
+        ),
+        file(
             "/etc/systemd/system/paasgen-kubeadm.service",
             CONFIG,
             render("kubeadm.service")?,

@@ -95,6 +95,17 @@ fn render_nodes(
         .collect()
 }
 
+/// The ClusterConfiguration of the masters (kubeadm keeps it in the kube-system/kubeadm-config
+/// ConfigMap, and `kubeadm join --control-plane` takes it from there, not from the node).
+pub fn cluster_configuration(spec: &Spec, pki: &Pki, opts: &RenderOptions) -> Result<String> {
+    let master = spec
+        .first_master()
+        .context("the spec has no master, so no ClusterConfiguration")?;
+    let shared = context::Shared::new(spec, opts)?;
+    let ctx = tera::Context::from_serialize(shared.node_context(spec, pki, opts, master))?;
+    Templates::load()?.render("files/kubeadm-cluster-configuration.yaml.tera", &ctx)
+}
+
 /// The operator's kubeconfig (cluster-admin through the public VIP or floating IP).
 pub fn admin_kubeconfig(spec: &Spec, pki: &Pki, opts: &RenderOptions) -> Result<String> {
     use base64::Engine;

@@ -273,6 +273,42 @@ pub fn kubernetes(version: &str, overrides: &Overrides) -> KubernetesRelease {
     }
 }
 
+/// Whether a cluster whose oldest kubelet runs `from` may move to `to` by replacing its
+/// nodes, as kubeadm upgrades: one minor at a time, never back a minor (the API's
+/// stored objects and etcd's data may already be in the newer form), a patch back
+/// within the minor allowed (what rolls back a bad patch release).
+pub fn kubernetes_step(from: Version, to: Version) -> Result<(), String> {
+    if to.0 != from.0 {
+        return Err(format!("{from} -> {to} changes the major version"));
+    }
+    if to.1 < from.1 {
+        return Err(format!(
+            "{from} -> {to} is a downgrade: a minor version cannot be undone by replacement (restore a backup taken before the upgrade instead)"
+        ));
+    }
+    if to.1 > from.1 + 1 {
+        return Err(format!(
+            "{from} -> {to} skips a minor version: kubeadm upgrades one minor at a time; upgrade to 1.{}.x first",
+            from.1 + 1
+        ));
+    }
+    Ok(())
+}
+
+/// The images of the addons kubeadm deploys and upgrades with each release
+/// (`CoreDNSVersion` in its cmd/kubeadm/app/constants/constants.go).
+const ADDONS: &[(&str, &str)] = &[("1.36.3", "v1.14.2"), ("1.37.2", "v1.14.6")];
+
+/// kube-proxy's and CoreDNS's images as kubeadm `version` deploys them, when paasgen
+/// knows which CoreDNS that release pins.
+pub fn addon_images(version: &str) -> Option<(String, String)> {
+    let (_, coredns) = ADDONS.iter().find(|(v, _)| *v == version)?;
+    Some((
+        format!("registry.k8s.io/kube-proxy:v{version}"),
+        format!("registry.k8s.io/coredns/coredns:{coredns}"),
+    ))
+}
+
 /// The containerd release tarball for `version`.
 pub fn containerd(version: &str, overrides: &Overrides) -> Download {
     let pinned = CONTAINERD
@@ -320,5 +356,18 @@ mod tests {
         let r = kubernetes("1.37.2", &given);
         assert_eq!(r.kubeadm.sha256.as_deref(), Some("a".repeat(64).as_str()));
         assert!(kubernetes("1.35.1", &none).kubeadm.sha256.is_some());
+    }
+
+    #[test]
+    fn kubernetes_moves_one_minor_up_at_a_time() {
+        let v = |s| Version::parse(s).unwrap();
+        assert!(kubernetes_step(v("1.36.3"), v("1.37.2")).is_ok());
+        assert!(kubernetes_step(v("1.37.2"), v("1.37.2")).is_ok());
+        assert!(kubernetes_step(v("1.37.2"), v("1.37.0")).is_ok());
+        let down = kubernetes_step(v("1.37.2"), v("1.36.3")).unwrap_err();
+        assert!(down.contains("downgrade"), "{down}");
+        let jump = kubernetes_step(v("1.35.1"), v("1.37.2")).unwrap_err();
+        assert!(jump.contains("upgrade to 1.36.x first"), "{jump}");
+        assert!(kubernetes_step(v("1.37.2"), v("2.0.0")).is_err());
     }
 }
