@@ -10,6 +10,14 @@
 //! image archives or runc): its user-data installs all of it from the site mirror the
 //! lab serves in its "internet" (`scripts/lab-mirror`: signed apt repository, release
 //! files, registry), named by the spec's `mirrors`, and it still joins.
+//! The cluster boots at the release before the image's (images/upgrade-versions'
+//! KUBERNETES_UPGRADE_FROM: binaries and images from the mirror, which serves what
+//! images/gobuild-kubernetes built) and `paasgen upgrade --to` moves it to the image's
+//! release by replacement (step 3b): a minor back is refused with the spec untouched;
+//! the run is killed once master-1 was replaced and run again; meanwhile a 10 Hz probe
+//! of /readyz through the public VIP and one of a 2-replica Deployment with a PDB
+//! behind the ingress count failed requests (none allowed); afterwards every kubelet,
+//! every control-plane pod, kube-proxy, CoreDNS and kubeadm-config run the new release.
 //! Day 2, run as a user would (`--cloud lab`, from the lab's internet): once kubeadm
 //! init's join token has expired (a 6-minute TTL here) and been deleted, master-1 and
 //! worker-2 are rebuilt from scratch with tokens minted for them (none left after), and
@@ -142,9 +150,19 @@ spec:
     spec:
       containers:
         - name: web
-          image: paasgen.lab/busybox:1
+          image: docker.io/paasgen-lab/busybox:1
           command: [sh, -c, 'mkdir -p /www && echo "hello from $(hostname)" > /www/index.html && exec httpd -f -p 8080 -h /www']
           ports: [{containerPort: 8080}]
+          readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+          # Evicted, it serves on until every node stopped sending it new connections.
+          lifecycle: {preStop: {exec: {command: [sleep, "5"]}}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: hello, namespace: default}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: hello}}
 ---
 apiVersion: v1
 kind: Service
@@ -225,15 +243,31 @@ fn kubernetes_boots_from_rendered_user_data() {
         mirror.display(),
         t.elapsed().as_secs_f64()
     );
-    let fragment = std::fs::read_to_string(mirror.join("spec.yaml")).unwrap();
+    // The cluster boots at the release before the image's (images/upgrade-versions), whose
+    // binaries and images only the mirror has, and is upgraded to the image's in step 3b.
+    let mirrored = std::fs::read_to_string(mirror.join("spec.yaml")).unwrap();
+    let from_release = std::fs::read_to_string(mirror.join("upgrade-from.yaml")).unwrap();
+    let (from_version, from_sums) = from_release
+        .strip_prefix("kubernetes_version: ")
+        .and_then(|r| r.split_once('\n'))
+        .expect("upgrade-from.yaml names its version");
+    let fragment = format!(
+        "{}{from_sums}",
+        mirrored.split("kubernetes_sha256:\n").next().unwrap()
+    );
+    let to_version = pin("images/versions", "KUBERNETES_VERSION");
     // Join tokens live 6 minutes here: kubeadm init's has expired before the rebuilds.
     let out_dir = render_edited_example(env!("CARGO_BIN_EXE_paasgen"), &tmp.0, |spec| {
         assert!(spec.contains("join_token_ttl_minutes: 1440"));
-        with_mirror(spec, &fragment).replacen(
-            "join_token_ttl_minutes: 1440",
-            "join_token_ttl_minutes: 6",
-            1,
-        )
+        let version = format!("  version: {to_version} ");
+        assert!(spec.contains(&version));
+        with_mirror(spec, &fragment)
+            .replacen(
+                "join_token_ttl_minutes: 1440",
+                "join_token_ttl_minutes: 6",
+                1,
+            )
+            .replacen(&version, &format!("  version: {from_version} "), 1)
     });
     let kubeconfig = tmp.0.join(".paasgen/admin.kubeconfig");
     let ca_pem = std::fs::read_to_string(tmp.0.join(".paasgen/pki/ca.crt")).unwrap();
@@ -250,13 +284,6 @@ fn kubernetes_boots_from_rendered_user_data() {
     let image = run_ok(&mut Command::new(repo("images/bake")));
     let image = image.lines().last().unwrap().trim().to_string();
     println!("k8s-lab: image {image} ({:.1}s)", t.elapsed().as_secs_f64());
-    // The test workload's image: Debian's static busybox (httpd, nslookup).
-    let busybox = tmp.0.join("busybox.tar");
-    run_ok(
-        Command::new(repo("images/oci-image"))
-            .args(["--busybox", "paasgen.lab/busybox:1"])
-            .arg(&busybox),
-    );
 
     run_ok(
         Command::new(lab_script())
@@ -339,6 +366,16 @@ fn kubernetes_boots_from_rendered_user_data() {
     let ready_secs = since.elapsed().as_secs_f64();
     println!("k8s-lab: all Nodes Ready {ready_secs:.0}s after lab up: {ready}");
     check_stock_master(&fragment);
+    // kubeadm init's join token is there (step 5 waits for it to expire).
+    let init_token =
+        std::fs::read_to_string(tmp.0.join(".paasgen/secrets/bootstrap-token")).unwrap();
+    let init_id = init_token.trim().split('.').next().unwrap().to_string();
+    let tokens = run_ok(&mut kubectl(
+        &kubectl_bin,
+        &kubeconfig,
+        &["get", "secrets", "-n", "kube-system", "-o", "name"],
+    ));
+    assert!(tokens.contains(&init_id), "kubeadm init's token: {tokens}");
     let readyz = run_ok(&mut kubectl(
         &kubectl_bin,
         &kubeconfig,
@@ -356,9 +393,6 @@ fn kubernetes_boots_from_rendered_user_data() {
 
     // 3. A Deployment behind the ingress NodePort answers through the public VIP,
     //    and a pod resolves a Service name through CoreDNS.
-    for w in ["worker-1", "worker-2"] {
-        import_image(w, &busybox);
-    }
     let manifest = tmp.0.join("hello.yaml");
     std::fs::write(&manifest, WORKLOAD).unwrap();
     run_ok(&mut kubectl(
@@ -452,6 +486,10 @@ fn kubernetes_boots_from_rendered_user_data() {
         .unwrap_or_default();
     println!("k8s-lab: DNS: kubernetes.default.svc.cluster.local -> {answer}");
 
+    // 3b. Kubernetes upgraded by replacement, the API and the application answering
+    //     throughout.
+    upgrade_kubernetes(&tmp.0, &kubectl_bin, &kubeconfig, from_version, &to_version);
+
     // 4. master-1 powered off: the API still answers through the VIP and takes writes.
     run_ok(Command::new(lab_script()).args(["stop", "master-1"]));
     let t = Instant::now();
@@ -510,9 +548,6 @@ fn kubernetes_boots_from_rendered_user_data() {
     );
     // kubeadm init's join token expires (the spec's 6 minutes) and the controller-manager
     // deletes it: the rebuilds below join with tokens minted for each, deleted after.
-    let init_token =
-        std::fs::read_to_string(tmp.0.join(".paasgen/secrets/bootstrap-token")).unwrap();
-    let init_id = init_token.trim().split('.').next().unwrap().to_string();
     let join_tokens = || {
         try_ok(&mut kubectl(
             &kubectl_bin,
@@ -528,8 +563,6 @@ fn kubernetes_boots_from_rendered_user_data() {
             ],
         ))
     };
-    let listed = join_tokens().expect("listing join tokens");
-    assert!(listed.contains(&init_id), "kubeadm init's token: {listed}");
     let waited = Instant::now();
     wait_for(
         "kubeadm init's join token expired and deleted",
@@ -574,8 +607,6 @@ fn kubernetes_boots_from_rendered_user_data() {
                 .join("; ")
         );
     }
-    // A fresh disk: the workload's image again.
-    import_image("worker-2", &busybox);
     let left = join_tokens().expect("listing join tokens");
     assert_eq!(left.trim(), "", "join tokens left after the rebuilds");
     let log = exec_ok(
@@ -842,7 +873,7 @@ fn kubernetes_boots_from_rendered_user_data() {
         "create",
         "deployment",
         "after-recover",
-        "--image=paasgen.lab/busybox:1",
+        "--image=docker.io/paasgen-lab/busybox:1",
         "--replicas=2",
         "--",
         "sleep",
@@ -881,26 +912,6 @@ fn kubernetes_boots_from_rendered_user_data() {
     );
 }
 
-/// The test workload's image into `worker`'s containerd (the lab has no registry for it).
-fn import_image(worker: &str, archive: &Path) {
-    let dest = Path::new(LAB_DIR)
-        .join("nodes")
-        .join(worker)
-        .join("merged/var/tmp/busybox.tar");
-    std::fs::copy(archive, &dest).unwrap();
-    exec_ok(
-        worker,
-        &[
-            "ctr",
-            "-n",
-            "k8s.io",
-            "images",
-            "import",
-            "/var/tmp/busybox.tar",
-        ],
-    );
-}
-
 /// `paasgen rebuild NODE --cloud lab`, run from the lab's internet.
 fn rebuild(dir: &Path, node: &str) -> std::process::Output {
     paasgen_from_internet(
@@ -908,4 +919,234 @@ fn rebuild(dir: &Path, node: &str) -> std::process::Output {
         dir,
         &["rebuild", node, "--cloud", "lab", "--wait", "600"],
     )
+}
+
+/// `KEY=VALUE` of a shell pins file of images/.
+fn pin(file: &str, key: &str) -> String {
+    std::fs::read_to_string(repo(file))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {file}"))
+        .to_string()
+}
+
+/// `NAME=VALUE ` pairs a jsonpath range printed, as pairs.
+fn pairs(listed: &str) -> Vec<(String, String)> {
+    listed
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// Step 3b: `paasgen upgrade --to TO` from FROM, killed once master-1 was replaced and
+/// run again; a 10 Hz probe of /readyz through the public VIP and one of the ingress
+/// (a 2-replica Deployment with a PDB) count failed requests throughout. Then every
+/// kubelet, control-plane pod, kube-proxy, CoreDNS and kubeadm-config run TO.
+fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &str, to: &str) {
+    let kubectl_ok = |args: &[&str]| run_ok(&mut kubectl(kubectl_bin, kubeconfig, args));
+    let spec_file = dir.join("cluster.yaml");
+    let spec_before = std::fs::read(&spec_file).unwrap();
+    let paasgen = env!("CARGO_BIN_EXE_paasgen");
+    let kubelets = || {
+        pairs(&kubectl_ok(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion} {end}",
+        ]))
+    };
+    let before = kubelets();
+    assert!(
+        before.len() == 5 && before.iter().all(|(_, v)| *v == format!("v{from}")),
+        "kubelets before the upgrade: {before:?}"
+    );
+
+    // Refused before any change: a minor back.
+    let minor: u32 = from.split('.').nth(1).unwrap().parse().unwrap();
+    let down = format!("1.{}.1", minor - 1);
+    let out = paasgen_from_internet(paasgen, dir, &["upgrade", "--cloud", "lab", "--to", &down]);
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        !out.status.success() && said.contains("is a downgrade"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(&spec_file).unwrap(),
+        spec_before,
+        "the spec changed"
+    );
+    println!("k8s-lab: upgrade --to {down} refused: {}", said.trim());
+
+    let api = Probe::start("https://203.0.113.10:6443/readyz");
+    let app = Probe::start("http://203.0.113.10/");
+    std::thread::sleep(Duration::from_secs(3));
+    let t = Instant::now();
+    // Killed right after master-1 was replaced.
+    let mut first = paasgen_in_internet(
+        paasgen,
+        dir,
+        &["upgrade", "--cloud", "lab", "--to", to, "--wait", "600"],
+    );
+    let mut child = first
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting upgrade");
+    let mut said = Vec::new();
+    let mut replaced = Vec::new();
+    let mut started = Instant::now();
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with('[') {
+            started = Instant::now();
+        }
+        if let Some(node) = line.strip_prefix("rebuilt ") {
+            replaced.push((node.to_string(), started.elapsed().as_secs_f64()));
+        }
+        said.push(line.clone());
+        if line == "rebuilt master-1" {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        said.iter().any(|l| l == "rebuilt master-1") && !status.success(),
+        "the first upgrade run ({status}):\n{}",
+        said.join("\n")
+    );
+    println!(
+        "k8s-lab: upgrade killed after master-1 was replaced ({:.0}s):\n{}",
+        t.elapsed().as_secs_f64(),
+        said.join("\n")
+    );
+    // Run again: it goes on from where it was.
+    let mut again = paasgen_in_internet(
+        paasgen,
+        dir,
+        &["upgrade", "--cloud", "lab", "--wait", "600"],
+    );
+    let mut child = again.stdout(Stdio::piped()).spawn().expect("upgrade again");
+    let mut said = Vec::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with('[') {
+            started = Instant::now();
+        }
+        if let Some(node) = line.strip_prefix("rebuilt ") {
+            replaced.push((node.to_string(), started.elapsed().as_secs_f64()));
+        }
+        said.push(line);
+    }
+    let status = child.wait().unwrap();
+    let whole = t.elapsed().as_secs_f64();
+    assert!(
+        status.success(),
+        "the upgrade run again ({status}):\n{}\n{}",
+        said.join("\n"),
+        diagnostics(&["master-1", "master-2", "worker-1"])
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (api_ok, api_failed, api_gap) = api.stop();
+    let (app_ok, app_failed, app_gap) = app.stop();
+    println!("k8s-lab: upgrade run again:\n{}", said.join("\n"));
+    assert!(
+        !said.iter().any(|l| l.contains("master-1")),
+        "master-1 was replaced again:\n{}",
+        said.join("\n")
+    );
+    let names: Vec<&str> = replaced.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["master-1", "master-2", "master-3", "worker-1", "worker-2"]
+    );
+    let mut secs: Vec<f64> = replaced.iter().map(|(_, s)| *s).collect();
+    secs.sort_by(f64::total_cmp);
+    println!(
+        "k8s-lab: UPGRADE {from} -> {to}: {whole:.0}s for {} nodes (each {:.0}/{:.0}/{:.0}s min/median/max: {}); /readyz through the VIP: {api_ok} answers, {api_failed} failed, longest gap {api_gap:.2}s; the application through the ingress: {app_ok} answers, {app_failed} failed, longest gap {app_gap:.2}s",
+        replaced.len(),
+        secs[0],
+        secs[secs.len() / 2],
+        secs[secs.len() - 1],
+        replaced
+            .iter()
+            .map(|(n, s)| format!("{n} {s:.0}s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    // Every kubelet, and what the control-plane pods run (their containers' images).
+    let after = kubelets();
+    assert!(
+        after.len() == 5 && after.iter().all(|(_, v)| *v == format!("v{to}")),
+        "kubelets after the upgrade: {after:?}"
+    );
+    let running = pairs(&kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "kube-system",
+        "-l",
+        "tier=control-plane",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.status.containerStatuses[0].image} {end}",
+    ]));
+    assert_eq!(running.len(), 9, "{running:?}");
+    assert!(
+        running
+            .iter()
+            .all(|(_, image)| image.ends_with(&format!(":v{to}"))),
+        "control-plane pods: {running:?}"
+    );
+    let coredns = format!(
+        "registry.k8s.io/coredns/coredns:v{}",
+        pin("images/versions", "COREDNS_VERSION")
+    );
+    for (label, image) in [
+        (
+            "k8s-app=kube-proxy",
+            format!("registry.k8s.io/kube-proxy:v{to}"),
+        ),
+        ("k8s-app=kube-dns", coredns),
+    ] {
+        let pods = pairs(&kubectl_ok(&[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-l",
+            label,
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.containerStatuses[0].image} {end}",
+        ]));
+        assert!(
+            !pods.is_empty() && pods.iter().all(|(_, i)| *i == image),
+            "{label}: {pods:?}, want {image}"
+        );
+    }
+    let config = kubectl_ok(&[
+        "get",
+        "configmap",
+        "kubeadm-config",
+        "-n",
+        "kube-system",
+        "-o",
+        "jsonpath={.data.ClusterConfiguration}",
+    ]);
+    assert!(
+        config.contains(&format!("kubernetesVersion: v{to}")),
+        "{config}"
+    );
+    println!(
+        "k8s-lab: after the upgrade: kubelets {after:?}; control plane {running:?}; kube-proxy and CoreDNS at kubeadm {to}'s images; kubeadm-config says v{to}"
+    );
+    assert_eq!(
+        (api_failed, app_failed),
+        (0, 0),
+        "failed requests during the upgrade: /readyz {api_failed} (of {}), application {app_failed} (of {})",
+        api_ok + api_failed,
+        app_ok + app_failed
+    );
 }

@@ -135,82 +135,6 @@ impl Writer {
     }
 }
 
-/// A user asking the API through the public VIP ten times a second from the lab's
-/// internet (a fresh TLS connection each time), until stopped.
-struct VipProbe(std::process::Child);
-
-/// The probe: `GET /readyz` every 100 ms; on stdin's end it prints
-/// `answers failures longest-gap-seconds` and exits.
-const PROBE: &str = r#"
-import socket, ssl, sys, threading, time
-url_host = sys.argv[1]
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-done = threading.Event()
-threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
-ok = failed = 0
-gap = 0.0
-last = time.monotonic()
-while not done.is_set():
-    started = time.monotonic()
-    try:
-        with socket.create_connection((url_host, 6443), timeout=3) as raw:
-            with ctx.wrap_socket(raw) as c:
-                c.settimeout(3)
-                c.sendall(b"GET /readyz HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
-                answer = b""
-                while True:
-                    chunk = c.recv(4096)
-                    if not chunk:
-                        break
-                    answer += chunk
-        if not answer.startswith(b"HTTP/1.1 200"):
-            raise OSError(answer[:40])
-        now = time.monotonic()
-        gap = max(gap, now - last)
-        last = now
-        ok += 1
-    except Exception as e:
-        failed += 1
-        print("probe: failed: %r" % (e,), file=sys.stderr, flush=True)
-    time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
-print(ok, failed, "%.2f" % max(gap, time.monotonic() - last), flush=True)
-"#;
-
-impl VipProbe {
-    fn start(vip: &str) -> VipProbe {
-        let child = Command::new("nsenter")
-            .args([
-                "--net=/run/netns/plab-inet",
-                "--",
-                "python3",
-                "-c",
-                PROBE,
-                vip,
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("starting the probe");
-        VipProbe(child)
-    }
-
-    /// Answers, failures, longest time without an answer (s).
-    fn stop(mut self) -> (usize, usize, f64) {
-        drop(self.0.stdin.take());
-        let out = self.0.wait_with_output().expect("the probe's result");
-        let said = text(&out.stdout);
-        let f: Vec<&str> = said.split_whitespace().collect();
-        assert_eq!(f.len(), 3, "the probe said: {said}");
-        (
-            f[0].parse().unwrap(),
-            f[1].parse().unwrap(),
-            f[2].parse().unwrap(),
-        )
-    }
-}
-
 /// `id name` of every member, as etcdctl on `node` lists them.
 fn members(node: &str) -> Vec<(String, String)> {
     let o = etcdctl(node, "member list");
@@ -526,7 +450,7 @@ fn etcd_member_is_rebuilt_from_scratch() {
         ),
     )
     .unwrap();
-    let probe = VipProbe::start("203.0.113.10");
+    let probe = Probe::start("https://203.0.113.10:6443/readyz");
     // A few answers before, so a probe that cannot reach the VIP at all fails here.
     std::thread::sleep(Duration::from_secs(2));
     let t = Instant::now();

@@ -263,11 +263,109 @@ pub fn lab_cannot_run(test: &str) -> bool {
 /// /sys, hiding the cgroup mounts the lab's nspawn needs when paasgen recreates a node.
 #[allow(dead_code)]
 pub fn paasgen_from_internet(paasgen: &str, dir: &Path, args: &[&str]) -> Output {
+    output(&mut paasgen_in_internet(paasgen, dir, args))
+}
+
+/// The command `paasgen_from_internet` runs, to spawn.
+#[allow(dead_code)]
+pub fn paasgen_in_internet(paasgen: &str, dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("nsenter");
     cmd.args(["--net=/run/netns/plab-inet", "--", paasgen])
         .args(args)
         .arg("-f")
         .arg(dir.join("cluster.yaml"))
         .env("PAASGEN_HOME", repo(""));
-    output(&mut cmd)
+    cmd
+}
+
+/// A user asking a URL through the gateways ten times a second from the lab's internet,
+/// a fresh connection (and TLS session, for https) each time, until stopped. A request
+/// fails on any error, a 3 s timeout or an answer other than 200.
+#[allow(dead_code)]
+pub struct Probe(Option<std::process::Child>);
+
+/// The probe: `GET URL` every 100 ms; on stdin's end it prints
+/// `answers failures longest-gap-seconds` and exits.
+const PROBE: &str = r#"
+import socket, ssl, sys, threading, time, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+tls = url.scheme == "https"
+port = url.port or (443 if tls else 80)
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+request = ("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (url.path or "/", url.hostname)).encode()
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+ok = failed = 0
+gap = 0.0
+last = time.monotonic()
+while not done.is_set():
+    started = time.monotonic()
+    try:
+        with socket.create_connection((url.hostname, port), timeout=3) as raw:
+            c = ctx.wrap_socket(raw) if tls else raw
+            c.settimeout(3)
+            c.sendall(request)
+            answer = b""
+            while True:
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        if not answer.startswith(b"HTTP/1.1 200") and not answer.startswith(b"HTTP/1.0 200"):
+            raise OSError(answer[:60])
+        now = time.monotonic()
+        gap = max(gap, now - last)
+        last = now
+        ok += 1
+    except Exception as e:
+        failed += 1
+        print("probe %s: failed at %s: %r" % (sys.argv[1], time.strftime("%H:%M:%S"), e), file=sys.stderr, flush=True)
+    time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+print(ok, failed, "%.2f" % max(gap, time.monotonic() - last), flush=True)
+"#;
+
+#[allow(dead_code)]
+impl Probe {
+    pub fn start(url: &str) -> Probe {
+        let child = Command::new("nsenter")
+            .args([
+                "--net=/run/netns/plab-inet",
+                "--",
+                "python3",
+                "-c",
+                PROBE,
+                url,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting the probe");
+        Probe(Some(child))
+    }
+
+    /// Answers, failures, longest time without an answer (s).
+    pub fn stop(mut self) -> (usize, usize, f64) {
+        let mut child = self.0.take().expect("a running probe");
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("the probe's result");
+        let said = text(&out.stdout);
+        let f: Vec<&str> = said.split_whitespace().collect();
+        assert_eq!(f.len(), 3, "the probe said: {said}");
+        (
+            f[0].parse().unwrap(),
+            f[1].parse().unwrap(),
+            f[2].parse().unwrap(),
+        )
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
