@@ -4,6 +4,7 @@
 //! `spec` (parse + validate) -> `pki` (keys and certs, kept in the state dir) ->
 //! `render` (one cloud-init document per node) -> `commands` (what the CLI verbs do).
 
+pub mod api_certs;
 pub mod cloud;
 pub mod commands;
 pub mod etcd_admin;

@@ -131,6 +131,12 @@ enum Command {
         /// paasgen pins no checksum for, unless the image has it.
         #[arg(long, value_name = "HEX")]
         etcd_sha256: Option<String>,
+        /// Renew certificates that expire within DAYS: paasgen's are re-issued and the
+        /// nodes that carry them replaced, as are masters whose API server certificate
+        /// (kubeadm's, one year) expires by then.
+        #[arg(long, value_name = "DAYS", default_value_t = 60,
+              value_parser = clap::value_parser!(u32).range(1..=3650))]
+        renew_within: u32,
         #[command(flatten)]
         cloud: CloudOpts,
         #[command(flatten)]
@@ -336,6 +342,10 @@ enum PkiCommand {
         file: PathBuf,
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Also read the API servers' serving certificates (kubeadm's) from the live
+        /// cluster, through its public address.
+        #[arg(long)]
+        live: bool,
     },
 }
 
@@ -420,6 +430,7 @@ fn main() -> ExitCode {
             to,
             etcd,
             etcd_sha256,
+            renew_within,
             cloud,
             replace,
         } => commands::upgrade::upgrade(
@@ -432,6 +443,7 @@ fn main() -> ExitCode {
                 },
                 // An upgrade never forces: it stops where a replacement is unsafe.
                 with: replace.with(false),
+                renew_within_days: renew_within,
             },
             &paasgen::cloud::apply::Options::default(),
         ),
@@ -505,8 +517,13 @@ fn main() -> ExitCode {
             timeout: std::time::Duration::from_secs(timeout),
         }),
         Command::Pki {
-            command: PkiCommand::Show { file, state_dir },
-        } => commands::pki_show(&file, state_dir.as_deref()),
+            command:
+                PkiCommand::Show {
+                    file,
+                    state_dir,
+                    live,
+                },
+        } => commands::pki_show(&file, state_dir.as_deref(), live),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

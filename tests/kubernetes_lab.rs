@@ -302,12 +302,33 @@ fn kubernetes_boots_from_rendered_user_data() {
     let kube_nodes = ["master-1", "master-2", "master-3", "worker-1", "worker-2"];
 
     // 0. The gateways come up last: masters and workers boot without the VIP (no API,
-    //    no internet) and must wait for it, whatever the boot order.
+    //    no internet: the release they boot at is on the mirror only) and must wait for
+    //    it, whatever the boot order.
     for gw in ["gw-1", "gw-2"] {
         run_ok(Command::new(lab_script()).args(["stop", gw]));
     }
-    // 1. The first init fails (port 6443 taken) and is retried with the PKI intact.
     let blocker = block_api_port();
+    wait_for(
+        "master-1 waiting for the mirror with the gateways down",
+        Duration::from_secs(300),
+        Duration::from_secs(2),
+        || {
+            let log = try_ok(&mut exec(
+                "master-1",
+                &["cat", "/var/log/cloud-init-output.log"],
+            ))?;
+            log.contains("failed; retrying").then_some(())
+        },
+        || diagnostics(&["master-1"]),
+    );
+    for gw in ["gw-1", "gw-2"] {
+        run_ok(Command::new(lab_script()).args(["start", gw]));
+    }
+    println!(
+        "k8s-lab: gateways started {:.0}s after the other nodes",
+        since.elapsed().as_secs_f64()
+    );
+    // 1. The first init fails (port 6443 taken) and is retried with the PKI intact.
     let failed = wait_for(
         "master-1's first kubeadm init failing",
         Duration::from_secs(600),
@@ -329,13 +350,6 @@ fn kubernetes_boots_from_rendered_user_data() {
         || diagnostics(&["master-1", "etcd-1"]),
     );
     assert!(failed.contains("Port-6443"), "{failed}");
-    for gw in ["gw-1", "gw-2"] {
-        run_ok(Command::new(lab_script()).args(["start", gw]));
-    }
-    println!(
-        "k8s-lab: gateways started {:.0}s after the other nodes",
-        since.elapsed().as_secs_f64()
-    );
     // nsenter forks into the node's PID namespace: the process to end is inside it.
     exec_ok("master-1", &["pkill", "-f", "paasgen-test-blocker"]);
     drop(blocker);
@@ -940,10 +954,41 @@ fn pairs(listed: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Step 3b: `paasgen upgrade --to TO` from FROM, killed once master-1 was replaced and
-/// run again; a 10 Hz probe of /readyz through the public VIP and one of the ingress
-/// (a 2-replica Deployment with a PDB) count failed requests throughout. Then every
-/// kubelet, control-plane pod, kube-proxy, CoreDNS and kubeadm-config run TO.
+/// The notAfter of the certificate served at each `ip:port`, read with openssl from gw-1.
+fn served_not_after(targets: &[&str]) -> Vec<String> {
+    targets
+        .iter()
+        .map(|target| {
+            let script = format!(
+                "openssl s_client -connect {target} </dev/null 2>/dev/null | openssl x509 -noout -enddate"
+            );
+            let out = exec_ok("gw-1", &["sh", "-c", &script]);
+            out.trim()
+                .strip_prefix("notAfter=")
+                .unwrap_or_else(|| panic!("{target}: {out}"))
+                .to_string()
+        })
+        .collect()
+}
+
+const ETCD_SERVERS: [&str; 3] = [
+    "192.168.0.10:2379",
+    "192.168.0.11:2379",
+    "192.168.0.12:2379",
+];
+const API_SERVERS: [&str; 3] = [
+    "192.168.0.20:6443",
+    "192.168.0.21:6443",
+    "192.168.0.22:6443",
+];
+
+/// Step 3b: `paasgen upgrade --to TO --renew-within 900` from FROM (every certificate
+/// expires within 900 days: paasgen's leaves are re-issued, the etcd members and masters
+/// replaced), killed once master-1 was replaced and run again; a 10 Hz probe of /readyz
+/// through the public VIP and one of the ingress (a 2-replica Deployment with a PDB)
+/// count failed requests throughout. Then every kubelet, control-plane pod, kube-proxy,
+/// CoreDNS and kubeadm-config run TO, and every etcd member and API server serves a
+/// certificate with a new notAfter.
 fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &str, to: &str) {
     let kubectl_ok = |args: &[&str]| run_ok(&mut kubectl(kubectl_bin, kubeconfig, args));
     let spec_file = dir.join("cluster.yaml");
@@ -979,6 +1024,8 @@ fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &
     );
     println!("k8s-lab: upgrade --to {down} refused: {}", said.trim());
 
+    let etcd_before = served_not_after(&ETCD_SERVERS);
+    let api_before = served_not_after(&API_SERVERS);
     let api = Probe::start("https://203.0.113.10:6443/readyz");
     let app = Probe::start("http://203.0.113.10/");
     std::thread::sleep(Duration::from_secs(3));
@@ -987,7 +1034,17 @@ fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &
     let mut first = paasgen_in_internet(
         paasgen,
         dir,
-        &["upgrade", "--cloud", "lab", "--to", to, "--wait", "600"],
+        &[
+            "upgrade",
+            "--cloud",
+            "lab",
+            "--to",
+            to,
+            "--renew-within",
+            "900",
+            "--wait",
+            "600",
+        ],
     );
     let mut child = first
         .stdout(Stdio::piped())
@@ -1060,7 +1117,10 @@ fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &
     let names: Vec<&str> = replaced.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["master-1", "master-2", "master-3", "worker-1", "worker-2"]
+        [
+            "etcd-1", "etcd-2", "etcd-3", "master-1", "master-2", "master-3", "worker-1",
+            "worker-2"
+        ]
     );
     let mut secs: Vec<f64> = replaced.iter().map(|(_, s)| *s).collect();
     secs.sort_by(f64::total_cmp);
@@ -1141,6 +1201,20 @@ fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &
     );
     println!(
         "k8s-lab: after the upgrade: kubelets {after:?}; control plane {running:?}; kube-proxy and CoreDNS at kubeadm {to}'s images; kubeadm-config says v{to}"
+    );
+    let etcd_after = served_not_after(&ETCD_SERVERS);
+    let api_after = served_not_after(&API_SERVERS);
+    for (what, before, after) in [
+        ("etcd", &etcd_before, &etcd_after),
+        ("API", &api_before, &api_after),
+    ] {
+        assert!(
+            before.iter().zip(after).all(|(b, a)| b != a),
+            "{what} server certificates' notAfter before {before:?}, after {after:?}"
+        );
+    }
+    println!(
+        "k8s-lab: certificates renewed: etcd servers {etcd_before:?} -> {etcd_after:?}; API servers {api_before:?} -> {api_after:?}"
     );
     assert_eq!(
         (api_failed, app_failed),

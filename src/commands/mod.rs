@@ -287,8 +287,24 @@ pub fn run_script(relative: &str, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-pub fn pki_show(file: &Path, state_dir: Option<&Path>) -> Result<()> {
-    let pki_dir = state_dir_for(file, state_dir).join("pki");
+/// Days before its expiry from which a certificate is warned of (`upgrade`'s default
+/// renewal window).
+const EXPIRY_WARNING_DAYS: i64 = 60;
+
+/// "<date> (in N days)", with a warning when fewer than `EXPIRY_WARNING_DAYS` remain.
+fn expiry(c: &crate::pki::inspect::CertSummary) -> String {
+    let days = (c.not_after_unix - time::OffsetDateTime::now_utc().unix_timestamp()) / 86_400;
+    let warning = if days < EXPIRY_WARNING_DAYS {
+        "  WARNING: renew it with `paasgen upgrade`"
+    } else {
+        ""
+    };
+    format!("{} (in {days} days){warning}", c.not_after)
+}
+
+pub fn pki_show(file: &Path, state_dir: Option<&Path>, live: bool) -> Result<()> {
+    let state_dir = state_dir_for(file, state_dir);
+    let pki_dir = state_dir.join("pki");
     if !pki_dir.exists() {
         bail!(
             "no PKI at {}: run `paasgen render` first",
@@ -309,7 +325,31 @@ pub fn pki_show(file: &Path, state_dir: Option<&Path>) -> Result<()> {
         if !c.extended_key_usages.is_empty() {
             println!("  EKUs:     {}", c.extended_key_usages.join(", "));
         }
-        println!("  expires:  {}", c.not_after);
+        println!("  expires:  {}", expiry(&c));
+    }
+    if live {
+        let spec = load_spec(file)?;
+        let pki = Pki::ensure(&state_dir, &spec)?;
+        let masters: Vec<(String, std::net::Ipv4Addr)> = spec
+            .nodes_with_role(crate::spec::Role::Master)
+            .map(|m| (m.name.clone(), m.private_ip))
+            .collect();
+        let address = public_address(&spec, &state_dir)?;
+        let met = cloud::runtime()?.block_on(crate::api_certs::serving_certs(
+            address,
+            &pki,
+            &masters,
+            std::time::Duration::from_secs(10),
+        ))?;
+        for (name, _) in &masters {
+            match met.get(name) {
+                Some(c) => println!(
+                    "{name}: API server (live, kubeadm's)\n  expires:  {}",
+                    expiry(c)
+                ),
+                None => println!("{name}: API server (live): not met through {address}:6443"),
+            }
+        }
     }
     Ok(())
 }

@@ -72,8 +72,14 @@ impl Session {
     /// The spec and its PKI (made or completed, then saved: paasgen's etcd client
     /// certificate may be new to an older state dir).
     pub fn cluster(&self) -> Result<Cluster> {
+        self.cluster_renewing(time::Duration::ZERO)
+    }
+
+    /// `cluster`, with the leaves that expire within `within` re-issued (and saved).
+    pub fn cluster_renewing(&self, within: time::Duration) -> Result<Cluster> {
         let spec = load_spec(&self.spec_file)?;
-        let pki = Pki::ensure(&self.state_dir, &spec).context("preparing the PKI")?;
+        let pki =
+            Pki::ensure_renewing(&self.state_dir, &spec, within).context("preparing the PKI")?;
         pki.save(&self.lock)?;
         Ok(Cluster { spec, pki })
     }

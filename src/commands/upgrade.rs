@@ -219,6 +219,9 @@ pub struct UpgradeArgs<'a> {
     /// Versions to move to, written into the spec first.
     pub versions: NewVersions<'a>,
     pub with: ReplaceWith,
+    /// Certificates that expire within this many days are renewed: paasgen's leaves
+    /// re-issued, and the nodes that carry them (or kubeadm's expiring ones) replaced.
+    pub renew_within_days: u32,
 }
 
 pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
@@ -241,8 +244,15 @@ pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
     if !args.versions.is_empty() {
         set_versions(session.spec_file(), &args.versions)?;
     }
-    let cluster = session.cluster()?;
+    let within = time::Duration::days(i64::from(args.renew_within_days));
+    let cluster = session.cluster_renewing(within)?;
     let (spec, pki) = (&cluster.spec, &cluster.pki);
+    for change in pki.changes() {
+        println!("pki: {change}");
+    }
+    let expiring = session
+        .rt
+        .block_on(expiring_api_servers(&session, &cluster, within));
     let docs = render::render(spec, pki, &render_options(&session.state_dir)?)?;
     let differs = |name: &str| {
         let doc = docs.iter().find(|d| d.name == name);
@@ -250,10 +260,11 @@ pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
             .nodes
             .get(name)
             .map(|n| n.user_data_sha256.as_str());
-        match (doc, then) {
-            (Some(doc), Some(then)) => !runs(&doc.user_data, then),
-            _ => true,
-        }
+        expiring.iter().any(|e| e == name)
+            || match (doc, then) {
+                (Some(doc), Some(then)) => !runs(&doc.user_data, then),
+                _ => true,
+            }
     };
     let order = rollout_order(spec, differs);
     if order.is_empty() {
@@ -304,6 +315,58 @@ pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
     }
     println!("upgrade done: {} node(s) replaced", order.len());
     Ok(())
+}
+
+/// The masters whose API server's serving certificate (kubeadm's, read from the live
+/// endpoint) expires within `within`: replaced, a new master gets a new one. A master
+/// that could not be read is said, not replaced.
+async fn expiring_api_servers(
+    session: &Session,
+    cluster: &Cluster,
+    within: time::Duration,
+) -> Vec<String> {
+    let spec = &cluster.spec;
+    let masters: Vec<(String, std::net::Ipv4Addr)> = spec
+        .nodes_with_role(Role::Master)
+        .map(|m| (m.name.clone(), m.private_ip))
+        .collect();
+    if masters.is_empty() {
+        return Vec::new();
+    }
+    let met = match public_address(spec, &session.state_dir) {
+        Ok(address) => {
+            crate::api_certs::serving_certs(address, &cluster.pki, &masters, session.timeout).await
+        }
+        Err(e) => Err(e),
+    };
+    let met = match met {
+        Ok(met) => met,
+        Err(e) => {
+            eprintln!("warning: the API servers' certificates could not be read: {e:#}");
+            return Vec::new();
+        }
+    };
+    let renew_at = (time::OffsetDateTime::now_utc() + within).unix_timestamp();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut expiring = Vec::new();
+    for (name, _) in &masters {
+        match met.get(name) {
+            None => eprintln!(
+                "warning: {name}'s API server certificate was not met through the gateways"
+            ),
+            Some(cert) => {
+                let days = (cert.not_after_unix - now) / 86_400;
+                if cert.not_after_unix < renew_at {
+                    println!(
+                        "certificates: {name}'s API server certificate expires in {days} days ({}): {name} is replaced",
+                        cert.not_after
+                    );
+                    expiring.push(name.clone());
+                }
+            }
+        }
+    }
+    expiring
 }
 
 /// Refuses a Kubernetes version the cluster's oldest kubelet may not move to (see

@@ -5,7 +5,7 @@
 //! A CA is never generated over an existing one.
 
 mod check;
-mod inspect;
+pub mod inspect;
 mod issue;
 mod store;
 
@@ -93,6 +93,12 @@ impl Pki {
     /// use this too and simply never save.
     pub fn ensure(state_dir: &Path, spec: &Spec) -> Result<Pki> {
         Pki::build(Store::open(state_dir)?, spec)
+    }
+
+    /// `ensure`, re-issuing also the leaves that expire within `within` (an upgrade that
+    /// renews certificates by replacing the nodes that carry them).
+    pub fn ensure_renewing(state_dir: &Path, spec: &Spec, within: time::Duration) -> Result<Pki> {
+        Pki::build(Store::open(state_dir)?.renewing(within), spec)
     }
 
     /// A PKI made up in memory, never saved: for checking that a spec renders.

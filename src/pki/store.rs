@@ -19,6 +19,8 @@ pub struct Store {
     changes: Vec<Change>,
     /// Reads nothing from disk and can never save (for checks that need some PKI).
     throwaway: bool,
+    /// A leaf with less life left than this is re-issued.
+    renew_before: time::Duration,
 }
 
 fn read_pair(a: &Path, b: &Path) -> Result<Option<(String, String)>> {
@@ -40,8 +42,13 @@ fn read_pair(a: &Path, b: &Path) -> Result<Option<(String, String)>> {
     }
 }
 
-/// Why an existing leaf certificate no longer fits its profile, if it does not.
-fn mismatch(existing: &CertKey, profile: &Profile) -> Result<Option<String>> {
+/// Why an existing leaf certificate no longer fits its profile, if it does not: also
+/// when fewer than `renew_before` of its life remain.
+fn mismatch(
+    existing: &CertKey,
+    profile: &Profile,
+    renew_before: time::Duration,
+) -> Result<Option<String>> {
     let summary = summarize(&existing.cert_pem)?;
     let have: BTreeSet<&str> = summary.sans.iter().map(String::as_str).collect();
     let want: BTreeSet<&str> = profile.sans.iter().map(String::as_str).collect();
@@ -66,7 +73,7 @@ fn mismatch(existing: &CertKey, profile: &Profile) -> Result<Option<String>> {
             want_ekus.join(", ")
         )));
     }
-    let renew_at = (time::OffsetDateTime::now_utc() + RENEW_BEFORE).unix_timestamp();
+    let renew_at = (time::OffsetDateTime::now_utc() + renew_before).unix_timestamp();
     if summary.not_after_unix < renew_at {
         return Ok(Some(format!("expires {}", summary.not_after)));
     }
@@ -89,6 +96,7 @@ impl Store {
             pending: BTreeMap::new(),
             changes: Vec::new(),
             throwaway: false,
+            renew_before: RENEW_BEFORE,
         })
     }
 
@@ -99,7 +107,15 @@ impl Store {
             pending: BTreeMap::new(),
             changes: Vec::new(),
             throwaway: true,
+            renew_before: RENEW_BEFORE,
         }
+    }
+
+    /// Leaves with less than `within` of life left are re-issued too (never less than
+    /// the usual `RENEW_BEFORE`).
+    pub fn renewing(mut self, within: time::Duration) -> Store {
+        self.renew_before = within.max(RENEW_BEFORE);
+        self
     }
 
     fn read_pair(&self, a: &Path, b: &Path) -> Result<Option<(String, String)>> {
@@ -173,7 +189,7 @@ impl Store {
         }
         let change = match &existing {
             None => Change::Created(format!("certificate {rel}")),
-            Some(cert) => match mismatch(cert, profile)
+            Some(cert) => match mismatch(cert, profile, self.renew_before)
                 .with_context(|| format!("checking {}", crt.display()))?
             {
                 None => return Ok(existing.expect("matched Some")),
