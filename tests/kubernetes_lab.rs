@@ -20,7 +20,8 @@
 //! every control-plane pod, kube-proxy, CoreDNS and kubeadm-config run the new release.
 //! Day 2, run as a user would (`--cloud lab`, from the lab's internet): once kubeadm
 //! init's join token has expired (a 6-minute TTL here) and been deleted, master-1 and
-//! worker-2 are rebuilt from scratch with tokens minted for them (none left after), and
+//! worker-1 are rebuilt from scratch with tokens minted for them (none left after; a PDB
+//! allowing no eviction first holds worker-1's drain, which stops at --wait saying why), and
 //! gw-1 (the API polled through the VIP meanwhile); then etcd loses its majority and
 //! `paasgen recover` brings it back from a backup, after which the API holds what the
 //! backup held (Secrets included, stored encrypted), every API server (master-3 started
@@ -280,6 +281,7 @@ fn kubernetes_boots_from_rendered_user_data() {
         t.elapsed().as_secs_f64()
     );
     let kubectl_bin = bins.join("bin/kubectl");
+    let kubectl_ok = |args: &[&str]| run_ok(&mut kubectl(&kubectl_bin, &kubeconfig, args));
     let t = Instant::now();
     let image = run_ok(&mut Command::new(repo("images/bake")));
     let image = image.lines().last().unwrap().trim().to_string();
@@ -537,7 +539,7 @@ fn kubernetes_boots_from_rendered_user_data() {
 
     // 5. Day 2, the way a user runs it (from the lab's internet, `--cloud lab`):
     //    master-1, powered off, is rebuilt from scratch and joins the live cluster
-    //    instead of initialising a new one; worker-2, running, is drained first.
+    //    instead of initialising a new one; worker-1, running, is drained first.
     // master-1 has been off since step 4: once its Node says so, rebuild must see a
     // kubelet that does not answer (and not wait on a drain that cannot finish).
     wait_for(
@@ -589,7 +591,63 @@ fn kubernetes_boots_from_rendered_user_data() {
         "k8s-lab: kubeadm init's join token {init_id} expired and was deleted (waited {:.0}s for it)",
         waited.elapsed().as_secs_f64()
     );
-    for (node, drained) in [("master-1", false), ("worker-2", true)] {
+    // 5a. Both hello pods run on worker-1 now (the upgrade drained worker-2 last). A
+    //     disruption budget that allows no eviction holds worker-1's drain: the rebuild
+    //     says so, stops at --wait saying why, and deleted nothing (the Node is there,
+    //     its minted join token gone); once the budget allows one at a time, the drain
+    //     waits for the moved pod to be ready before it evicts the other.
+    let hello_nodes = kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=hello",
+        "-o",
+        "jsonpath={.items[*].spec.nodeName}",
+    ]);
+    assert_eq!(
+        hello_nodes.trim(),
+        "worker-1 worker-1",
+        "hello pods on {hello_nodes}"
+    );
+    kubectl_ok(&[
+        "patch",
+        "pdb",
+        "hello",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minAvailable":2}}"#,
+    ]);
+    let out = paasgen_from_internet(
+        env!("CARGO_BIN_EXE_paasgen"),
+        &tmp.0,
+        &["rebuild", "worker-1", "--cloud", "lab", "--wait", "30"],
+    );
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        !out.status.success()
+            && said.contains("kubernetes: waiting to evict default/hello-")
+            && said.contains("held by their disruption budgets")
+            && said.contains("kubernetes: deleted the join token minted for worker-1")
+            && !said.contains("deleting server"),
+        "{said}"
+    );
+    kubectl_ok(&["get", "node", "worker-1"]);
+    println!(
+        "k8s-lab: a PDB allowing no eviction held worker-1's rebuild: {}",
+        said.lines()
+            .filter(|l| l.contains("evict") || l.contains("held"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
+    kubectl_ok(&[
+        "patch",
+        "pdb",
+        "hello",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minAvailable":1}}"#,
+    ]);
+    for (node, drained) in [("master-1", false), ("worker-1", true)] {
         let t = Instant::now();
         let out = rebuild(&tmp.0, node);
         let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
@@ -604,6 +662,12 @@ fn kubernetes_boots_from_rendered_user_data() {
         );
         assert_eq!(
             said.contains(&format!("kubernetes: drained {node}")),
+            drained,
+            "{said}"
+        );
+        // One hello pod at a time: the second waits until the first runs elsewhere.
+        assert_eq!(
+            said.contains("kubernetes: waiting to evict default/hello-"),
             drained,
             "{said}"
         );
@@ -646,7 +710,7 @@ fn kubernetes_boots_from_rendered_user_data() {
     let ca_after = exec_ok("master-1", &["cat", "/etc/kubernetes/pki/ca.crt"]);
     assert_eq!(ca_after, ca_pem, "the rebuilt master-1 has another CA");
     let hello = wait_for(
-        "the Deployment answering through the VIP after worker-2's rebuild",
+        "the Deployment answering through the VIP after worker-1's rebuild",
         Duration::from_secs(180),
         Duration::from_secs(3),
         || {
@@ -730,7 +794,6 @@ fn kubernetes_boots_from_rendered_user_data() {
     //    holds what was written before the backup and not what came after, and the
     //    `kubernetes` Service lists only masters that run (master-3, powered off after
     //    the backup, is in the snapshot's leases and endpoints).
-    let kubectl_ok = |args: &[&str]| run_ok(&mut kubectl(&kubectl_bin, &kubeconfig, args));
     kubectl_ok(&["create", "configmap", "before-backup", "--from-literal=k=v"]);
     // Secrets reach etcd encrypted (secretbox, the state dir's key), so no backup holds
     // their plaintext.

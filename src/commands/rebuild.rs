@@ -89,7 +89,42 @@ impl Replacer<'_> {
             None => None,
         };
         render_opts.join_token = join_token.clone();
-        if let (Some(kube), Role::Master) = (&kube, node.role) {
+        let created = std::cell::Cell::new(false);
+        let result = self
+            .replace_with(
+                node,
+                kube.as_ref(),
+                join_token.as_deref(),
+                render_opts,
+                &created,
+            )
+            .await;
+        // A token no server was given is of no use to anyone: it goes (best effort).
+        if let (Err(_), Some(kube), Some(token), false) =
+            (&result, &kube, &join_token, created.get())
+        {
+            if kube.delete_join_token(token).await.is_ok() {
+                println!(
+                    "kubernetes: deleted the join token minted for {}",
+                    node.name
+                );
+            }
+        }
+        result
+    }
+
+    /// `replace` once the join token is there; `created` says whether the new server was
+    /// asked for (from then on the token is the new node's).
+    async fn replace_with(
+        &self,
+        node: &Node,
+        kube: Option<&KubeAdmin>,
+        join_token: Option<&str>,
+        render_opts: crate::render::RenderOptions,
+        created: &std::cell::Cell<bool>,
+    ) -> Result<()> {
+        let (spec, pki) = (self.spec, self.pki);
+        if let (Some(kube), Role::Master) = (kube, node.role) {
             self.sync_kubeadm_config(kube, node).await?;
         }
         let docs = render::render(spec, pki, &render_opts)?;
@@ -104,7 +139,7 @@ impl Replacer<'_> {
             )?),
             _ => None,
         };
-        let drained = match &kube {
+        let drained = match kube {
             Some(kube) => drain_if_ready(kube, &node.name, self.with).await?,
             None => false,
         };
@@ -120,25 +155,26 @@ impl Replacer<'_> {
             self.hand_over(node, public_address(spec, self.state_dir)?)
                 .await?;
         }
-        if let Some(kube) = &kube {
+        if let Some(kube) = kube {
             self.retire(kube, node, drained).await?;
         }
         self.delete_server(&node.name).await?;
-        if let Some(kube) = &kube {
+        if let Some(kube) = kube {
             // Only now: a kubelet still running would register its Node again.
             kube.delete_node(&node.name).await?;
             println!("kubernetes: deleted Node {}", node.name);
         }
+        created.set(true);
         self.create_server(node, &docs, &desired).await?;
         if let Some(etcd) = &etcd {
             wait_member_healthy(etcd, node, self.with.wait).await?;
         }
-        if let Some(kube) = &kube {
+        if let Some(kube) = kube {
             wait_node_ready(kube, &node.name, self.with.wait).await?;
             if node.role == Role::Master {
                 self.wait_api_server_ready(kube, &node.name).await?;
             }
-            if let Some(token) = &join_token {
+            if let Some(token) = join_token {
                 kube.delete_join_token(token).await?;
                 println!("kubernetes: deleted {}'s join token", node.name);
             }

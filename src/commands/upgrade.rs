@@ -25,20 +25,49 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The spec's text with `block.key` set to `value`, or that line removed when `value` is
-/// `None`: the line changed in place (comments kept, also one after the value), added as
-/// the block's first key when missing, the block appended when the spec has none. Only
-/// keys directly under the block count (not `kubernetes.sha256.kubeadm` for `sha256`).
-pub fn with_field(text: &str, block: &str, key: &str, value: Option<&str>) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let opens = |l: &&str| {
-        l.strip_prefix(block)
+/// The lines of `lines` that make up the block at `path` (`kubernetes`, or nested:
+/// `kubernetes.sha256`): the index of its `name:` line and the range of its body (the
+/// lines after it that are indented deeper, blank or comments).
+fn find_block(lines: &[&str], path: &[&str]) -> Option<(usize, std::ops::Range<usize>)> {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let is_key = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
+    let opens = |l: &str, name: &str| {
+        l.trim_start()
+            .strip_prefix(name)
             .and_then(|r| r.strip_prefix(':'))
             .is_some_and(|r| r.trim().is_empty() || r.trim_start().starts_with('#'))
     };
-    let Some(start) = lines.iter().position(opens) else {
-        return match value {
-            Some(v) => format!(
+    let (mut range, mut depth) = (0..lines.len(), 0usize);
+    let mut found = None;
+    for name in path {
+        let header = range
+            .clone()
+            .find(|&i| is_key(lines[i]) && indent(lines[i]) == depth && opens(lines[i], name))?;
+        let end = (header + 1..lines.len())
+            .find(|&i| is_key(lines[i]) && indent(lines[i]) <= depth)
+            .unwrap_or(lines.len());
+        range = header + 1..end;
+        depth = range
+            .clone()
+            .find(|&i| is_key(lines[i]))
+            .map_or(depth + 2, |i| indent(lines[i]));
+        found = Some((header, range.clone()));
+    }
+    found
+}
+
+/// The spec's text with `block.key` set to `value`, or that line removed when `value` is
+/// `None`: the line changed in place (comments kept, also one after the value), added as
+/// the block's first key when missing, a top-level block appended when the spec has
+/// none. `block` may be nested (`kubernetes.sha256`); a nested block left with no key is
+/// removed. Only keys directly under the block count (not `kubernetes.sha256.kubeadm`
+/// for `kubernetes`'s `sha256`).
+pub fn with_field(text: &str, block: &str, key: &str, value: Option<&str>) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let path: Vec<&str> = block.split('.').collect();
+    let Some((start, body)) = find_block(&lines, &path) else {
+        return match (value, path.len()) {
+            (Some(v), 1) => format!(
                 "{text}{}{block}:\n  {key}: {v}\n",
                 if text.is_empty() || text.ends_with('\n') {
                     ""
@@ -46,21 +75,21 @@ pub fn with_field(text: &str, block: &str, key: &str, value: Option<&str>) -> St
                     "\n"
                 }
             ),
-            None => text.to_string(),
+            // A nested block that is not there: the caller finds the value unset.
+            _ => text.to_string(),
         };
     };
     let indent = |l: &str| l.len() - l.trim_start().len();
-    let body: Vec<(usize, &str)> = lines[start + 1..]
-        .iter()
-        .take_while(|l| l.starts_with(' ') || l.starts_with('#') || l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| (start + 1 + i, *l))
+    let keys: Vec<(usize, &str)> = body
+        .clone()
+        .map(|i| (i, lines[i]))
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
         .collect();
-    let keys = body
-        .iter()
-        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    let child = keys.clone().map(|(_, l)| indent(l)).next().unwrap_or(2);
-    let found = keys.clone().find(|(_, l)| {
+    let child = keys
+        .first()
+        .map(|(_, l)| indent(l))
+        .unwrap_or(indent(lines[start]) + 2);
+    let found = keys.iter().find(|(_, l)| {
         indent(l) == child
             && l.trim_start()
                 .strip_prefix(key)
@@ -79,6 +108,10 @@ pub fn with_field(text: &str, block: &str, key: &str, value: Option<&str>) -> St
         }
         (Some(&(i, _)), None) => {
             out.remove(i);
+            let others = keys.iter().filter(|(_, l)| indent(l) == child).count();
+            if others == 1 && path.len() > 1 {
+                out.remove(start);
+            }
         }
         (None, Some(v)) => out.insert(start + 1, format!("{}{key}: {v}", " ".repeat(child))),
         (None, None) => {}
@@ -122,6 +155,11 @@ impl NewVersions<'_> {
                 versions::kubernetes_step(old, new).map_err(|e| anyhow!("Kubernetes {e}"))?;
             }
             text = with_kubernetes_version(&text, v);
+            for name in release_checksums(&now.kubernetes.version, v) {
+                if now.kubernetes.sha256.contains_key(name) {
+                    text = with_field(&text, "kubernetes.sha256", name, None);
+                }
+            }
         }
         if let Some(v) = self.etcd {
             if let (Some(old), Some(new)) = (
@@ -144,6 +182,21 @@ impl NewVersions<'_> {
         }
         Ok(text)
     }
+}
+
+/// The `kubernetes.sha256` entries that are of one release and go when the version moves
+/// from `from` to `to` (a node would refuse the other release's file): kubeadm, kubelet
+/// and kubectl, and crictl when the minor changes (paasgen pairs one with each minor).
+fn release_checksums(from: &str, to: &str) -> Vec<&'static str> {
+    if from == to {
+        return Vec::new();
+    }
+    let minor = |v: &str| versions::Version::parse(v).map(|v| v.1);
+    let mut names = vec!["kubeadm", "kubelet", "kubectl"];
+    if minor(from) != minor(to) {
+        names.push("crictl");
+    }
+    names
 }
 
 /// Writes `new` into the spec file, which must be valid afterwards (else it is left as
@@ -177,6 +230,17 @@ fn set_versions(file: &Path, new: &NewVersions) -> Result<()> {
             bail!("could not set {field} in {name}: set it by hand");
         }
         changed.push(format!("{field} is now {want}"));
+    }
+    for (name, _) in now
+        .kubernetes
+        .sha256
+        .iter()
+        .filter(|(name, _)| !parsed.kubernetes.sha256.contains_key(*name))
+    {
+        changed.push(format!(
+            "kubernetes.sha256.{name} removed (it was of {})",
+            now.kubernetes.version
+        ));
     }
     if let (Some(_), None) = (&now.etcd.sha256, &parsed.etcd.sha256) {
         changed.push(format!(
@@ -542,6 +606,30 @@ mod tests {
         let plain = "etcd:\n  version: 3.6.14\n";
         assert_eq!(with_field(plain, "etcd", "sha256", None), plain);
         assert_eq!(with_field("name: x", "etcd", "sha256", None), "name: x");
+    }
+
+    #[test]
+    fn a_new_kubernetes_release_drops_the_old_ones_checksums() {
+        let text = "kubernetes:\n  version: 1.36.3\n  sha256:\n    kubeadm: aa   # 1.36.3\n    kubelet: bb\n    kubectl: cc\n    crictl: dd\n    containerd: ee\n  pod_cidr: 10.244.0.0/16\n";
+        let mut out = text.to_string();
+        for name in release_checksums("1.36.3", "1.37.2") {
+            out = with_field(&out, "kubernetes.sha256", name, None);
+        }
+        assert_eq!(
+            out,
+            "kubernetes:\n  version: 1.36.3\n  sha256:\n    containerd: ee\n  pod_cidr: 10.244.0.0/16\n"
+        );
+        // A patch release keeps crictl's; the last entry takes its block along.
+        assert_eq!(
+            release_checksums("1.37.1", "1.37.2"),
+            ["kubeadm", "kubelet", "kubectl"]
+        );
+        let only = "kubernetes:\n  sha256:\n    kubeadm: aa\n  version: 1.37.1\n";
+        assert_eq!(
+            with_field(only, "kubernetes.sha256", "kubeadm", None),
+            "kubernetes:\n  version: 1.37.1\n"
+        );
+        assert!(release_checksums("1.37.2", "1.37.2").is_empty());
     }
 
     fn example() -> (String, Spec) {
