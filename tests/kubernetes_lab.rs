@@ -1055,7 +1055,6 @@ const API_SERVERS: [&str; 3] = [
 fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &str, to: &str) {
     let kubectl_ok = |args: &[&str]| run_ok(&mut kubectl(kubectl_bin, kubeconfig, args));
     let spec_file = dir.join("cluster.yaml");
-    let spec_before = std::fs::read(&spec_file).unwrap();
     let paasgen = env!("CARGO_BIN_EXE_paasgen");
     let kubelets = || {
         pairs(&kubectl_ok(&[
@@ -1065,6 +1064,18 @@ fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &
             "jsonpath={range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion} {end}",
         ]))
     };
+    // What launch records of the servers the lab booted is what upgrade compares with.
+    let launched = run_ok(
+        Command::new(paasgen)
+            .args(["launch", "--cloud", "lab", "-f"])
+            .arg(&spec_file)
+            .env("PAASGEN_HOME", repo("")),
+    );
+    assert!(
+        launched.lines().filter(|l| l.contains("ACTIVE")).count() >= 10,
+        "{launched}"
+    );
+    let spec_before = std::fs::read(&spec_file).unwrap();
     let before = kubelets();
     assert!(
         before.len() == 5 && before.iter().all(|(_, v)| *v == format!("v{from}")),
