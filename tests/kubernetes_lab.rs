@@ -998,14 +998,36 @@ fn rebuild(dir: &Path, node: &str) -> std::process::Output {
     )
 }
 
-/// `KEY=VALUE` of a shell pins file of images/.
-fn pin(file: &str, key: &str) -> String {
-    std::fs::read_to_string(repo(file))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key} in {file}"))
-        .to_string()
+/// Runs `cmd` (an `upgrade`), adding each node it replaced, with the seconds from its
+/// `[i/n] NODE` line to its `rebuilt NODE` line, to `replaced`; kills it right after
+/// the line `kill_after`, if given. Its exit status and stdout lines.
+fn follow(
+    cmd: &mut Command,
+    replaced: &mut Vec<(String, f64)>,
+    kill_after: Option<&str>,
+) -> (std::process::ExitStatus, Vec<String>) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting upgrade");
+    let mut said = Vec::new();
+    let mut started = Instant::now();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with('[') {
+            started = Instant::now();
+        }
+        if let Some(node) = line.strip_prefix("rebuilt ") {
+            replaced.push((node.to_string(), started.elapsed().as_secs_f64()));
+        }
+        said.push(line.clone());
+        if Some(line.as_str()) == kill_after {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    (child.wait().unwrap(), said)
 }
 
 /// `NAME=VALUE ` pairs a jsonpath range printed, as pairs.
@@ -1120,29 +1142,8 @@ fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &
             "600",
         ],
     );
-    let mut child = first
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting upgrade");
-    let mut said = Vec::new();
     let mut replaced = Vec::new();
-    let mut started = Instant::now();
-    use std::io::BufRead;
-    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.starts_with('[') {
-            started = Instant::now();
-        }
-        if let Some(node) = line.strip_prefix("rebuilt ") {
-            replaced.push((node.to_string(), started.elapsed().as_secs_f64()));
-        }
-        said.push(line.clone());
-        if line == "rebuilt master-1" {
-            child.kill().unwrap();
-            break;
-        }
-    }
-    let status = child.wait().unwrap();
+    let (status, said) = follow(&mut first, &mut replaced, Some("rebuilt master-1"));
     assert!(
         said.iter().any(|l| l == "rebuilt master-1") && !status.success(),
         "the first upgrade run ({status}):\n{}",
@@ -1159,19 +1160,7 @@ fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &
         dir,
         &["upgrade", "--cloud", "lab", "--wait", "600"],
     );
-    let mut child = again.stdout(Stdio::piped()).spawn().expect("upgrade again");
-    let mut said = Vec::new();
-    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.starts_with('[') {
-            started = Instant::now();
-        }
-        if let Some(node) = line.strip_prefix("rebuilt ") {
-            replaced.push((node.to_string(), started.elapsed().as_secs_f64()));
-        }
-        said.push(line);
-    }
-    let status = child.wait().unwrap();
+    let (status, said) = follow(&mut again, &mut replaced, None);
     let whole = t.elapsed().as_secs_f64();
     assert!(
         status.success(),

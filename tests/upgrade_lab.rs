@@ -40,16 +40,6 @@ const ALL_ENDPOINTS: &str =
 /// Keys written before the upgrade.
 const BEFORE: usize = 20;
 
-/// `KEY=VALUE` of a shell pins file of images/.
-fn pin(file: &str, key: &str) -> String {
-    std::fs::read_to_string(repo(file))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key} in {file}"))
-        .to_string()
-}
-
 /// The last line `cmd` prints, as a path.
 fn last_line_path(cmd: &mut Command) -> PathBuf {
     PathBuf::from(run_ok(cmd).lines().last().unwrap_or_default().trim())

@@ -203,12 +203,7 @@ impl Replacer<'_> {
                 );
                 Ok(Some(token))
             }
-            Err(e)
-                if self
-                    .spec
-                    .first_master()
-                    .is_some_and(|m| m.name == node.name) =>
-            {
+            Err(e) if self.is_first_master(node) => {
                 eprintln!(
                     "warning: no join token minted for {} ({e:#}); it renders with the state dir's",
                     node.name
@@ -220,6 +215,13 @@ impl Replacer<'_> {
                 node.name
             ))),
         }
+    }
+
+    /// The master that may init: it goes on where another would need the API.
+    pub fn is_first_master(&self, node: &Node) -> bool {
+        self.spec
+            .first_master()
+            .is_some_and(|m| m.name == node.name)
     }
 
     /// The server of `node`, as the cloud lists it now.

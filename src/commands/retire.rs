@@ -117,12 +117,7 @@ impl Replacer<'_> {
                 Ok(())
             }
             Ok(false) => Ok(()),
-            Err(e)
-                if self
-                    .spec
-                    .first_master()
-                    .is_some_and(|m| m.name == node.name) =>
-            {
+            Err(e) if self.is_first_master(node) => {
                 eprintln!(
                     "warning: kubeadm-config not updated ({e:#}); {} goes on",
                     node.name

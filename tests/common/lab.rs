@@ -369,3 +369,14 @@ impl Drop for Probe {
         }
     }
 }
+
+/// `KEY=VALUE` of a shell pins file of images/.
+#[allow(dead_code)]
+pub fn pin(file: &str, key: &str) -> String {
+    std::fs::read_to_string(repo(file))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {file}"))
+        .to_string()
+}
