@@ -55,10 +55,9 @@ pub async fn serving_certs(
             base64::engine::general_purpose::STANDARD.encode(der)
         );
         let summary = summarize(&pem)?;
-        if let Some((name, _)) = masters
-            .iter()
-            .find(|(_, ip)| summary.sans.contains(&ip.to_string()))
-        {
+        // Every master's certificate names all masters' addresses (the spec's certSANs),
+        // but only its own node name (kubeadm adds it).
+        if let Some((name, _)) = masters.iter().find(|(name, _)| summary.sans.contains(name)) {
             met.insert(name.clone(), summary);
         }
     }

@@ -1021,13 +1021,25 @@ fn follow(
         if let Some(node) = line.strip_prefix("rebuilt ") {
             replaced.push((node.to_string(), started.elapsed().as_secs_f64()));
         }
-        said.push(line.clone());
+        // Stamped, to set beside the probes' failures.
+        let now = time_of_day();
+        said.push(format!("{now} {line}"));
         if Some(line.as_str()) == kill_after {
             child.kill().unwrap();
             break;
         }
     }
     (child.wait().unwrap(), said)
+}
+
+/// The time of day, UTC, as the probes print it.
+fn time_of_day() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 86_400;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// `NAME=VALUE ` pairs a jsonpath range printed, as pairs.
@@ -1145,7 +1157,7 @@ fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &
     let mut replaced = Vec::new();
     let (status, said) = follow(&mut first, &mut replaced, Some("rebuilt master-1"));
     assert!(
-        said.iter().any(|l| l == "rebuilt master-1") && !status.success(),
+        said.iter().any(|l| l.ends_with(" rebuilt master-1")) && !status.success(),
         "the first upgrade run ({status}):\n{}",
         said.join("\n")
     );

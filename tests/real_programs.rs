@@ -307,7 +307,11 @@ fn nft_accepts_the_leave_load_balancer_rules() {
         .map(|(rules, _)| rules)
         .expect("the script's ruleset");
     assert!(
-        rules.contains("tcp dport { 6443, 30080, 30443 } ct state new reject"),
+        rules.contains("tcp dport 6443 ct state new reject"),
+        "{rules}"
+    );
+    assert!(
+        rules.contains("ct original proto-dst { 30080, 30443 } ct state new reject"),
         "{rules}"
     );
     let cfg = write(dir.path(), "leave.nft", rules.as_bytes());
