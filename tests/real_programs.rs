@@ -286,6 +286,170 @@ fn nft_accepts_the_nat_rules() {
     assert!(ok, "{out}");
 }
 
+/// Network namespaces made by one test, removed (with every process in them) on drop.
+struct Namespaces(Vec<String>);
+
+impl Namespaces {
+    fn exec(&self, ns: &str, script: &str) -> (bool, String) {
+        run(Command::new("ip").args(["netns", "exec", ns, "sh", "-c", script]))
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = Command::new("ip")
+                .args(["netns", "pids", ns])
+                .output()
+                .map(|o| {
+                    for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                        let _ = Command::new("kill").arg(pid).status();
+                    }
+                });
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// The rendered paasgen-leave-load-balancer ruleset, run by nft in a node's namespace
+/// between a gateway (haproxy's address) and a pod behind a kube-proxy-like DNAT: new
+/// connections from the gateway to the API port and to the NodePort are refused at once
+/// (a reset, so haproxy retries elsewhere, not a timeout), a connection opened before
+/// is served to its end, and anyone else still gets through.
+#[test]
+fn leaving_the_load_balancer_refuses_new_connections_only() {
+    if !have("nft") || !have("python3") || !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, docs) = render_in(&dir.path().join("state"), &example_spec());
+    let files = files_of(docs.iter().find(|d| d.name == "worker-1").unwrap());
+    let script = String::from_utf8(
+        file(&files, "/usr/local/sbin/paasgen-leave-load-balancer")
+            .bytes
+            .clone(),
+    )
+    .unwrap();
+    let rules = script
+        .split_once("<<NFT\n")
+        .and_then(|(_, rest)| rest.split_once("\nNFT\n"))
+        .map(|(rules, _)| rules)
+        .expect("the script's ruleset");
+    let rules_file = write(dir.path(), "leave.nft", rules.as_bytes());
+
+    let tag = std::process::id();
+    let (gw, node, pod) = (
+        format!("pg-gw-{tag}"),
+        format!("pg-node-{tag}"),
+        format!("pg-pod-{tag}"),
+    );
+    let ns = Namespaces(vec![gw.clone(), node.clone(), pod.clone()]);
+    // gw-1 (192.168.0.2, a balancer) and a bystander address (192.168.0.40) ---
+    // worker-1 (192.168.0.30) --- a pod (10.244.1.2:8080), reached by DNAT of :30080.
+    let setup = format!(
+        "set -e
+        for n in {gw} {node} {pod}; do ip netns add $n; ip -n $n link set lo up; done
+        ip link add pgA{tag} netns {gw} type veth peer name pgB{tag} netns {node}
+        ip link add pgC{tag} netns {pod} type veth peer name pgD{tag} netns {node}
+        ip -n {gw} addr add 192.168.0.2/24 dev pgA{tag}
+        ip -n {gw} addr add 192.168.0.40/24 dev pgA{tag}
+        ip -n {gw} link set pgA{tag} up
+        ip -n {node} addr add 192.168.0.30/24 dev pgB{tag}
+        ip -n {node} addr add 10.244.1.1/24 dev pgD{tag}
+        ip -n {node} link set pgB{tag} up
+        ip -n {node} link set pgD{tag} up
+        ip -n {pod} addr add 10.244.1.2/24 dev pgC{tag}
+        ip -n {pod} link set pgC{tag} up
+        ip -n {pod} route add default via 10.244.1.1
+        ip netns exec {node} sysctl -qw net.ipv4.ip_forward=1
+        printf 'table ip kubeproxy {{\n chain pre {{\n  type nat hook prerouting priority dstnat;\n  tcp dport 30080 dnat to 10.244.1.2:8080\n }}\n}}\n' | ip netns exec {node} nft -f -"
+    );
+    let (ok, out) = run(Command::new("sh").arg("-c").arg(&setup));
+    assert!(ok, "{out}");
+    // An HTTP server where the API server and the pod listen.
+    let serve = |ns: &str, addr: &str, port: &str| {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "python3",
+                "-m",
+                "http.server",
+                port,
+                "--bind",
+                addr,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let _api = serve(&node, "192.168.0.30", "6443");
+    let _web = serve(&pod, "10.244.1.2", "8080");
+    let get = |from: &str, port: u16| {
+        ns.exec(
+            &gw,
+            &format!("curl -sS -m 3 --interface {from} -o /dev/null -w '%{{http_code}}' http://192.168.0.30:{port}/"),
+        )
+    };
+    for _ in 0..50 {
+        if get("192.168.0.2", 6443).0 && get("192.168.0.2", 30080).0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for port in [6443, 30080] {
+        assert_eq!(
+            get("192.168.0.2", port),
+            (true, "200".to_string()),
+            "before, :{port}"
+        );
+    }
+    // A connection opened before the node leaves, its request sent after.
+    let open = Command::new("ip")
+        .args(["netns", "exec", &gw, "python3", "-c"])
+        .arg(
+            "import socket,sys\ns=socket.create_connection(('192.168.0.30',30080),timeout=5)\nsys.stdout.write('open\\n');sys.stdout.flush()\nsys.stdin.readline()\ns.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\nprint(s.recv(64).split(b'\\r\\n')[0].decode())",
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut open = open;
+    let mut line = String::new();
+    use std::io::{BufRead, Write};
+    let mut reader = std::io::BufReader::new(open.stdout.take().unwrap());
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "open");
+
+    let (ok, out) = ns.exec(&node, &format!("nft -f {}", rules_file.display()));
+    assert!(ok, "{out}");
+    for port in [6443, 30080] {
+        let started = std::time::Instant::now();
+        let (ok, out) = get("192.168.0.2", port);
+        assert!(
+            !ok && out.contains("Couldn't connect") && started.elapsed().as_secs_f64() < 1.0,
+            "after, :{port} from the gateway: {out} ({:?})",
+            started.elapsed()
+        );
+        assert_eq!(
+            get("192.168.0.40", port),
+            (true, "200".to_string()),
+            "a bystander, :{port}"
+        );
+    }
+    open.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut answer = String::new();
+    reader.read_line(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.0 200"),
+        "the open connection: {answer}"
+    );
+    let _ = open.wait();
+}
+
 #[test]
 fn nft_accepts_the_leave_load_balancer_rules() {
     if !have("nft") || !is_root() {
