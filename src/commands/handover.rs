@@ -12,7 +12,7 @@
 //! only the floating IP (the VIP's) can be checked from outside.
 
 use super::rebuild::Replacer;
-use crate::cloud::{apply, Cloud};
+use crate::cloud::{apply, Cloud, Existing};
 use crate::spec::{Node, Role};
 use anyhow::{bail, Result};
 use std::net::Ipv4Addr;
@@ -119,7 +119,7 @@ impl Replacer<'_> {
             );
         }
         if !self
-            .stop_if_running(&node.name, "keepalived hands the VIPs over")
+            .stop_if_running(&node.name, "keepalived hands the VIPs over", None)
             .await?
         {
             return Ok(());
@@ -140,8 +140,14 @@ impl Replacer<'_> {
     }
 
     /// Stops `node`'s server cleanly if it runs (`why`: what the clean stop gives) and
-    /// waits until it is SHUTOFF; whether it ran.
-    pub(super) async fn stop_if_running(&self, node: &str, why: &str) -> Result<bool> {
+    /// waits until it is SHUTOFF, or only `within` when given (what the stop is for is
+    /// done by then); whether it ran.
+    pub(super) async fn stop_if_running(
+        &self,
+        node: &str,
+        why: &str,
+        within: Option<Duration>,
+    ) -> Result<bool> {
         let Some(old) = self.server_of(node).await? else {
             return Ok(false);
         };
@@ -153,10 +159,25 @@ impl Replacer<'_> {
             self.cloud.stop_server(&old.id)
         })
         .await?;
-        self.wait_server(node, "SHUTOFF after it was asked to stop", |now| {
-            now.is_none_or(|e| e.status.as_deref() == Some("SHUTOFF"))
-        })
-        .await?;
+        let stopped =
+            |now: Option<&Existing>| now.is_none_or(|e| e.status.as_deref() == Some("SHUTOFF"));
+        let Some(within) = within else {
+            self.wait_server(node, "SHUTOFF after it was asked to stop", stopped)
+                .await?;
+            return Ok(true);
+        };
+        let deadline = Instant::now() + within;
+        while !stopped(self.server_of(node).await?.as_ref()) {
+            if Instant::now() > deadline {
+                println!(
+                    "{} is still powering off {}s after it was asked to: going on",
+                    old.name,
+                    within.as_secs()
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         Ok(true)
     }
 

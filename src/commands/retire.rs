@@ -29,6 +29,11 @@ pub const LEFT: &str = "paasgen.io/left-load-balancer";
 /// How long a node may take to confirm it left: haproxy needs about 3 s (two failed
 /// checks a second apart), the node's watch of its Node a moment.
 const LEAVE_CONFIRMED: Duration = Duration::from_secs(30);
+/// How long a clean stop is waited for: the pods' SIGTERM and the API server's
+/// `shutdown-delay-duration` (10 s) are over by then; what may still hold the poweroff
+/// (containerd's shims, kept for the final kill of systemd-shutdown, up to 90 s) serves
+/// nobody.
+const STOP_GRACE: Duration = Duration::from_secs(30);
 /// How long the API servers may take to drop a stopped master from the `kubernetes`
 /// EndpointSlice (it removes itself when it stops cleanly; otherwise its lease lapses
 /// after 15 s).
@@ -46,7 +51,11 @@ impl Replacer<'_> {
             Role::Master => "its API server finishes the requests under way",
             _ => "its kubelet stops the pods that are left",
         };
-        if !self.stop_if_running(&node.name, why).await? || node.role != Role::Master {
+        if !self
+            .stop_if_running(&node.name, why, Some(STOP_GRACE))
+            .await?
+            || node.role != Role::Master
+        {
             return Ok(());
         }
         let ip = node.private_ip.to_string();

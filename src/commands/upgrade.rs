@@ -346,6 +346,7 @@ pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
     };
     for (i, name) in order.iter().enumerate() {
         let node = spec.node(name).expect("ordered from the spec").clone();
+        println!("[{}/{}] {name}", i + 1, order.len());
         // Kubelets follow the control plane: before the first worker, every API server
         // runs the spec's version and the addons kubeadm upgrades with it are moved.
         let first_worker = node.role == Role::Worker
