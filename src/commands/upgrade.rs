@@ -368,12 +368,14 @@ pub fn upgrade(args: &UpgradeArgs, opts: &Options) -> Result<()> {
             );
         }
     }
-    // With no worker to replace, the addons still follow the last master.
-    if spec.nodes_with_role(Role::Master).next().is_some()
-        && !order
+    // With masters replaced and no worker to replace, the addons still follow the last
+    // master. An upgrade of etcd or gateways alone leaves Kubernetes be.
+    let replaced = |role: Role| {
+        order
             .iter()
-            .any(|n| spec.node(n).is_some_and(|n| n.role == Role::Worker))
-    {
+            .any(|n| spec.node(n).is_some_and(|n| n.role == role))
+    };
+    if replaced(Role::Master) && !replaced(Role::Worker) {
         session
             .rt
             .block_on(async { control_plane_first(&kube()?, spec).await })?;
@@ -405,6 +407,12 @@ async fn expiring_api_servers(
         Err(e) => Err(e),
     };
     let met = match met {
+        Ok(met) if met.is_empty() => {
+            eprintln!(
+                "warning: the API servers' certificates could not be read: none answered through the gateways"
+            );
+            return Vec::new();
+        }
         Ok(met) => met,
         Err(e) => {
             eprintln!("warning: the API servers' certificates could not be read: {e:#}");
