@@ -475,7 +475,7 @@ fn nft_accepts_the_leave_load_balancer_rules() {
         "{rules}"
     );
     assert!(
-        rules.contains("ct original proto-dst { 30080, 30443 } ct state new reject"),
+        rules.contains("ct status dnat ct state new reject"),
         "{rules}"
     );
     let cfg = write(dir.path(), "leave.nft", rules.as_bytes());
