@@ -286,6 +286,23 @@ fn nft_accepts_the_nat_rules() {
     assert!(ok, "{out}");
 }
 
+/// The nftables ruleset worker-1's rendered paasgen-leave-load-balancer script loads.
+fn leave_rules(dir: &Path) -> String {
+    let (_, docs) = render_in(&dir.join("state"), &example_spec());
+    let files = files_of(docs.iter().find(|d| d.name == "worker-1").unwrap());
+    let script = String::from_utf8(
+        file(&files, "/usr/local/sbin/paasgen-leave-load-balancer")
+            .bytes
+            .clone(),
+    )
+    .unwrap();
+    script
+        .split_once("<<NFT\n")
+        .and_then(|(_, rest)| rest.split_once("\nNFT\n"))
+        .map(|(rules, _)| rules.to_string())
+        .expect("the script's ruleset")
+}
+
 /// Network namespaces made by one test, removed (with every process in them) on drop.
 struct Namespaces(Vec<String>);
 
@@ -323,19 +340,7 @@ fn leaving_the_load_balancer_refuses_new_connections_only() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (_, docs) = render_in(&dir.path().join("state"), &example_spec());
-    let files = files_of(docs.iter().find(|d| d.name == "worker-1").unwrap());
-    let script = String::from_utf8(
-        file(&files, "/usr/local/sbin/paasgen-leave-load-balancer")
-            .bytes
-            .clone(),
-    )
-    .unwrap();
-    let rules = script
-        .split_once("<<NFT\n")
-        .and_then(|(_, rest)| rest.split_once("\nNFT\n"))
-        .map(|(rules, _)| rules)
-        .expect("the script's ruleset");
+    let rules = leave_rules(dir.path());
     let rules_file = write(dir.path(), "leave.nft", rules.as_bytes());
 
     let tag = std::process::id();
@@ -457,19 +462,7 @@ fn nft_accepts_the_leave_load_balancer_rules() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (_, docs) = render_in(&dir.path().join("state"), &example_spec());
-    let files = files_of(docs.iter().find(|d| d.name == "worker-1").unwrap());
-    let script = String::from_utf8(
-        file(&files, "/usr/local/sbin/paasgen-leave-load-balancer")
-            .bytes
-            .clone(),
-    )
-    .unwrap();
-    let rules = script
-        .split_once("<<NFT\n")
-        .and_then(|(_, rest)| rest.split_once("\nNFT\n"))
-        .map(|(rules, _)| rules)
-        .expect("the script's ruleset");
+    let rules = leave_rules(dir.path());
     assert!(
         rules.contains("tcp dport 6443 ct state new reject"),
         "{rules}"
