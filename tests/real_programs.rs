@@ -303,6 +303,16 @@ fn leave_rules(dir: &Path) -> String {
         .expect("the script's ruleset")
 }
 
+/// A process killed and reaped when dropped, whatever happens to the test.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Network namespaces made by one test, removed (with every process in them) on drop.
 struct Namespaces(Vec<String>);
 
@@ -389,6 +399,7 @@ fn leaving_the_load_balancer_refuses_new_connections_only() {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
+            .map(Reaped)
             .unwrap()
     };
     let _api = serve(&node, "192.168.0.30", "6443");
