@@ -323,6 +323,16 @@ fn kubernetes_node(render: &dyn Fn(&str) -> Result<String>) -> Result<Vec<File>>
             render("leave-load-balancer.service")?,
         ),
         file(
+            "/usr/local/sbin/paasgen-stop-pods",
+            SCRIPT,
+            render("stop-pods.sh")?,
+        ),
+        file(
+            "/etc/systemd/system/paasgen-stop-pods.service",
+            CONFIG,
+            render("stop-pods.service")?,
+        ),
+        file(
             "/etc/systemd/system/paasgen-kubeadm.service",
             CONFIG,
             render("kubeadm.service")?,
