@@ -177,7 +177,7 @@ pub struct KubernetesView {
     pub crictl: Download,
     pub cni_plugins_version: String,
     pub cni_plugins: Download,
-    pub pause_image: &'static str,
+    pub pause_image: String,
     pub flannel_image: &'static str,
     pub flannel_cni_plugin_image: &'static str,
     /// Secret: present only in master and worker contexts.
@@ -572,9 +572,9 @@ impl Shared {
             crictl: release.crictl.through(files_mirror),
             cni_plugins_version: release.cni_plugins_version,
             cni_plugins: release.cni_plugins.through(files_mirror),
-            pause_image: versions::PAUSE_IMAGE,
-            flannel_image: versions::FLANNEL_IMAGE,
-            flannel_cni_plugin_image: versions::FLANNEL_CNI_PLUGIN_IMAGE,
+            pause_image: versions::pause_image(),
+            flannel_image: versions::flannel_image(),
+            flannel_cni_plugin_image: versions::flannel_cni_plugin_image(),
             bootstrap_token: Some(
                 opts.join_token
                     .clone()

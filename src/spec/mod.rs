@@ -5,6 +5,7 @@
 
 mod oncalendar;
 mod parse;
+pub mod pins;
 mod scaled;
 mod validate;
 pub mod versions;
@@ -211,8 +212,8 @@ pub struct Kubernetes {
 impl Default for Kubernetes {
     fn default() -> Self {
         Kubernetes {
-            version: "1.37.2".into(),
-            containerd_version: "2.4.1".into(),
+            version: pins::pin("KUBERNETES_VERSION").into(),
+            containerd_version: pins::pin("CONTAINERD_VERSION").into(),
             sha256: versions::Overrides::new(),
             pod_cidr: "10.244.0.0/16".parse().expect("literal CIDR"),
             service_cidr: "10.96.0.0/12".parse().expect("literal CIDR"),
@@ -275,7 +276,7 @@ fn default_keep() -> u32 {
 impl Default for Etcd {
     fn default() -> Self {
         Etcd {
-            version: "3.6.14".into(),
+            version: pins::pin("ETCD_VERSION").into(),
             source: EtcdSource::Release,
             sha256: None,
             snapshot_schedule: "hourly".into(),

@@ -9,6 +9,7 @@
 //! sha256 the spec gives. A wrong pin can only make a node refuse a download, never
 //! accept a bad one.
 
+use super::pins::pin;
 use serde::Serialize;
 
 /// One file a node may download, verified before use.
@@ -101,8 +102,19 @@ const CRICTL: &[(u32, &str, Option<&str>)] = &[
     ),
 ];
 
-pub const CNI_PLUGINS_VERSION: &str = "1.9.1";
-const CNI_PLUGINS_SHA256: &str = "b98f74a0f8522f0a83867178729c1aa70f2158f90c45a2ca8fa791db1c76b303";
+/// The CNI plugins release tarball's sha256 per version (the image's is
+/// `CNI_PLUGINS_VERSION` in the pins table).
+const CNI_PLUGINS: &[(&str, &str)] = &[(
+    "1.9.1",
+    "b98f74a0f8522f0a83867178729c1aa70f2158f90c45a2ca8fa791db1c76b303",
+)];
+
+pub fn cni_plugins_sha256(version: &str) -> Option<&'static str> {
+    CNI_PLUGINS
+        .iter()
+        .find(|(v, _)| *v == version)
+        .map(|(_, s)| *s)
+}
 
 /// containerd release tarballs (`bin/containerd*`, `bin/ctr`) with known checksums.
 const CONTAINERD: &[(&str, &str)] = &[
@@ -128,10 +140,19 @@ const ETCD: &[(&str, &str)] = &[
     ),
 ];
 
-/// Images the platform runs besides kubeadm's own (which kubeadm names from its version).
-pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10.2";
-pub const FLANNEL_IMAGE: &str = "ghcr.io/flannel-io/flannel:v0.28.10";
-pub const FLANNEL_CNI_PLUGIN_IMAGE: &str = "ghcr.io/flannel-io/flannel-cni-plugin:v0.9.1-paasgen";
+/// Images the platform runs besides kubeadm's own (which kubeadm names from its version),
+/// as the image build names them.
+pub fn pause_image() -> String {
+    format!("{}/pause:{}", pin("IMAGE_REGISTRY"), pin("PAUSE_VERSION"))
+}
+
+pub fn flannel_image() -> &'static str {
+    pin("FLANNEL_IMAGE")
+}
+
+pub fn flannel_cni_plugin_image() -> &'static str {
+    pin("FLANNEL_CNI_PLUGIN_IMAGE")
+}
 
 /// A dotted version `major.minor.patch`, compared numerically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -252,6 +273,7 @@ pub fn kubernetes(version: &str, overrides: &Overrides) -> KubernetesRelease {
             overrides,
         )
     };
+    let cni = pin("CNI_PLUGINS_VERSION");
     KubernetesRelease {
         kubeadm: k8s("kubeadm", row.map(|r| r.kubeadm)),
         kubelet: k8s("kubelet", row.map(|r| r.kubelet)),
@@ -263,10 +285,10 @@ pub fn kubernetes(version: &str, overrides: &Overrides) -> KubernetesRelease {
             "crictl",
             overrides,
         ),
-        cni_plugins_version: CNI_PLUGINS_VERSION.to_string(),
+        cni_plugins_version: cni.to_string(),
         cni_plugins: download(
-            format!("https://github.com/containernetworking/plugins/releases/download/v{v}/cni-plugins-linux-amd64-v{v}.tgz", v = CNI_PLUGINS_VERSION),
-            Some(CNI_PLUGINS_SHA256),
+            format!("https://github.com/containernetworking/plugins/releases/download/v{cni}/cni-plugins-linux-amd64-v{cni}.tgz"),
+            cni_plugins_sha256(cni),
             "cni_plugins",
             overrides,
         ),
