@@ -1,4 +1,4 @@
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use paasgen::commands;
 use paasgen::commands::cloud::{Output, Provider};
 use std::path::PathBuf;
@@ -181,6 +181,17 @@ enum Command {
         #[command(subcommand)]
         command: PkiCommand,
     },
+    /// Print a shell completion script (e.g. `paasgen completions bash >
+    /// /etc/bash_completion.d/paasgen`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of paasgen or of one verb: `paasgen man rebuild | man -l -`.
+    Man {
+        /// A verb (its page is paasgen-VERB(1)); none: paasgen(1).
+        verb: Option<String>,
+    },
 }
 
 /// Where the spec, the rendered documents and the state live.
@@ -347,6 +358,21 @@ enum PkiCommand {
         #[arg(long)]
         live: bool,
     },
+}
+
+/// paasgen(1), or paasgen-VERB(1) as the top page's SUBCOMMANDS section names it.
+fn man_page(verb: Option<&str>) -> anyhow::Result<()> {
+    let top = Cli::command();
+    let page = match verb {
+        None => top,
+        Some(verb) => top
+            .find_subcommand(verb)
+            .ok_or_else(|| anyhow::anyhow!("man: no verb {verb:?} (see `paasgen --help`)"))?
+            .clone()
+            .name(format!("paasgen-{verb}")),
+    };
+    clap_mangen::Man::new(page).render(&mut std::io::stdout())?;
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -524,6 +550,16 @@ fn main() -> ExitCode {
                     live,
                 },
         } => commands::pki_show(&file, state_dir.as_deref(), live),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "paasgen",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man { verb } => man_page(verb.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
