@@ -4,17 +4,19 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn paasgen(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_paasgen"))
-        .args(args)
-        .output()
-        .unwrap();
+/// The standard output of a command that must succeed.
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+fn paasgen(args: &[&str]) -> String {
+    stdout_of(Command::new(env!("CARGO_BIN_EXE_paasgen")).args(args))
 }
 
 /// What bash's completion function offers for `words`, the last one being completed.
@@ -25,18 +27,7 @@ fn bash_completes(words: &[&str]) -> Vec<String> {
         words = words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
         last = words.len() - 1,
     );
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(program)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    stdout_of(Command::new("bash").arg("-c").arg(program))
         .lines()
         .map(str::to_string)
         .collect()
