@@ -145,22 +145,36 @@ mod tests {
 
     #[test]
     fn the_image_build_and_the_binary_pin_the_same_releases() {
-        let pins = parse(IMAGE_VERSIONS).unwrap();
-        let mut all = pins.clone();
-        all.extend(parse(UPGRADE_VERSIONS).unwrap());
-        assert_eq!(disagreements(&all), Vec::<String>::new());
-        assert_eq!(
-            pin("FLANNEL_IMAGE"),
-            format!("ghcr.io/flannel-io/flannel:v{}", pins["FLANNEL_VERSION"])
-        );
+        assert_eq!(disagreements(&PINS), Vec::<String>::new());
         // The example a user starts from says what the binary defaults to.
         let example = crate::spec::parse("cluster.yaml", crate::spec::EXAMPLE).unwrap();
-        assert_eq!(example.0.kubernetes.version, pins["KUBERNETES_VERSION"]);
+        assert_eq!(example.0.kubernetes.version, pin("KUBERNETES_VERSION"));
         assert_eq!(
             example.0.kubernetes.containerd_version,
-            pins["CONTAINERD_VERSION"]
+            pin("CONTAINERD_VERSION")
         );
-        assert_eq!(example.0.etcd.version, pins["ETCD_VERSION"]);
+        assert_eq!(example.0.etcd.version, pin("ETCD_VERSION"));
+    }
+
+    #[test]
+    fn the_table_reads_as_the_shell_that_sources_it() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let script = format!(
+            "set -a; . {root}/images/versions; . {root}/images/upgrade-versions; for k in {}; do printf '%s=%s\\n' \"$k\" \"${{!k}}\"; done",
+            PINS.keys().cloned().collect::<Vec<_>>().join(" ")
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let shell: Pins = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(shell, *PINS);
     }
 
     #[test]
