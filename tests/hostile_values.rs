@@ -84,6 +84,8 @@ fn yaml_typed_names_stay_strings_everywhere() {
         .map(|(from, to)| (format!("name: {from},"), format!("name: \"{to}\",")))
         .collect();
     pairs.push(("name: demo".into(), "name: \"null\"".into()));
+    // the example's per-node volume path names worker-2
+    pairs.push(("{ worker-2: /disks }".into(), "{ \"y\": /disks }".into()));
     let pairs: Vec<(&str, &str)> = pairs
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))

@@ -502,6 +502,12 @@ fn kubernetes_boots_from_rendered_user_data() {
         .unwrap_or_default();
     println!("k8s-lab: DNS: kubernetes.default.svc.cluster.local -> {answer}");
 
+    // 3a. Storage (#21): a claim on the default StorageClass binds where its pod runs and
+    //     the data lands under that node's path from the spec: worker-2 keeps volumes
+    //     on /disks (addons.local_path.node_paths), worker-1 on the default path.
+    //     Deleting the claims removes the directories (the provisioner's helper pod).
+    check_local_path_volumes(&tmp.0, &kubectl_bin, &kubeconfig);
+
     // 3b. Kubernetes upgraded by replacement, the API and the application answering
     //     throughout.
     upgrade_kubernetes(&tmp.0, &kubectl_bin, &kubeconfig, from_version, &to_version);
@@ -990,6 +996,122 @@ fn kubernetes_boots_from_rendered_user_data() {
 }
 
 /// `paasgen rebuild NODE --cloud lab`, run from the lab's internet.
+/// A claim and a pod writing into it, pinned to one worker.
+fn volume_writer(name: &str, node: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: {name}, namespace: default}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 64Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: default}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {node}}}
+  restartPolicy: Never
+  containers:
+    - name: write
+      image: docker.io/paasgen-lab/busybox:1
+      command: [sh, -c, "echo written-by-{name} > /data/proof"]
+      volumeMounts: [{{name: data, mountPath: /data}}]
+  volumes: [{{name: data, persistentVolumeClaim: {{claimName: {name}}}}}]
+"#
+    )
+}
+
+/// Step 3a: local-path volumes on worker-2's /disks and worker-1's default path.
+fn check_local_path_volumes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) {
+    let cases = [
+        ("data-w1", "worker-1", "/opt/local-path-provisioner"),
+        ("data-w2", "worker-2", "/disks"),
+    ];
+    let manifest = dir.join("volumes.yaml");
+    let text: Vec<String> = cases.iter().map(|(n, w, _)| volume_writer(n, w)).collect();
+    std::fs::write(&manifest, text.join("---\n")).unwrap();
+    let manifest = manifest.to_str().unwrap();
+    let k = |args: &[&str]| kubectl(kubectl_bin, kubeconfig, args);
+    run_ok(&mut k(&["apply", "-f", manifest]));
+    let show = || {
+        let objects =
+            try_ok(&mut k(&["get", "sc,pvc,pv,pods", "-A", "-o", "wide"])).unwrap_or_default();
+        let events = try_ok(&mut k(&["get", "events", "-A", "--sort-by=.lastTimestamp"]))
+            .unwrap_or_default();
+        let logs = try_ok(&mut k(&[
+            "logs",
+            "-n",
+            "local-path-storage",
+            "deploy/local-path-provisioner",
+            "--tail=40",
+        ]))
+        .unwrap_or_default();
+        format!("{objects}\n{events}\n{logs}")
+    };
+    for (name, node, path) in cases {
+        wait_for(
+            &format!("pod {name} writing into its claim on {node}"),
+            Duration::from_secs(300),
+            Duration::from_secs(3),
+            || {
+                let phase = try_ok(&mut k(&[
+                    "get",
+                    "pod",
+                    name,
+                    "-o",
+                    "jsonpath={.status.phase}",
+                ]))?;
+                assert_ne!(phase, "Failed", "pod {name} failed:\n{}", show());
+                (phase == "Succeeded").then_some(())
+            },
+            show,
+        );
+        let claim = run_ok(&mut k(&[
+            "get",
+            "pvc",
+            name,
+            "-o",
+            "jsonpath={.status.phase} {.spec.storageClassName} {.spec.volumeName}",
+        ]));
+        let fields: Vec<&str> = claim.split_whitespace().collect();
+        assert_eq!(
+            fields[..2],
+            ["Bound", "local-path"],
+            "claim {name}: {claim}"
+        );
+        // local-path names the directory <volume>_<namespace>_<claim>
+        let file = format!("{path}/{}_default_{name}/proof", fields[2]);
+        let on_disk = exec_ok(node, &["cat", &file]);
+        assert_eq!(
+            on_disk.trim(),
+            format!("written-by-{name}"),
+            "{node}:{file}"
+        );
+        println!("k8s-lab: storage: claim {name} bound on {node}, {file} holds what its pod wrote");
+    }
+    run_ok(&mut k(&[
+        "delete",
+        "-f",
+        manifest,
+        "--wait=true",
+        "--timeout=120s",
+    ]));
+    for (name, node, path) in cases {
+        wait_for(
+            &format!("the directory of claim {name} removed from {node}:{path}"),
+            Duration::from_secs(180),
+            Duration::from_secs(3),
+            || {
+                let listed = try_ok(&mut exec(node, &["ls", "-1", path]))?;
+                (!listed.contains(&format!("_default_{name}"))).then_some(())
+            },
+            show,
+        );
+    }
+}
+
 fn rebuild(dir: &Path, node: &str) -> std::process::Output {
     paasgen_from_internet(
         env!("CARGO_BIN_EXE_paasgen"),

@@ -92,7 +92,8 @@ fn another_clusters_documents_are_replaced_only_with_force() {
     std::fs::create_dir(&other).unwrap();
     let text = spec::EXAMPLE
         .replacen("name: demo", "name: other", 1)
-        .replace("name: worker-", "name: w-");
+        .replace("name: worker-", "name: w-")
+        .replace("worker-2: /disks", "w-2: /disks");
     std::fs::write(other.join("cluster.yaml"), text).unwrap();
     let (ok, out) = render(&other, &["-o", "../out"]);
     assert!(!ok, "{out}");

@@ -190,12 +190,15 @@ fn init_refuses_worker_counts_that_validate_would_refuse() {
             "--workers {workers}"
         );
     }
-    let (ok, out) = init("5000");
-    assert!(ok, "{out}");
-    let (ok, out) = run(Command::new(env!("CARGO_BIN_EXE_paasgen"))
-        .current_dir(dir.path())
-        .arg("validate"));
-    assert!(ok && out.contains("ok"), "{out}");
+    // 1: the example's volume path of worker-2 goes with it
+    for workers in ["1", "5000"] {
+        let (ok, out) = init(workers);
+        assert!(ok, "{out}");
+        let (ok, out) = run(Command::new(env!("CARGO_BIN_EXE_paasgen"))
+            .current_dir(dir.path())
+            .arg("validate"));
+        assert!(ok && out.contains("ok"), "--workers {workers}: {out}");
+    }
 }
 
 /// `cargo test --release --test scale -- --ignored --nocapture`: plan and launch against

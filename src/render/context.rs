@@ -2,9 +2,11 @@
 //! PKI). Secrets enter a node's context only for the roles that need them.
 
 use crate::pki::Pki;
+use crate::spec::pins::pin;
 use crate::spec::versions::{self, Download};
 use crate::spec::{EtcdSource, Node, Role, Spec, MAX_GATEWAYS};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
@@ -180,6 +182,8 @@ pub struct KubernetesView {
     pub pause_image: String,
     pub flannel_image: &'static str,
     pub flannel_cni_plugin_image: &'static str,
+    /// `addons.local_path`, when enabled.
+    pub local_path: Option<LocalPathView>,
     /// Secret: present only in master and worker contexts.
     pub bootstrap_token: Option<String>,
     /// kubeadm init's token's TTL, as a Go duration.
@@ -190,6 +194,37 @@ pub struct KubernetesView {
     pub ca_cert_hash: String,
     /// Where the gateways' haproxy connects from: their private addresses and VIP.
     pub balancers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalPathView {
+    pub provisioner_image: &'static str,
+    pub helper_image: &'static str,
+    /// The provisioner's config.json (its `nodePathMap`), and its sha256.
+    pub config_json: String,
+    pub config_sha256: String,
+}
+
+impl LocalPathView {
+    fn new(lp: &crate::spec::LocalPath) -> Option<LocalPathView> {
+        if !lp.enabled {
+            return None;
+        }
+        let entry = |node: &str, path: &str| serde_json::json!({"node": node, "paths": [path]});
+        let mut node_path_map = vec![entry("DEFAULT_PATH_FOR_NON_LISTED_NODES", &lp.path)];
+        node_path_map.extend(
+            lp.node_paths
+                .iter()
+                .map(|(node, path)| entry(node, &path.value)),
+        );
+        let config_json = serde_json::json!({ "nodePathMap": node_path_map }).to_string();
+        Some(LocalPathView {
+            provisioner_image: pin("LOCAL_PATH_PROVISIONER_IMAGE"),
+            helper_image: pin("LOCAL_PATH_HELPER_IMAGE"),
+            config_sha256: format!("{:x}", Sha256::digest(&config_json)),
+            config_json,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -575,6 +610,7 @@ impl Shared {
             pause_image: versions::pause_image(),
             flannel_image: versions::flannel_image(),
             flannel_cni_plugin_image: versions::flannel_cni_plugin_image(),
+            local_path: LocalPathView::new(&spec.addons.local_path),
             bootstrap_token: Some(
                 opts.join_token
                     .clone()

@@ -211,6 +211,15 @@ pub fn for_node(
                         CONFIG,
                         render("flannel.yaml")?,
                     ),
+                ]);
+                if spec.addons.local_path.enabled {
+                    files.push(file(
+                        "/etc/kubernetes/addons/local-path.yaml",
+                        CONFIG,
+                        render("local-path.yaml")?,
+                    ));
+                }
+                files.extend([
                     file(
                         "/usr/local/sbin/paasgen-addons",
                         SCRIPT,

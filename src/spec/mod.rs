@@ -46,7 +46,38 @@ pub struct Spec {
     /// Where `paasgen launch --cloud openstack` builds the platform.
     #[serde(default)]
     pub openstack: Option<OpenStack>,
+    /// What the first master applies once the API answers, besides the CNI.
+    #[serde(default)]
+    pub addons: Addons,
     pub nodes: Vec<Spanned<Node>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Addons {
+    pub local_path: LocalPath,
+}
+
+/// rancher's local-path-provisioner as the default StorageClass: a volume is a directory
+/// on the node its first pod lands on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalPath {
+    pub enabled: bool,
+    /// Where volumes go on nodes that `node_paths` does not name.
+    pub path: String,
+    /// Node name -> its own directory (say, a worker's data disk mounted on /disks).
+    pub node_paths: std::collections::BTreeMap<String, Spanned<String>>,
+}
+
+impl Default for LocalPath {
+    fn default() -> Self {
+        LocalPath {
+            enabled: true,
+            path: "/opt/local-path-provisioner".into(),
+            node_paths: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

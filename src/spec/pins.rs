@@ -1,5 +1,6 @@
-//! The one pins table: `images/versions` (what the node image is built with) and
-//! `images/upgrade-versions` (what the labs upgrade to), compiled in. The spec's defaults
+//! The one pins table: `images/versions` (what the node image is built with),
+//! `images/upgrade-versions` (what the labs upgrade to) and `images/addon-versions` (the
+//! addons' images), compiled in. The spec's defaults
 //! and the platform's own images come from here, so the binary and the image build
 //! cannot name different releases; `disagreements` checks the tables that only the
 //! binary has (checksums per release, kubeadm's CoreDNS per release) against it.
@@ -9,6 +10,7 @@ use std::sync::LazyLock;
 
 const IMAGE_VERSIONS: &str = include_str!("../../images/versions");
 const UPGRADE_VERSIONS: &str = include_str!("../../images/upgrade-versions");
+const ADDON_VERSIONS: &str = include_str!("../../images/addon-versions");
 
 /// KEY -> value, `${KEY}` of earlier lines expanded as the shell does when it sources them.
 pub type Pins = BTreeMap<String, String>;
@@ -16,6 +18,7 @@ pub type Pins = BTreeMap<String, String>;
 static PINS: LazyLock<Pins> = LazyLock::new(|| {
     let mut pins = parse(IMAGE_VERSIONS).expect("images/versions parses (tested)");
     pins.extend(parse(UPGRADE_VERSIONS).expect("images/upgrade-versions parses (tested)"));
+    pins.extend(parse(ADDON_VERSIONS).expect("images/addon-versions parses (tested)"));
     pins
 });
 
@@ -160,7 +163,7 @@ mod tests {
     fn the_table_reads_as_the_shell_that_sources_it() {
         let root = env!("CARGO_MANIFEST_DIR");
         let script = format!(
-            "set -a; . {root}/images/versions; . {root}/images/upgrade-versions; for k in {}; do printf '%s=%s\\n' \"$k\" \"${{!k}}\"; done",
+            "set -a; . {root}/images/versions; . {root}/images/upgrade-versions; . {root}/images/addon-versions; for k in {}; do printf '%s=%s\\n' \"$k\" \"${{!k}}\"; done",
             PINS.keys().cloned().collect::<Vec<_>>().join(" ")
         );
         let out = std::process::Command::new("bash")

@@ -8,6 +8,8 @@ pub fn example_with_workers(workers: usize) -> String {
     let mut text: String = EXAMPLE
         .lines()
         .filter(|l| !l.contains("role: worker"))
+        // the example's own volume path is worker-2's
+        .filter(|l| workers >= 2 || !l.contains("node_paths: { worker-2"))
         .map(|l| format!("{l}\n"))
         .collect();
     text = text.replacen(

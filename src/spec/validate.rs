@@ -21,6 +21,7 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     check_etcd(spec, &mut c);
     check_mirrors(spec, &mut c);
     check_swift_backups(spec, &mut c);
+    check_local_path(spec, &mut c);
     c.problems
 }
 
@@ -932,9 +933,82 @@ fn check_swift_backups(spec: &Spec, c: &mut Checker) {
     }
 }
 
+/// A host directory for volumes: absolute, no `.`/`..` steps, and only characters that
+/// need no quoting in JSON, YAML or a shell (the helper pod's `mkdir -p "$VOL_DIR"`).
+fn host_dir_problem(path: &str) -> Option<&'static str> {
+    if !path.starts_with('/') || path == "/" {
+        Some("expected an absolute directory other than /")
+    } else if !path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'))
+    {
+        Some("use only a-z, A-Z, 0-9, '/', '-', '_', '.'")
+    } else if path[1..]
+        .split('/')
+        .any(|step| step.is_empty() || step == "." || step == "..")
+    {
+        Some("no empty, `.` or `..` steps")
+    } else {
+        None
+    }
+}
+
+fn check_local_path(spec: &Spec, c: &mut Checker) {
+    let lp = &spec.addons.local_path;
+    if let Some(why) = host_dir_problem(&lp.path) {
+        c.error(
+            "addons.local_path.path",
+            None,
+            format!("`{}`: {why}", shown(&lp.path, 80)),
+        );
+    }
+    for (node, path) in &lp.node_paths {
+        let field = format!("addons.local_path.node_paths.{node}");
+        let runs_pods = spec
+            .nodes
+            .iter()
+            .any(|n| n.value.name == *node && matches!(n.value.role, Role::Master | Role::Worker));
+        if !runs_pods {
+            c.error(
+                field.clone(),
+                line_of(path),
+                format!(
+                    "`{}` is not a master or worker of this spec",
+                    shown(node, 80)
+                ),
+            );
+        }
+        if let Some(why) = host_dir_problem(&path.value) {
+            c.error(
+                field,
+                line_of(path),
+                format!("`{}`: {why}", shown(&path.value, 80)),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volume_directories_are_plain_absolute_paths() {
+        assert_eq!(host_dir_problem("/disks"), None);
+        assert_eq!(host_dir_problem("/opt/local-path-provisioner"), None);
+        for bad in [
+            "disks",
+            "/",
+            "/a/../etc",
+            "/a//b",
+            "/a/",
+            "/a b",
+            "/a$(id)",
+            "/a\"\n",
+        ] {
+            assert!(host_dir_problem(bad).is_some(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn ssh_key_type_must_match_its_blob() {
