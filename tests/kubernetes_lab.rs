@@ -507,6 +507,9 @@ fn kubernetes_boots_from_rendered_user_data() {
     //     on /disks (addons.local_path.node_paths), worker-1 on the default path.
     //     Deleting the claims removes the directories (the provisioner's helper pod).
     check_local_path_volumes(&tmp.0, &kubectl_bin, &kubeconfig);
+    //     Running master-1's addons unit again changes nothing: every addon says ready,
+    //     no workload gets a new generation, no pod is replaced or restarted.
+    check_addons_rerun_changes_nothing(&kubectl_bin, &kubeconfig);
 
     // 3b. Kubernetes upgraded by replacement, the API and the application answering
     //     throughout.
@@ -996,6 +999,53 @@ fn kubernetes_boots_from_rendered_user_data() {
 }
 
 /// `paasgen rebuild NODE --cloud lab`, run from the lab's internet.
+/// Step 3a: `systemctl restart paasgen-addons` on master-1 (a oneshot: it returns when the
+/// unit has run) leaves every workload and pod as it was.
+fn check_addons_rerun_changes_nothing(kubectl_bin: &Path, kubeconfig: &Path) {
+    let k = |args: &[&str]| kubectl(kubectl_bin, kubeconfig, args);
+    let workloads = "jsonpath={range .items[*]}{.kind}/{.metadata.namespace}/{.metadata.name} generation {.metadata.generation}{\"\\n\"}{end}";
+    let pods = "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.metadata.uid} restarts {.status.containerStatuses[*].restartCount}{\"\\n\"}{end}";
+    let seen = || {
+        (
+            run_ok(&mut k(&["get", "deploy,ds,sts", "-A", "-o", workloads])),
+            // the provisioner's short-lived helper pods come and go on their own
+            run_ok(&mut k(&[
+                "get",
+                "pods",
+                "-A",
+                "--field-selector=status.phase=Running",
+                "-o",
+                pods,
+            ]))
+            .lines()
+            .filter(|l| !l.contains("/helper-pod-"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        )
+    };
+    let before = seen();
+    exec_ok(
+        "master-1",
+        &["systemctl", "restart", "paasgen-addons.service"],
+    );
+    let states = exec_ok("master-1", &["sh", "-c", "grep -H . /run/paasgen/addons/*"]);
+    for addon in ["flannel", "local-path"] {
+        assert!(
+            states.contains(&format!("/run/paasgen/addons/{addon}:ready")),
+            "addon {addon} not ready after a re-run:\n{states}"
+        );
+    }
+    let after = seen();
+    assert_eq!(before.0, after.0, "a workload changed");
+    assert_eq!(before.1, after.1, "a pod was replaced or restarted");
+    println!(
+        "k8s-lab: addons re-run: {} workloads and {} pods unchanged; {}",
+        after.0.lines().count(),
+        after.1.lines().count(),
+        states.trim().replace('\n', ", ")
+    );
+}
+
 /// A claim and a pod writing into it, pinned to one worker.
 fn volume_writer(name: &str, node: &str) -> String {
     format!(
