@@ -25,6 +25,14 @@ pub struct Member {
     pub is_learner: bool,
 }
 
+/// What a member says of itself.
+#[derive(Debug, Clone)]
+pub struct MemberStatus {
+    pub version: String,
+    pub db_size: u64,
+    pub is_leader: bool,
+}
+
 /// One etcd node of the spec, reachable by its FQDN through `via`.
 struct Endpoint {
     name: String,
@@ -165,6 +173,28 @@ impl EtcdAdmin {
             Ok(Err(err)) => Health::NoAnswer(format!("an answer that is not etcd's: {err}")),
             Err(_) => Health::NoAnswer("the answer did not finish".into()),
         }
+    }
+
+    /// What `name` says of itself (maintenance/status), asked for at most `HEALTH_WAIT`.
+    pub async fn status(&self, name: &str) -> Result<MemberStatus> {
+        let e = self.endpoint(name)?;
+        let v = tokio::time::timeout(HEALTH_WAIT, self.call(e, "maintenance/status", json!({})))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("{name}: no status within {}s", HEALTH_WAIT.as_secs())
+            })??;
+        // grpc-gateway writes 64-bit numbers as strings
+        let text = |v: &Value| {
+            v.as_str()
+                .map(String::from)
+                .unwrap_or_else(|| v.to_string())
+        };
+        Ok(MemberStatus {
+            version: text(&v["version"]),
+            db_size: text(&v["dbSize"]).parse().unwrap_or(0),
+            is_leader: !v["leader"].is_null()
+                && text(&v["leader"]) == text(&v["header"]["member_id"]),
+        })
     }
 
     /// Whether `name` answers and says it is healthy (it has a leader, no alarms).

@@ -517,6 +517,51 @@ impl KubeAdmin {
         Ok(true)
     }
 
+    /// Whether the API answers /readyz with "ok".
+    pub async fn readyz(&self) -> Result<()> {
+        let url = format!("{}/readyz", self.base);
+        let response = send_retrying(self.client.get(url), "asking /readyz").await?;
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        if status != 200 {
+            bail!("/readyz: HTTP {status}: {}", body.trim());
+        }
+        Ok(())
+    }
+
+    /// Ready and wanted pods of a Deployment or DaemonSet (`kind` as in its URL);
+    /// None when it does not exist.
+    pub async fn ready_counts(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Option<(i64, i64)>> {
+        let url = format!(
+            "{}/apis/apps/v1/namespaces/{namespace}/{kind}/{name}",
+            self.base
+        );
+        let (status, w) = self
+            .send(self.client.get(url), "reading a workload")
+            .await?;
+        let n = |v: &Value| v.as_i64().unwrap_or(0);
+        match status {
+            404 => Ok(None),
+            200 if kind == "daemonsets" => Ok(Some((
+                n(&w["status"]["numberReady"]),
+                n(&w["status"]["desiredNumberScheduled"]),
+            ))),
+            200 => Ok(Some((
+                n(&w["status"]["readyReplicas"]),
+                n(&w["spec"]["replicas"]),
+            ))),
+            s => bail!(
+                "reading {kind} {namespace}/{name}: HTTP {s}: {}",
+                w["message"]
+            ),
+        }
+    }
+
     /// Whether `workload` runs its current pod template everywhere it should, all
     /// available (what `kubectl rollout status` waits for).
     pub async fn rolled_out(&self, workload: &Workload) -> Result<bool> {

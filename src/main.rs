@@ -142,6 +142,23 @@ enum Command {
         #[command(flatten)]
         replace: ReplaceOpts,
     },
+    /// Is the platform serving: etcd members (leader, size), the API, every node Ready,
+    /// the addons' workloads, the newest backup. Writes nothing; exit 1 names what is not well.
+    Status {
+        #[arg(short, long, default_value = "cluster.yaml")]
+        file: PathBuf,
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Where etcd's members are reached, by their names (SNI) [default: public VIP:2379].
+        #[arg(long)]
+        etcd_via: Option<std::net::SocketAddr>,
+        /// Seconds to wait for a connection and for each answer.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
+        /// `text`, or `json` for scripts.
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
     /// etcd backups: `backup now` takes a snapshot through the etcd API into the state
     /// dir's backups/; `backup list` shows them, each checked against its sha256.
     Backup {
@@ -343,6 +360,12 @@ enum ImageCommand {
 enum ImageFormat {
     Tar,
     Qcow2,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -550,6 +573,19 @@ fn main() -> ExitCode {
                     live,
                 },
         } => commands::pki_show(&file, state_dir.as_deref(), live),
+        Command::Status {
+            file,
+            state_dir,
+            etcd_via,
+            timeout,
+            output,
+        } => commands::status::status(&commands::status::StatusArgs {
+            file: &file,
+            state_dir: state_dir.as_deref(),
+            etcd_via,
+            timeout: std::time::Duration::from_secs(timeout),
+            json: matches!(output, OutputFormat::Json),
+        }),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

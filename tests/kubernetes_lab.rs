@@ -406,6 +406,29 @@ fn kubernetes_boots_from_rendered_user_data() {
         ca_pem.trim(),
         "master-1's CA is not the one paasgen keeps"
     );
+    // `pki show --live` meets every master's serving certificate (kubeadm's own, one year)
+    // through the public VIP.
+    let out = paasgen_from_internet(
+        env!("CARGO_BIN_EXE_paasgen"),
+        &tmp.0,
+        &["pki", "show", "--live"],
+    );
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{shown}{}", text(&out.stderr));
+    for master in ["master-1", "master-2", "master-3"] {
+        let head = format!("{master}: API server (live, kubeadm's)\n  expires:  ");
+        let expiry = shown
+            .split_once(&head)
+            .map(|(_, rest)| rest.lines().next().unwrap_or_default())
+            .unwrap_or_else(|| panic!("pki show --live did not meet {master}:\n{shown}"));
+        let days: i64 = expiry
+            .split_once("(in ")
+            .and_then(|(_, rest)| rest.split_once(" days)"))
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or_else(|| panic!("{master}: no days left in {expiry:?}"));
+        assert!((360..=365).contains(&days), "{master}: {expiry}");
+        println!("k8s-lab: pki show --live: {master} serves a certificate that expires {expiry}");
+    }
 
     // 3. A Deployment behind the ingress NodePort answers through the public VIP,
     //    and a pod resolves a Service name through CoreDNS.
@@ -510,6 +533,35 @@ fn kubernetes_boots_from_rendered_user_data() {
     //     Running master-1's addons unit again changes nothing: every addon says ready,
     //     no workload gets a new generation, no pod is replaced or restarted.
     check_addons_rerun_changes_nothing(&kubectl_bin, &kubeconfig);
+    //     `paasgen status` (#21): all green, each etcd member, Node and addon named.
+    let (ok, report, said) = status(&tmp.0);
+    assert!(ok, "status not green after boot:\n{said}");
+    for name in [
+        "etcd-1",
+        "etcd-2",
+        "etcd-3",
+        "kube-apiserver",
+        "master-1",
+        "master-2",
+        "master-3",
+        "worker-1",
+        "worker-2",
+        "flannel",
+        "kube-proxy",
+        "coredns",
+        "local-path",
+    ] {
+        assert_eq!(checked(&report, name), Some(true), "{name}:\n{said}");
+    }
+    let leaders = said
+        .lines()
+        .filter(|l| l.contains("healthy, leader"))
+        .count();
+    assert_eq!(leaders, 1, "one etcd leader:\n{said}");
+    println!(
+        "k8s-lab: status green after boot:\n{}",
+        text_report(&report)
+    );
 
     // 3b. Kubernetes upgraded by replacement, the API and the application answering
     //     throughout.
@@ -570,6 +622,27 @@ fn kubernetes_boots_from_rendered_user_data() {
             (ready.trim() != "True").then_some(ready)
         },
         || diagnostics(&["master-2"]),
+    );
+    // `paasgen status` turns red and names master-1; etcd and the API are still well.
+    let (ok, report, said) = status(&tmp.0);
+    assert!(
+        !ok && said.contains("unhealthy: ") && said.contains("master-1"),
+        "{said}"
+    );
+    assert_eq!(checked(&report, "master-1"), Some(false), "{said}");
+    for name in [
+        "etcd-1",
+        "etcd-2",
+        "etcd-3",
+        "kube-apiserver",
+        "master-2",
+        "master-3",
+    ] {
+        assert_eq!(checked(&report, name), Some(true), "{name}:\n{said}");
+    }
+    println!(
+        "k8s-lab: status with master-1 off: {}",
+        said.lines().last().unwrap_or_default()
     );
     // kubeadm init's join token expires (the spec's 6 minutes) and the controller-manager
     // deletes it: the rebuilds below join with tokens minted for each, deleted after.
@@ -861,6 +934,16 @@ fn kubernetes_boots_from_rendered_user_data() {
     run_ok(Command::new(lab_script()).args(["remove", "etcd-1"]));
     run_ok(Command::new(lab_script()).args(["stop", "etcd-2"]));
     run_ok(Command::new(lab_script()).args(["stop", "etcd-3"]));
+    // `paasgen status` names the etcd members that no longer answer.
+    let (ok, report, said) = status(&tmp.0);
+    assert!(!ok, "{said}");
+    for name in ["etcd-1", "etcd-2", "etcd-3"] {
+        assert_eq!(checked(&report, name), Some(false), "{name}:\n{said}");
+    }
+    println!(
+        "k8s-lab: status with etcd's majority lost: {}",
+        said.lines().last().unwrap_or_default()
+    );
     let t = Instant::now();
     let out = paasgen_from_internet(
         env!("CARGO_BIN_EXE_paasgen"),
@@ -1044,6 +1127,45 @@ fn check_addons_rerun_changes_nothing(kubectl_bin: &Path, kubeconfig: &Path) {
         after.1.lines().count(),
         states.trim().replace('\n', ", ")
     );
+}
+
+/// `paasgen status --output json` from the lab's internet: whether it exited 0, its
+/// report, and everything it said.
+fn status(dir: &Path) -> (bool, serde_json::Value, String) {
+    let out = paasgen_from_internet(
+        env!("CARGO_BIN_EXE_paasgen"),
+        dir,
+        &["status", "--output", "json"],
+    );
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --output json is not JSON ({e}):\n{said}"));
+    (out.status.success(), report, said)
+}
+
+/// Whether the report's check of `name` passed (None: not checked).
+fn checked(report: &serde_json::Value, name: &str) -> Option<bool> {
+    report["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["ok"].as_bool())
+}
+
+fn text_report(report: &serde_json::Value) -> String {
+    let checks = report["checks"].as_array().cloned().unwrap_or_default();
+    checks
+        .iter()
+        .map(|c| {
+            format!(
+                "  {} {}: {}",
+                c["kind"].as_str().unwrap_or("?"),
+                c["name"].as_str().unwrap_or("?"),
+                c["detail"].as_str().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A claim and a pod writing into it, pinned to one worker.

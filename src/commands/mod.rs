@@ -10,6 +10,7 @@ pub mod rebuild;
 pub mod recover;
 mod retire;
 pub mod session;
+pub mod status;
 pub mod upgrade;
 
 use crate::fsutil::{write_atomic, PUBLIC};
@@ -289,7 +290,7 @@ pub fn run_script(relative: &str, args: &[String]) -> Result<()> {
 
 /// Days before its expiry from which a certificate is warned of (`upgrade`'s default
 /// renewal window).
-const EXPIRY_WARNING_DAYS: i64 = 60;
+pub(crate) const EXPIRY_WARNING_DAYS: i64 = 60;
 
 /// "<date> (in N days)", with a warning when fewer than `EXPIRY_WARNING_DAYS` remain.
 fn expiry(c: &crate::pki::inspect::CertSummary) -> String {

@@ -331,15 +331,11 @@ fn kubernetes_node(render: &dyn Fn(&str) -> Result<String>) -> Result<Vec<File>>
             CONFIG,
             render("leave-load-balancer.service")?,
         ),
+        // A prefix drop-in: systemd applies it to every transient scope runc makes.
         file(
-            "/usr/local/sbin/paasgen-stop-pods",
-            SCRIPT,
-            render("stop-pods.sh")?,
-        ),
-        file(
-            "/etc/systemd/system/paasgen-stop-pods.service",
+            "/etc/systemd/system/cri-containerd-.scope.d/paasgen-stop.conf",
             CONFIG,
-            render("stop-pods.service")?,
+            render("container-scope-stop.conf")?,
         ),
         file(
             "/etc/systemd/system/paasgen-kubeadm.service",
