@@ -427,6 +427,36 @@ impl KubeAdmin {
             .collect())
     }
 
+    /// The data of ConfigMap `namespace/name`; None when it does not exist.
+    pub async fn config_map_data(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>> {
+        let url = format!(
+            "{}/api/v1/namespaces/{namespace}/configmaps/{name}",
+            self.base
+        );
+        let (status, map) = self
+            .send(self.client.get(&url), "reading a ConfigMap")
+            .await?;
+        match status {
+            404 => Ok(None),
+            200 => Ok(Some(
+                map["data"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect(),
+            )),
+            s => bail!(
+                "reading ConfigMap {namespace}/{name}: HTTP {s}: {}",
+                map["message"]
+            ),
+        }
+    }
+
     /// Makes `key` of ConfigMap `namespace/name` hold `text`; whether it changed. A
     /// concurrent writer (409) makes it read and try again.
     pub async fn sync_config_map(

@@ -200,6 +200,22 @@ fn check_stock_master(fragment: &str) {
     };
     let kubeadm = exec_ok("master-3", &["sha256sum", "/usr/local/bin/kubeadm"]);
     assert!(kubeadm.starts_with(&sum("kubeadm")), "{kubeadm}");
+    // Helm too: the stock image has none, so it is the mirror's tarball, checked.
+    let helm_version = pin("images/versions", "HELM_VERSION");
+    let helm = exec_ok(
+        "master-3",
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "helm version --short && sha256sum /var/cache/paasgen/helm-{helm_version}.tar.gz"
+            ),
+        ],
+    );
+    assert!(
+        helm.starts_with(&format!("v{helm_version}\n")) && helm.contains(&sum("helm")),
+        "{helm}"
+    );
     let sources = exec_ok(
         "master-3",
         &["cat", "/etc/apt/sources.list.d/paasgen-mirror.sources"],
@@ -533,10 +549,34 @@ fn kubernetes_boots_from_rendered_user_data() {
     //     Running master-1's addons unit again changes nothing: every addon says ready,
     //     no workload gets a new generation, no pod is replaced or restarted.
     check_addons_rerun_changes_nothing(&kubectl_bin, &kubeconfig);
+    //     Helm, baked in the image, reads the cluster from every master.
+    for master in ["master-1", "master-2", "master-3"] {
+        let releases = exec_ok(
+            master,
+            &[
+                "helm",
+                "list",
+                "--all-namespaces",
+                "--kubeconfig",
+                "/etc/kubernetes/admin.conf",
+                "--output",
+                "json",
+            ],
+        );
+        assert_eq!(releases.trim(), "[]", "helm list on {master}");
+    }
+    println!("k8s-lab: helm lists the (no) releases from every master");
     //     `paasgen status` (#21): all green, each etcd member, Node and addon named.
-    let (ok, report, said) = status(&tmp.0);
-    assert!(ok, "status not green after boot:\n{said}");
+    let (report, said) = status_until(
+        &tmp.0,
+        "status all green after boot",
+        Duration::from_secs(120),
+        |ok, report| ok && red(report).is_empty(),
+    );
     for name in [
+        "203.0.113.10",
+        "gw-1",
+        "gw-2",
         "etcd-1",
         "etcd-2",
         "etcd-3",
@@ -624,22 +664,28 @@ fn kubernetes_boots_from_rendered_user_data() {
         || diagnostics(&["master-2"]),
     );
     // `paasgen status` turns red and names master-1; etcd and the API are still well.
-    let (ok, report, said) = status(&tmp.0);
+    let (_, said) = status_until(
+        &tmp.0,
+        "status red naming master-1, etcd and the other masters well",
+        Duration::from_secs(120),
+        |ok, report| {
+            !ok && checked(report, "master-1") == Some(false)
+                && [
+                    "etcd-1",
+                    "etcd-2",
+                    "etcd-3",
+                    "kube-apiserver",
+                    "master-2",
+                    "master-3",
+                ]
+                .iter()
+                .all(|name| checked(report, name) == Some(true))
+        },
+    );
     assert!(
-        !ok && said.contains("unhealthy: ") && said.contains("master-1"),
+        said.contains("unhealthy: ") && said.contains("master-1"),
         "{said}"
     );
-    assert_eq!(checked(&report, "master-1"), Some(false), "{said}");
-    for name in [
-        "etcd-1",
-        "etcd-2",
-        "etcd-3",
-        "kube-apiserver",
-        "master-2",
-        "master-3",
-    ] {
-        assert_eq!(checked(&report, name), Some(true), "{name}:\n{said}");
-    }
     println!(
         "k8s-lab: status with master-1 off: {}",
         said.lines().last().unwrap_or_default()
@@ -729,6 +775,11 @@ fn kubernetes_boots_from_rendered_user_data() {
         "-p",
         r#"{"spec":{"minAvailable":1}}"#,
     ]);
+    // master-1 comes back with one more addon, a broken one (#21): its image is one the
+    // mirror lacks.
+    let spec_file = tmp.0.join("cluster.yaml");
+    let spec_text = std::fs::read_to_string(&spec_file).unwrap();
+    std::fs::write(&spec_file, with_broken_addon(&spec_text)).unwrap();
     for (node, drained) in [("master-1", false), ("worker-1", true)] {
         let t = Instant::now();
         let out = rebuild(&tmp.0, node);
@@ -769,6 +820,11 @@ fn kubernetes_boots_from_rendered_user_data() {
     }
     let left = join_tokens().expect("listing join tokens");
     assert_eq!(left.trim(), "", "join tokens left after the rebuilds");
+    // 5b. The broken addon fails by its name in cloud-init and in `paasgen status`, and
+    //     the others are applied all the same.
+    check_broken_addon(&tmp.0);
+    std::fs::write(&spec_file, &spec_text).unwrap();
+    fix_broken_addon(&tmp.0, &kubectl_bin, &kubeconfig);
     let log = exec_ok(
         "master-1",
         &[
@@ -811,7 +867,7 @@ fn kubernetes_boots_from_rendered_user_data() {
     );
     println!("k8s-lab: after the rebuilds: {}", hello.trim());
 
-    // 5b. gw-1 rebuilt from scratch while a user asks the API through the public VIP
+    // 5c. gw-1 rebuilt from scratch while a user asks the API through the public VIP
     //     every half second: gw-2 holds the VIPs meanwhile.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let poller = {
@@ -870,6 +926,52 @@ fn kubernetes_boots_from_rendered_user_data() {
     assert!(
         ok > 10 && gap < 10.0,
         "{ok} answers, {failed} failed, longest gap {gap:.1}s"
+    );
+
+    // 5d. The gateway holding the VIPs powered off (#21): `paasgen status` turns red and
+    //     names it, and says the other one holds the VIP; booted again, it is green.
+    let (report, _) = status_until(
+        &tmp.0,
+        "status to name the VIP's holder",
+        Duration::from_secs(60),
+        |_, report| vip_holder(report).is_some(),
+    );
+    let holder = vip_holder(&report).unwrap();
+    let other = if holder == "gw-1" { "gw-2" } else { "gw-1" };
+    run_ok(Command::new(lab_script()).args(["stop", &holder]));
+    let t = Instant::now();
+    let (_, said) = status_until(
+        &tmp.0,
+        &format!("status red naming {holder} alone, the VIP on {other}"),
+        Duration::from_secs(90),
+        |ok, report| {
+            !ok && vip_holder(report).as_deref() == Some(other) && red(report) == [holder.as_str()]
+        },
+    );
+    // What status says of the VIP is what the kernel of that gateway says.
+    let addresses = exec_ok(other, &["ip", "-o", "-4", "addr", "show"]);
+    assert!(
+        addresses.contains("inet 203.0.113.10/"),
+        "status says {other} holds the VIP; its addresses:\n{addresses}"
+    );
+    assert!(
+        said.lines()
+            .last()
+            .unwrap_or_default()
+            .ends_with(&format!("unhealthy: {holder}")),
+        "only {holder} is named:\n{said}"
+    );
+    println!(
+        "k8s-lab: status with {holder} off ({:.0}s): VIP held by {other}; {}",
+        t.elapsed().as_secs_f64(),
+        said.lines().last().unwrap_or_default()
+    );
+    run_ok(Command::new(lab_script()).args(["start", &holder]));
+    status_until(
+        &tmp.0,
+        "status green with both gateways",
+        Duration::from_secs(180),
+        |ok, report| ok && red(report).is_empty(),
     );
 
     // 6. etcd loses its majority and is recovered from a backup: the API works again,
@@ -931,15 +1033,40 @@ fn kubernetes_boots_from_rendered_user_data() {
     println!("k8s-lab: the Secret is k8s:enc:secretbox in etcd, in backup now's file and in a member's snapshot");
     kubectl_ok(&["create", "configmap", "after-backup", "--from-literal=k=v"]);
     run_ok(Command::new(lab_script()).args(["stop", "master-3"]));
-    run_ok(Command::new(lab_script()).args(["remove", "etcd-1"]));
+    // One member off: `paasgen status` names it alone of etcd; the API still serves.
     run_ok(Command::new(lab_script()).args(["stop", "etcd-2"]));
+    let (_, said) = status_until(
+        &tmp.0,
+        "status red naming etcd-2 of etcd, the API serving",
+        Duration::from_secs(90),
+        |ok, report| {
+            !ok && [
+                ("etcd-1", true),
+                ("etcd-2", false),
+                ("etcd-3", true),
+                ("kube-apiserver", true),
+            ]
+            .iter()
+            .all(|(name, well)| checked(report, name) == Some(*well))
+        },
+    );
+    println!(
+        "k8s-lab: status with etcd-2 off: {}",
+        said.lines().last().unwrap_or_default()
+    );
+    run_ok(Command::new(lab_script()).args(["remove", "etcd-1"]));
     run_ok(Command::new(lab_script()).args(["stop", "etcd-3"]));
     // `paasgen status` names the etcd members that no longer answer.
-    let (ok, report, said) = status(&tmp.0);
-    assert!(!ok, "{said}");
-    for name in ["etcd-1", "etcd-2", "etcd-3"] {
-        assert_eq!(checked(&report, name), Some(false), "{name}:\n{said}");
-    }
+    let (_, said) = status_until(
+        &tmp.0,
+        "status red naming every etcd member",
+        Duration::from_secs(90),
+        |ok, report| {
+            !ok && ["etcd-1", "etcd-2", "etcd-3"]
+                .iter()
+                .all(|name| checked(report, name) == Some(false))
+        },
+    );
     println!(
         "k8s-lab: status with etcd's majority lost: {}",
         said.lines().last().unwrap_or_default()
@@ -1082,6 +1209,122 @@ fn kubernetes_boots_from_rendered_user_data() {
 }
 
 /// `paasgen rebuild NODE --cloud lab`, run from the lab's internet.
+/// The spec with an addon whose image no registry of the lab serves, given 30 s to roll
+/// out.
+fn with_broken_addon(spec: &str) -> String {
+    const BROKEN: &str = "  manifests:
+    broken:
+      timeout_seconds: 30
+      manifest: |
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: paasgen-broken, namespace: default}
+        spec:
+          replicas: 1
+          selector: {matchLabels: {app: paasgen-broken}}
+          template:
+            metadata: {labels: {app: paasgen-broken}}
+            spec:
+              containers:
+                - {name: absent, image: \"docker.io/paasgen/absent:0\"}
+";
+    let (head, tail) = spec
+        .split_once("  local_path:\n")
+        .expect("addons.local_path in the spec");
+    format!("{head}{BROKEN}  local_path:\n{tail}")
+}
+
+/// Step 5b: master-1, rebuilt with the broken addon, applied flannel and local-path;
+/// `cloud-init status --long` names the broken one's script, `paasgen status` the addon.
+fn check_broken_addon(dir: &Path) {
+    let long = wait_for(
+        "master-1's cloud-init to finish",
+        Duration::from_secs(300),
+        Duration::from_secs(3),
+        || {
+            let long =
+                text(&output(&mut exec("master-1", &["cloud-init", "status", "--long"])).stdout);
+            (long.contains("status: error") || long.contains("status: done")).then_some(long)
+        },
+        || diagnostics(&["master-1"]),
+    );
+    let errors: Vec<&str> = long.lines().filter(|l| l.contains("Runparts")).collect();
+    assert!(
+        errors.len() == 1
+            && errors[0].contains("runcmd-addon-broken")
+            && !errors[0].contains("runcmd-addon-flannel")
+            && !errors[0].contains("runcmd-addon-local-path"),
+        "cloud-init status --long on master-1:\n{long}"
+    );
+    // The paasgen-addons unit applies them again after cloud-init (and keeps retrying
+    // the broken one): flannel and local-path stay ready throughout.
+    let states = exec_ok("master-1", &["sh", "-c", "grep -H . /run/paasgen/addons/*"]);
+    for addon in ["flannel", "local-path"] {
+        assert!(
+            states.contains(&format!("/run/paasgen/addons/{addon}:ready")),
+            "{states}"
+        );
+    }
+    let (report, said) = status_until(
+        dir,
+        "status red naming the broken addon alone",
+        Duration::from_secs(120),
+        |ok, report| !ok && red(report) == ["broken"],
+    );
+    let detail = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "broken"))
+        .and_then(|c| c["detail"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(detail.contains("did not roll out"), "{said}");
+    println!(
+        "k8s-lab: broken addon: cloud-init says {}; status says broken: {detail}",
+        errors[0].trim()
+    );
+}
+
+/// Takes the broken addon off master-1 (as a rebuild from the fixed spec would) and
+/// out of the cluster: its state is forgotten and `paasgen status` no longer names it.
+fn fix_broken_addon(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) {
+    exec_ok(
+        "master-1",
+        &[
+            "sh",
+            "-c",
+            "rm -f /etc/kubernetes/addons/broken.yaml && sed -i '/^broken /d' /etc/kubernetes/addons/list && systemctl restart paasgen-addons.service",
+        ],
+    );
+    run_ok(&mut kubectl(
+        kubectl_bin,
+        kubeconfig,
+        &["delete", "deployment", "paasgen-broken", "-n", "default"],
+    ));
+    let recorded = run_ok(&mut kubectl(
+        kubectl_bin,
+        kubeconfig,
+        &[
+            "get",
+            "configmap",
+            "paasgen-addons",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.data}",
+        ],
+    ));
+    assert!(
+        !recorded.contains("broken") && recorded.contains("local-path"),
+        "{recorded}"
+    );
+    status_until(
+        dir,
+        "status no longer naming the broken addon",
+        Duration::from_secs(60),
+        |_, report| checked(report, "broken").is_none(),
+    );
+}
+
 /// Step 3a: `systemctl restart paasgen-addons` on master-1 (a oneshot: it returns when the
 /// unit has run) leaves every workload and pod as it was.
 fn check_addons_rerun_changes_nothing(kubectl_bin: &Path, kubeconfig: &Path) {
@@ -1143,6 +1386,45 @@ fn status(dir: &Path) -> (bool, serde_json::Value, String) {
     (out.status.success(), report, said)
 }
 
+/// Polls `paasgen status` until its exit and report are what `want` expects, and gives
+/// that report and what status said; panics after `limit` with the last answer. A
+/// cluster settles at its own pace after a node goes or comes (a DaemonSet's pod on
+/// a rebuilt node, the API's etcd client on a stopped member): the test waits for the
+/// state it names instead of reading one instant.
+fn status_until(
+    dir: &Path,
+    what: &str,
+    limit: Duration,
+    want: impl Fn(bool, &serde_json::Value) -> bool,
+) -> (serde_json::Value, String) {
+    let last = std::cell::RefCell::new(String::new());
+    wait_for(
+        what,
+        limit,
+        Duration::from_secs(2),
+        || {
+            let (ok, report, said) = status(dir);
+            *last.borrow_mut() = said.clone();
+            want(ok, &report).then_some((report, said))
+        },
+        || format!("status said last:\n{}", last.borrow()),
+    )
+}
+
+/// The names of the checks the report gives as failed, in its order.
+fn red(report: &serde_json::Value) -> Vec<String> {
+    report["checks"]
+        .as_array()
+        .map(|checks| {
+            checks
+                .iter()
+                .filter(|c| c["ok"] == false)
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether the report's check of `name` passed (None: not checked).
 fn checked(report: &serde_json::Value, name: &str) -> Option<bool> {
     report["checks"]
@@ -1150,6 +1432,17 @@ fn checked(report: &serde_json::Value, name: &str) -> Option<bool> {
         .iter()
         .find(|c| c["name"] == name)
         .and_then(|c| c["ok"].as_bool())
+}
+
+/// The gateway `paasgen status` saw answering on the public VIP.
+fn vip_holder(report: &serde_json::Value) -> Option<String> {
+    report["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["kind"] == "vip" && c["ok"] == true)?["detail"]
+        .as_str()?
+        .strip_prefix("held by ")
+        .map(str::to_string)
 }
 
 fn text_report(report: &serde_json::Value) -> String {

@@ -591,6 +591,7 @@ fn check_failover(nodes: &[Node], vips: &Vips) -> Vec<(String, Duration)> {
     watch_stable(&gws, vips, &holder, Duration::from_secs(2), "initial");
     let other = gws.iter().find(|g| g.name != holder).unwrap().name.clone();
     println!("lab: {holder} holds both VIPs");
+    assert_status_port_names(&holder, vips);
     let mut times = Vec::new();
 
     // stop keepalived on the holder
@@ -618,6 +619,7 @@ fn check_failover(nodes: &[Node], vips: &Vips) -> Vec<(String, Duration)> {
     run_ok(Command::new(lab_script()).args(["stop", &other]));
     let d = wait_holder(&gws, vips, &holder, t, "gateway powered off");
     println!("lab: failover ({other} powered off): {} ms", d.as_millis());
+    assert_status_port_names(&holder, vips);
     times.push(("node off".to_string(), d));
 
     // boot it again: no VIP may be lost (nor doubled) meanwhile
@@ -701,6 +703,19 @@ fn check_snapshot(nodes: &[Node]) {
         "lab: {node}: snapshot {file} holds {} keys; timer scheduled",
         status["totalKey"]
     );
+}
+
+/// What `paasgen status` reads: haproxy's status port on the public VIP names the
+/// gateway holding it.
+fn assert_status_port_names(holder: &str, vips: &Vips) {
+    let url = format!("http://{}:8404/", vips.public);
+    let said = curl_from("internet", &url).unwrap_or_default();
+    assert_eq!(
+        said.split_whitespace().next(),
+        Some(holder),
+        "{url} from the internet said {said:?}"
+    );
+    println!("lab: {url} says {said:?}");
 }
 
 fn curl_from(node: &str, url: &str) -> Option<String> {

@@ -164,6 +164,15 @@ fn the_plan_lists_every_resource_of_the_example() {
             ..
         }
     ));
+    // `paasgen status` asks each gateway's haproxy who it is, from admin_cidrs only.
+    assert!(matches!(
+        rule("demo-gateway-status-admin-0"),
+        Spec::SecurityGroupRule {
+            ports: Some((8404, 8404)),
+            remote: paasgen::cloud::Remote::Cidr(c),
+            ..
+        } if c == "0.0.0.0/0"
+    ));
     let cloud = MemoryCloud::new();
     let p = plan_now(&cloud, &f);
     assert_eq!(p.to_create().count(), f.desired.len());

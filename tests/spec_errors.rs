@@ -675,3 +675,54 @@ fn join_tokens_expire() {
     let o = render(&with("5"));
     assert_eq!(o.code, Some(0), "{}", o.stderr);
 }
+
+/// The example with `addons.manifests` holding `entries` (YAML under `manifests:`).
+fn example_with_manifests(entries: &str) -> String {
+    example_with(
+        "    node_paths: { worker-2: /disks }     # e.g. a worker's data disk\n",
+        &format!("    node_paths: {{ worker-2: /disks }}\n  manifests:\n{entries}"),
+    )
+}
+
+#[test]
+fn manifest_addons_are_named_labels_holding_kubernetes_objects() {
+    let good = "      manifest: |\n        apiVersion: v1\n        kind: Namespace\n        metadata: {name: apps}\n";
+    let o = render(&example_with_manifests(&format!("    apps:\n{good}")));
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    rejects(
+        &example_with_manifests(&format!("    Apps_1:\n{good}")),
+        &["addons.manifests.Apps_1", "is not a DNS label"],
+    );
+    rejects(
+        &example_with_manifests(&format!("    flannel:\n{good}")),
+        &["addons.manifests.flannel", "is one of paasgen's own addons"],
+    );
+    let spec = example_with_manifests("    apps:\n      manifest: \"just: words\"\n");
+    let line = spec
+        .lines()
+        .position(|l| l.contains("just: words"))
+        .unwrap()
+        + 1;
+    rejects(
+        &spec,
+        &[
+            "addons.manifests.apps.manifest",
+            "each document needs apiVersion and kind",
+            &format!("at line {line}"),
+        ],
+    );
+    rejects(
+        &example_with_manifests("    apps:\n      manifest: \"# nothing\\n\"\n"),
+        &[
+            "addons.manifests.apps.manifest",
+            "holds no Kubernetes object",
+        ],
+    );
+    rejects(
+        &example_with_manifests(&format!("    apps:\n      timeout_seconds: 5\n{good}")),
+        &[
+            "addons.manifests.apps.timeout_seconds",
+            "5 is outside 10..=3600",
+        ],
+    );
+}

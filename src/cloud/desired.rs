@@ -302,25 +302,26 @@ fn security_rules(spec: &Spec, n: &Names) -> Vec<Resource> {
         // the router forwards it.
         rules.insert(5, (Gateway, "nat", ANY, cidr(&private)));
     }
-    let admin: Vec<(String, Remote)> = spec
-        .openstack
+    // What admin_cidrs may reach on the gateways: SSH, paasgen's etcd access (haproxy,
+    // SNI) and haproxy's status port (`paasgen status`).
+    let admin_services = [
+        ("ssh", 22),
+        ("etcd", 2379),
+        ("status", crate::render::GATEWAY_STATUS_PORT),
+    ];
+    let admin: Vec<(String, u16, Remote)> = admin_services
         .iter()
-        .flat_map(|os| os.admin_cidrs.iter().enumerate())
-        .map(|(i, c)| (format!("ssh-admin-{i}"), cidr(&c.to_string())))
+        .flat_map(|&(service, port)| {
+            spec.openstack
+                .iter()
+                .flat_map(|os| os.admin_cidrs.iter().enumerate())
+                .map(move |(i, c)| (format!("{service}-admin-{i}"), port, cidr(&c.to_string())))
+        })
         .collect();
     rules.extend(
-        admin
-            .iter()
-            .map(|(label, remote)| (Gateway, label.as_str(), tcp(22, 22), remote.clone())),
-    );
-    let etcd_admin: Vec<(String, Remote)> = admin
-        .iter()
-        .map(|(label, remote)| (label.replace("ssh-admin", "etcd-admin"), remote.clone()))
-        .collect();
-    rules.extend(
-        etcd_admin
-            .iter()
-            .map(|(label, remote)| (Gateway, label.as_str(), tcp(2379, 2379), remote.clone())),
+        admin.iter().map(|(label, port, remote)| {
+            (Gateway, label.as_str(), tcp(*port, *port), remote.clone())
+        }),
     );
     rules
         .into_iter()

@@ -6,9 +6,11 @@ use super::{backup, etcd_via, load_spec, public_address, state_dir_for};
 use crate::etcd_admin::{EtcdAdmin, Health};
 use crate::kube_admin::{KubeAdmin, NodeState};
 use crate::pki::Pki;
+use crate::render::GATEWAY_STATUS_PORT;
 use crate::spec::{Role, Spec};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -23,7 +25,7 @@ pub struct StatusArgs<'a> {
 /// One thing looked at, and what was seen.
 #[derive(Debug, Serialize)]
 pub struct Check {
-    /// `etcd`, `api`, `node`, `addon` or `backup`.
+    /// `gateway`, `vip`, `etcd`, `api`, `node`, `addon`, `pki` or `backup`.
     pub kind: &'static str,
     pub name: String,
     pub ok: bool,
@@ -37,23 +39,19 @@ pub struct Report {
     pub checks: Vec<Check>,
 }
 
-/// The workloads of each addon (and kubeadm's own), by namespace and kind.
-fn addon_workloads(spec: &Spec) -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
-    let mut w = vec![
-        ("flannel", "kube-flannel", "daemonsets", "kube-flannel-ds"),
-        ("kube-proxy", "kube-system", "daemonsets", "kube-proxy"),
-        ("coredns", "kube-system", "deployments", "coredns"),
-    ];
-    if spec.addons.local_path.enabled {
-        w.push((
-            "local-path",
-            "local-path-storage",
-            "deployments",
-            "local-path-provisioner",
-        ));
-    }
-    w
-}
+/// The workloads `status` counts, by addon (paasgen's and kubeadm's own), namespace and
+/// kind. The spec's manifest addons are judged by what the addons unit recorded.
+const WORKLOADS: [(&str, &str, &str, &str); 4] = [
+    ("flannel", "kube-flannel", "daemonsets", "kube-flannel-ds"),
+    ("kube-proxy", "kube-system", "daemonsets", "kube-proxy"),
+    ("coredns", "kube-system", "deployments", "coredns"),
+    (
+        "local-path",
+        "local-path-storage",
+        "deployments",
+        "local-path-provisioner",
+    ),
+];
 
 /// Prints the report; an error (exit 1) names what is not well.
 pub fn status(args: &StatusArgs) -> Result<()> {
@@ -70,7 +68,8 @@ pub fn status(args: &StatusArgs) -> Result<()> {
     let kube = KubeAdmin::new(address, &pki, args.timeout)?;
     let rt = super::cloud::runtime()?;
     let mut checks = rt.block_on(async {
-        let mut checks = etcd_checks(&etcd).await;
+        let mut checks = gateway_checks(&spec, address, args.timeout).await;
+        checks.extend(etcd_checks(&etcd).await);
         checks.extend(kubernetes_checks(&spec, &kube).await);
         checks
     });
@@ -107,6 +106,115 @@ fn print_text(report: &Report, address: std::net::Ipv4Addr) {
     if report.healthy {
         println!("healthy");
     }
+}
+
+/// What a gateway's haproxy says on its status port: who it is, and the masters and
+/// workers it sees up.
+#[derive(Debug, PartialEq)]
+struct GatewaySays {
+    name: String,
+    masters: u32,
+    workers: u32,
+}
+
+impl GatewaySays {
+    /// `gw-1 masters=3 workers=2`, as templates/files/haproxy.cfg.tera writes it.
+    fn parse(body: &str) -> Option<GatewaySays> {
+        let mut words = body.split_whitespace();
+        let name = words.next()?.to_string();
+        let mut count = |key: &str| {
+            words
+                .next()?
+                .strip_prefix(key)?
+                .strip_prefix('=')?
+                .parse()
+                .ok()
+        };
+        let (masters, workers) = (count("masters")?, count("workers")?);
+        Some(GatewaySays {
+            name,
+            masters,
+            workers,
+        })
+    }
+}
+
+async fn ask_gateway(client: &reqwest::Client, addr: Ipv4Addr) -> Result<GatewaySays, String> {
+    let url = format!("http://{addr}:{GATEWAY_STATUS_PORT}/");
+    let body = match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => r.text().await.map_err(|e| format!("{url}: {e}"))?,
+        Ok(r) => return Err(format!("{url} answered {}", r.status())),
+        Err(e) => return Err(crate::http::error_chain(&e)),
+    };
+    GatewaySays::parse(&body)
+        .ok_or_else(|| format!("{url} answered {body:?}, not a gateway's status"))
+}
+
+/// Each gateway asked on its own public address (fixed mode), and the public address:
+/// the gateway that answers there holds the VIP. A gateway whose haproxy sees no master
+/// up serves nothing.
+async fn gateway_checks(spec: &Spec, address: Ipv4Addr, timeout: Duration) -> Vec<Check> {
+    let client = match reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Check {
+                kind: "vip",
+                name: address.to_string(),
+                ok: false,
+                detail: format!("no HTTP client: {e}"),
+            }]
+        }
+    };
+    let holder = ask_gateway(&client, address).await;
+    let mut checks = vec![Check {
+        kind: "vip",
+        name: address.to_string(),
+        ok: holder.is_ok(),
+        detail: match &holder {
+            Ok(says) => format!("held by {}", says.name),
+            Err(why) => format!("no gateway answers: {why}"),
+        },
+    }];
+    let holder = holder.ok().map(|says| says.name);
+    for gateway in spec.nodes_with_role(Role::Gateway) {
+        let holds = holder.as_deref() == Some(gateway.name.as_str());
+        let own = gateway.public_ip.filter(|_| !spec.network.is_floating());
+        let (ok, mut detail) = match own {
+            None if holds => (true, "answers on the VIP".to_string()),
+            None => (
+                true,
+                "standby or down: it has no address of its own to ask (floating mode)".to_string(),
+            ),
+            Some(ip) => match ask_gateway(&client, ip).await {
+                Ok(says) if says.name != gateway.name => (
+                    false,
+                    format!("{ip} answers as {}, not {}", says.name, gateway.name),
+                ),
+                Ok(says) => (
+                    says.masters > 0,
+                    format!(
+                        "haproxy on {ip} sees {} master(s) and {} worker(s) up",
+                        says.masters, says.workers
+                    ),
+                ),
+                Err(why) => (false, format!("no answer: {why}")),
+            },
+        };
+        if holds && own.is_some() {
+            detail.push_str("; holds the VIP");
+        }
+        checks.push(Check {
+            kind: "gateway",
+            name: gateway.name.clone(),
+            ok,
+            detail,
+        });
+    }
+    checks
 }
 
 async fn etcd_checks(etcd: &EtcdAdmin) -> Vec<Check> {
@@ -169,8 +277,58 @@ async fn kubernetes_checks(spec: &Spec, kube: &KubeAdmin) -> Vec<Check> {
             detail,
         });
     }
-    for (addon, namespace, kind, name) in addon_workloads(spec) {
-        let (ok, detail) = match kube.ready_counts(namespace, kind, name).await {
+    // kubeadm's own addons are judged by their pods; the spec's by what the first
+    // master's addons unit recorded (`ready`, or `failed: why`), and by their pods where
+    // paasgen knows them.
+    for addon in ["kube-proxy", "coredns"] {
+        let (ok, details) = workloads_ready(kube, addon).await;
+        checks.push(addon_check(addon, ok, details));
+    }
+    let recorded = kube.config_map_data("kube-system", "paasgen-addons").await;
+    for (addon, _) in spec.addons.all() {
+        let said = match &recorded {
+            Ok(data) => data.as_ref().and_then(|d| d.get(&addon)).map(|s| s.trim()),
+            Err(e) => {
+                checks.push(addon_check(
+                    &addon,
+                    false,
+                    vec![format!("reading kube-system/paasgen-addons: {e:#}")],
+                ));
+                continue;
+            }
+        };
+        let (mut ok, mut details) = match said {
+            Some("ready") => (true, vec!["applied, rolled out".to_string()]),
+            Some(why) => (false, vec![first_line(why, 160)]),
+            None => (
+                false,
+                vec!["not applied yet (the first master's paasgen-addons unit)".to_string()],
+            ),
+        };
+        let (pods_ok, pods) = workloads_ready(kube, &addon).await;
+        ok &= pods_ok;
+        details.extend(pods);
+        checks.push(addon_check(&addon, ok, details));
+    }
+    checks
+}
+
+fn addon_check(addon: &str, ok: bool, details: Vec<String>) -> Check {
+    Check {
+        kind: "addon",
+        name: addon.into(),
+        ok,
+        detail: details.join("; "),
+    }
+}
+
+/// Whether `addon`'s workloads that `WORKLOADS` lists have every pod ready, and what
+/// was counted (nothing for an addon it does not list).
+async fn workloads_ready(kube: &KubeAdmin, addon: &str) -> (bool, Vec<String>) {
+    let mut ok = true;
+    let mut details = Vec::new();
+    for (_, namespace, kind, name) in WORKLOADS.iter().filter(|w| w.0 == addon) {
+        let (well, detail) = match kube.ready_counts(namespace, kind, name).await {
             Ok(Some((ready, want))) => (
                 ready == want && want > 0,
                 format!("{kind} {namespace}/{name}: {ready}/{want} ready"),
@@ -178,14 +336,19 @@ async fn kubernetes_checks(spec: &Spec, kube: &KubeAdmin) -> Vec<Check> {
             Ok(None) => (false, format!("{kind} {namespace}/{name}: not found")),
             Err(e) => (false, format!("{e:#}")),
         };
-        checks.push(Check {
-            kind: "addon",
-            name: addon.into(),
-            ok,
-            detail,
-        });
+        ok &= well;
+        details.push(detail);
     }
-    checks
+    (ok, details)
+}
+
+/// The first line of `text`, cut at `max` characters.
+fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line.to_string(),
+    }
 }
 
 /// The certificates the state dir keeps: each must outlive `EXPIRY_WARNING_DAYS`. A leaf
@@ -245,4 +408,24 @@ fn backup_check(state_dir: &Path) -> Result<Check> {
         ok: true,
         detail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GatewaySays;
+
+    #[test]
+    fn a_gateways_answer_is_read_and_anything_else_is_not() {
+        assert_eq!(
+            GatewaySays::parse("gw-2 masters=3 workers=0"),
+            Some(GatewaySays {
+                name: "gw-2".into(),
+                masters: 3,
+                workers: 0
+            })
+        );
+        assert_eq!(GatewaySays::parse("gw-2 workers=0 masters=3"), None);
+        assert_eq!(GatewaySays::parse("<html>404</html>"), None);
+        assert_eq!(GatewaySays::parse(""), None);
+    }
 }

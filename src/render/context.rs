@@ -104,6 +104,8 @@ pub struct PortsView {
     pub api: u16,
     pub ingress_http: u16,
     pub ingress_https: u16,
+    /// Where each gateway's haproxy says who it is (`paasgen status`).
+    pub gateway_status: u16,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -179,11 +181,16 @@ pub struct KubernetesView {
     pub crictl: Download,
     pub cni_plugins_version: String,
     pub cni_plugins: Download,
+    /// Helm, which the masters install (their addons may be charts).
+    pub helm_version: &'static str,
+    pub helm: Download,
     pub pause_image: String,
     pub flannel_image: &'static str,
     pub flannel_cni_plugin_image: &'static str,
     /// `addons.local_path`, when enabled.
     pub local_path: Option<LocalPathView>,
+    /// Every addon the first master applies, in order.
+    pub addons: Vec<AddonView>,
     /// Secret: present only in master and worker contexts.
     pub bootstrap_token: Option<String>,
     /// kubeadm init's token's TTL, as a Go duration.
@@ -194,6 +201,14 @@ pub struct KubernetesView {
     pub ca_cert_hash: String,
     /// Where the gateways' haproxy connects from: their private addresses and VIP.
     pub balancers: Vec<String>,
+}
+
+/// An addon: a manifest in /etc/kubernetes/addons/<name>.yaml, and how long its
+/// workloads may take to roll out.
+#[derive(Debug, Clone, Serialize)]
+pub struct AddonView {
+    pub name: String,
+    pub timeout_seconds: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -252,6 +267,9 @@ pub struct MirrorsView {
     /// Masters and workers only: nothing else runs containers.
     pub registries: Vec<RegistryMirrorView>,
 }
+
+/// The port of each gateway's haproxy that names it (haproxy's conventional stats port).
+pub const GATEWAY_STATUS_PORT: u16 = 8404;
 
 pub const MIRROR_KEY_PATH: &str = "/etc/apt/keyrings/paasgen-mirror.asc";
 
@@ -431,6 +449,7 @@ impl Shared {
                 api: 6443,
                 ingress_http: spec.kubernetes.ingress_http_node_port,
                 ingress_https: spec.kubernetes.ingress_https_node_port,
+                gateway_status: GATEWAY_STATUS_PORT,
             },
             nodes,
             ssh_authorized_keys: spec.ssh_authorized_keys.clone(),
@@ -572,6 +591,7 @@ impl Shared {
         let k = &spec.kubernetes;
         let files_mirror = spec.mirrors.files.as_deref();
         let release = versions::kubernetes(&k.version, &k.sha256);
+        let (helm_version, helm) = versions::helm(&k.sha256);
         let mut api_cert_sans = vec![
             spec.network.private_vip.to_string(),
             self.network.public_address.clone(),
@@ -607,10 +627,21 @@ impl Shared {
             crictl: release.crictl.through(files_mirror),
             cni_plugins_version: release.cni_plugins_version,
             cni_plugins: release.cni_plugins.through(files_mirror),
+            helm_version,
+            helm: helm.through(files_mirror),
             pause_image: versions::pause_image(),
             flannel_image: versions::flannel_image(),
             flannel_cni_plugin_image: versions::flannel_cni_plugin_image(),
             local_path: LocalPathView::new(&spec.addons.local_path),
+            addons: spec
+                .addons
+                .all()
+                .into_iter()
+                .map(|(name, timeout_seconds)| AddonView {
+                    name,
+                    timeout_seconds,
+                })
+                .collect(),
             bootstrap_token: Some(
                 opts.join_token
                     .clone()

@@ -35,6 +35,25 @@ fn cert_and_key(dir: &str, name: &str, ck: &CertKey) -> [File; 2] {
     ]
 }
 
+/// One script per addon where cloud-init's scripts_user runs them after runcmd (its
+/// directory's scripts run in name order, and `runcmd` sorts before `runcmd-addon-*`):
+/// cloud-init names a failed one in `cloud-init status --long`.
+fn addon_hooks(t: &Templates, ctx: &tera::Context, spec: &Spec) -> Result<Vec<File>> {
+    spec.addons
+        .all()
+        .iter()
+        .map(|(name, _)| {
+            let mut ctx = ctx.clone();
+            ctx.insert("addon", name);
+            Ok(file(
+                &format!("/var/lib/cloud/instance/scripts/runcmd-addon-{name}"),
+                SCRIPT,
+                t.render("files/addon-hook.sh.tera", &ctx)?,
+            ))
+        })
+        .collect()
+}
+
 /// Renders the files of `node`.
 pub fn for_node(
     t: &Templates,
@@ -219,7 +238,20 @@ pub fn for_node(
                         render("local-path.yaml")?,
                     ));
                 }
+                files.extend(spec.addons.manifests.iter().map(|(name, addon)| {
+                    file(
+                        &format!("/etc/kubernetes/addons/{name}.yaml"),
+                        CONFIG,
+                        addon.manifest.value.as_bytes(),
+                    )
+                }));
+                files.extend(addon_hooks(t, ctx, spec)?);
                 files.extend([
+                    file(
+                        "/etc/kubernetes/addons/list",
+                        CONFIG,
+                        render("addons.list")?,
+                    ),
                     file(
                         "/usr/local/sbin/paasgen-addons",
                         SCRIPT,

@@ -10,7 +10,9 @@ mod output;
 mod templates;
 
 pub use cloud_config::{base64_len, TooLarge, NOVA_USER_DATA_LIMIT};
-pub use context::{public_address, EtcdRecovery, OffsiteTarget, RenderOptions};
+pub use context::{
+    public_address, EtcdRecovery, OffsiteTarget, RenderOptions, GATEWAY_STATUS_PORT,
+};
 pub use decode::{decode_files, DecodedFile};
 pub use files::File;
 pub use join_token::{config_sha256, map_join_tokens};

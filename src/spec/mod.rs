@@ -56,6 +56,49 @@ pub struct Spec {
 #[serde(deny_unknown_fields, default)]
 pub struct Addons {
     pub local_path: LocalPath,
+    /// The user's own addons: name -> manifest, applied after paasgen's, each on its own.
+    pub manifests: std::collections::BTreeMap<String, ManifestAddon>,
+}
+
+/// Kubernetes objects the first master applies once the API answers (server-side
+/// apply), waiting for their Deployments, DaemonSets and StatefulSets to roll out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestAddon {
+    /// YAML, one or more documents.
+    pub manifest: Spanned<String>,
+    /// How long its workloads may take to roll out before it counts as failed
+    /// (`DEFAULT_ADDON_TIMEOUT_SECONDS` when not given).
+    #[serde(default)]
+    pub timeout_seconds: Option<Spanned<u32>>,
+}
+
+/// What `kubectl rollout status` is given for an addon's workloads unless it says.
+pub const DEFAULT_ADDON_TIMEOUT_SECONDS: u32 = 600;
+
+impl Addons {
+    /// Every addon the first master applies, in order, with its rollout timeout:
+    /// paasgen's own (flannel first: nothing runs without the CNI), then the spec's.
+    pub fn all(&self) -> Vec<(String, u32)> {
+        let mut addons = vec![("flannel".to_string(), DEFAULT_ADDON_TIMEOUT_SECONDS)];
+        if self.local_path.enabled {
+            addons.push(("local-path".into(), DEFAULT_ADDON_TIMEOUT_SECONDS));
+        }
+        addons.extend(
+            self.manifests
+                .iter()
+                .map(|(name, a)| (name.clone(), a.timeout_seconds())),
+        );
+        addons
+    }
+}
+
+impl ManifestAddon {
+    pub fn timeout_seconds(&self) -> u32 {
+        self.timeout_seconds
+            .as_ref()
+            .map_or(DEFAULT_ADDON_TIMEOUT_SECONDS, |t| t.value)
+    }
 }
 
 /// rancher's local-path-provisioner as the default StorageClass: a volume is a directory
@@ -226,7 +269,7 @@ pub struct Kubernetes {
     /// containerd release (upstream; the baked image carries it, else a checked download).
     pub containerd_version: String,
     /// sha256 of downloads paasgen pins no checksum for, by artifact
-    /// (kubeadm, kubelet, kubectl, crictl, cni_plugins, containerd).
+    /// (kubeadm, kubelet, kubectl, crictl, cni_plugins, containerd, helm).
     pub sha256: versions::Overrides,
     pub pod_cidr: Ipv4Net,
     pub service_cidr: Ipv4Net,

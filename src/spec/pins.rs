@@ -133,6 +133,13 @@ pub fn disagreements(pins: &Pins) -> Vec<String> {
         ),
     );
     check(
+        versions::helm_sha256(get("HELM_VERSION")).is_some(),
+        format!(
+            "HELM_VERSION={}: versions::HELM has no sha256 for it",
+            get("HELM_VERSION")
+        ),
+    );
+    check(
         versions::cni_plugins_sha256(get("CNI_PLUGINS_VERSION")).is_some(),
         format!(
             "CNI_PLUGINS_VERSION={}: no sha256 for it",

@@ -22,6 +22,7 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     check_mirrors(spec, &mut c);
     check_swift_backups(spec, &mut c);
     check_local_path(spec, &mut c);
+    check_manifest_addons(spec, &mut c);
     c.problems
 }
 
@@ -984,6 +985,85 @@ fn check_local_path(spec: &Spec, c: &mut Checker) {
                 line_of(path),
                 format!("`{}`: {why}", shown(&path.value, 80)),
             );
+        }
+    }
+}
+
+/// The addons paasgen itself applies; a manifest addon may not take their names.
+pub const BUILT_IN_ADDONS: [&str; 2] = ["flannel", "local-path"];
+
+/// The longest rollout wait an addon may ask for: the first master's cloud-init waits
+/// for each addon in turn.
+const MAX_ADDON_TIMEOUT_SECONDS: u32 = 3600;
+
+/// The Kubernetes object head every document of a manifest must have.
+#[derive(serde::Deserialize)]
+struct ObjectHead {
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    kind: String,
+}
+
+fn check_manifest_addons(spec: &Spec, c: &mut Checker) {
+    for (name, addon) in &spec.addons.manifests {
+        let field = format!("addons.manifests.{name}");
+        let line = line_of(&addon.manifest);
+        // The name becomes a file name, a cloud-init script's name and a ConfigMap key.
+        if !is_dns_label(name) {
+            c.error(
+                field.clone(),
+                line,
+                format!(
+                    "`{}` is not a DNS label (a-z, 0-9, '-', at most 63)",
+                    shown(name, 80)
+                ),
+            );
+        } else if BUILT_IN_ADDONS.contains(&name.as_str()) {
+            c.error(
+                field.clone(),
+                line,
+                format!(
+                    "`{name}` is one of paasgen's own addons ({})",
+                    BUILT_IN_ADDONS.join(", ")
+                ),
+            );
+        }
+        match serde_saphyr::from_multiple::<Option<ObjectHead>>(&addon.manifest.value) {
+            Ok(docs) if docs.iter().flatten().next().is_none() => c.error(
+                format!("{field}.manifest"),
+                line,
+                "holds no Kubernetes object",
+            ),
+            Ok(docs)
+                if docs
+                    .iter()
+                    .flatten()
+                    .any(|h| h.api_version.is_empty() || h.kind.is_empty()) =>
+            {
+                c.error(
+                    format!("{field}.manifest"),
+                    line,
+                    "a document has an empty apiVersion or kind",
+                )
+            }
+            Ok(_) => {}
+            Err(e) => c.error(
+                format!("{field}.manifest"),
+                line,
+                format!(
+                    "not Kubernetes objects (each document needs apiVersion and kind): {}",
+                    shown(&e.to_string(), 200)
+                ),
+            ),
+        }
+        if let Some(t) = &addon.timeout_seconds {
+            if !(10..=MAX_ADDON_TIMEOUT_SECONDS).contains(&t.value) {
+                c.error(
+                    format!("{field}.timeout_seconds"),
+                    line_of(t),
+                    format!("{} is outside 10..={MAX_ADDON_TIMEOUT_SECONDS}", t.value),
+                );
+            }
         }
     }
 }

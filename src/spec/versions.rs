@@ -128,6 +128,30 @@ const CONTAINERD: &[(&str, &str)] = &[
     ),
 ];
 
+/// Helm release tarballs (`linux-amd64/helm`) with known checksums.
+const HELM: &[(&str, &str)] = &[(
+    "4.3.0",
+    "86584a54def73570558f66f5111cc53dfed56689637ae32c1201205d494f54fb",
+)];
+
+pub fn helm_sha256(version: &str) -> Option<&'static str> {
+    HELM.iter().find(|(v, _)| *v == version).map(|(_, s)| *s)
+}
+
+/// The Helm release the masters run (the image's pin) and its tarball.
+pub fn helm(overrides: &Overrides) -> (&'static str, Download) {
+    let version = pin("HELM_VERSION");
+    (
+        version,
+        download(
+            format!("https://get.helm.sh/helm-v{version}-linux-amd64.tar.gz"),
+            helm_sha256(version),
+            "helm",
+            overrides,
+        ),
+    )
+}
+
 /// etcd release tarballs with known checksums.
 const ETCD: &[(&str, &str)] = &[
     (
@@ -210,13 +234,14 @@ pub fn supported_minors() -> String {
 pub type Overrides = std::collections::BTreeMap<String, String>;
 
 /// Names an override may use (`kubernetes.sha256.<name>`).
-pub const ARTIFACTS: [&str; 6] = [
+pub const ARTIFACTS: [&str; 7] = [
     "kubeadm",
     "kubelet",
     "kubectl",
     "crictl",
     "cni_plugins",
     "containerd",
+    "helm",
 ];
 
 fn download(url: String, pinned: Option<&str>, name: &str, overrides: &Overrides) -> Download {

@@ -91,7 +91,15 @@ impl Fabric {
                 "dev",
                 "pub0",
             ]));
-            run_ok(Command::new("ip").args(["route", "add", &format!("{addr}/32"), "via", via]));
+            // replace, not add: a route left by a killed run (its link under another pid's
+            // name) would make add fail with "File exists".
+            run_ok(Command::new("ip").args([
+                "route",
+                "replace",
+                &format!("{addr}/32"),
+                "via",
+                via,
+            ]));
         }
         run_ok(Command::new("ip").args(["-n", ns, "link", "set", "pub0", "up"]));
     }

@@ -4,6 +4,7 @@
 
 mod auth;
 pub mod capabilities;
+pub mod glance;
 mod rights;
 pub mod swift;
 
