@@ -158,6 +158,10 @@ enum Command {
         /// `text`, or `json` for scripts.
         #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
+        /// Cloud of clouds.yaml whose Swift holds the off-site copies, when
+        /// `etcd.swift_backups` is set [default: $OS_CLOUD, else the OS_* environment].
+        #[arg(long)]
+        os_cloud: Option<String>,
     },
     /// etcd backups: `backup now` takes a snapshot through the etcd API into the state
     /// dir's backups/; `backup list` shows them, each checked against its sha256.
@@ -579,9 +583,11 @@ fn main() -> ExitCode {
             etcd_via,
             timeout,
             output,
+            os_cloud,
         } => commands::status::status(&commands::status::StatusArgs {
             file: &file,
             state_dir: state_dir.as_deref(),
+            os_cloud: os_cloud.as_deref(),
             etcd_via,
             timeout: std::time::Duration::from_secs(timeout),
             json: matches!(output, OutputFormat::Json),

@@ -343,6 +343,33 @@ fn leader_uploads_snapshots_to_swift_with_a_put_only_url() {
     );
     assert!(listed.contains(&local_sha[..12]), "{listed}");
 
+    // `paasgen status` finds the newest copy in Swift and says its age. The lab has no
+    // masters: the report is red for the API, and only its Swift check is read here.
+    let status = output(
+        Command::new("nsenter")
+            .args(["--net=/run/netns/plab-inet", "--", paasgen])
+            .args(["status", "--output", "json", "--os-cloud", "lab", "-f"])
+            .arg(&spec)
+            .env("OS_CLIENT_CONFIG_FILE", &clouds),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&status.stdout), text(&status.stderr)));
+    let swift_said = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "swift backups")
+        .unwrap_or_else(|| panic!("no Swift check: {report}"));
+    let detail = swift_said["detail"].as_str().unwrap();
+    // paasgen's copy or the leader's, whichever Swift stored last (seconds apart).
+    assert!(
+        swift_said["ok"] == true
+            && (detail.contains(&format!("newest {copied},"))
+                || detail.contains(&format!("newest {newest},"))),
+        "{swift_said}"
+    );
+    println!("backup-lab: status: {detail}");
+
     // recover from Swift: no local copy, two etcd servers deleted; the newest copy the
     // timers uploaded is restored. Then once more with the newest copy damaged in
     // Swift: it is skipped with a warning and the one before it restored.

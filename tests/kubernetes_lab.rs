@@ -663,10 +663,11 @@ fn kubernetes_boots_from_rendered_user_data() {
         },
         || diagnostics(&["master-2"]),
     );
-    // `paasgen status` turns red and names master-1; etcd and the API are still well.
+    // `paasgen status` turns red and names master-1; etcd and the API are still well,
+    // and so are the DaemonSets that lost only master-1's pod.
     let (_, said) = status_until(
         &tmp.0,
-        "status red naming master-1, etcd and the other masters well",
+        "status red naming master-1, etcd, the other masters and the DaemonSets well",
         Duration::from_secs(120),
         |ok, report| {
             !ok && checked(report, "master-1") == Some(false)
@@ -677,6 +678,8 @@ fn kubernetes_boots_from_rendered_user_data() {
                     "kube-apiserver",
                     "master-2",
                     "master-3",
+                    "kube-proxy",
+                    "flannel",
                 ]
                 .iter()
                 .all(|name| checked(report, name) == Some(true))

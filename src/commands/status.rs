@@ -1,8 +1,10 @@
 //! `paasgen status`: is the platform serving? etcd members, the API, every Kubernetes
-//! node, the addons' workloads and the newest backup, asked through the cluster's public
-//! address like the day-2 verbs; it writes nothing. Red (exit 1) names what is not well.
+//! node, the addons' workloads and the newest backup (local, and in Swift when the spec
+//! keeps copies there), asked through the cluster's public address like the day-2 verbs;
+//! it writes nothing. Red (exit 1) names what is not well.
 
-use super::{backup, etcd_via, load_spec, public_address, state_dir_for};
+use super::{backup, copies, etcd_via, load_spec, public_address, state_dir_for};
+use crate::cloud::openstack::swift::Swift;
 use crate::etcd_admin::{EtcdAdmin, Health};
 use crate::kube_admin::{KubeAdmin, NodeState};
 use crate::pki::Pki;
@@ -17,6 +19,8 @@ use std::time::Duration;
 pub struct StatusArgs<'a> {
     pub file: &'a Path,
     pub state_dir: Option<&'a Path>,
+    /// Cloud of clouds.yaml for the Swift copies (else OS_CLOUD / OS_*).
+    pub os_cloud: Option<&'a str>,
     pub etcd_via: Option<std::net::SocketAddr>,
     pub timeout: Duration,
     pub json: bool,
@@ -71,6 +75,7 @@ pub fn status(args: &StatusArgs) -> Result<()> {
         let mut checks = gateway_checks(&spec, address, args.timeout).await;
         checks.extend(etcd_checks(&etcd).await);
         checks.extend(kubernetes_checks(&spec, &kube).await);
+        checks.extend(swift_backup_check(&spec, &state_dir, args).await);
         checks
     });
     checks.extend(certificate_checks(&state_dir)?);
@@ -277,11 +282,14 @@ async fn kubernetes_checks(spec: &Spec, kube: &KubeAdmin) -> Vec<Check> {
             detail,
         });
     }
+    // A node that is down is already named above; the DaemonSet pods it takes down with
+    // it do not make their addons red too.
+    let nodes_down = checks.iter().filter(|c| c.kind == "node" && !c.ok).count() as i64;
     // kubeadm's own addons are judged by their pods; the spec's by what the first
     // master's addons unit recorded (`ready`, or `failed: why`), and by their pods where
     // paasgen knows them.
     for addon in ["kube-proxy", "coredns"] {
-        let (ok, details) = workloads_ready(kube, addon).await;
+        let (ok, details) = workloads_ready(kube, addon, nodes_down).await;
         checks.push(addon_check(addon, ok, details));
     }
     let recorded = kube.config_map_data("kube-system", "paasgen-addons").await;
@@ -305,7 +313,7 @@ async fn kubernetes_checks(spec: &Spec, kube: &KubeAdmin) -> Vec<Check> {
                 vec!["not applied yet (the first master's paasgen-addons unit)".to_string()],
             ),
         };
-        let (pods_ok, pods) = workloads_ready(kube, &addon).await;
+        let (pods_ok, pods) = workloads_ready(kube, &addon, nodes_down).await;
         ok &= pods_ok;
         details.extend(pods);
         checks.push(addon_check(&addon, ok, details));
@@ -322,17 +330,18 @@ fn addon_check(addon: &str, ok: bool, details: Vec<String>) -> Check {
     }
 }
 
-/// Whether `addon`'s workloads that `WORKLOADS` lists have every pod ready, and what
-/// was counted (nothing for an addon it does not list).
-async fn workloads_ready(kube: &KubeAdmin, addon: &str) -> (bool, Vec<String>) {
+/// Whether `addon`'s workloads that `WORKLOADS` lists have every pod ready (a DaemonSet:
+/// but for at most one pod per node that is down), and what was counted (nothing for an
+/// addon it does not list).
+async fn workloads_ready(kube: &KubeAdmin, addon: &str, nodes_down: i64) -> (bool, Vec<String>) {
     let mut ok = true;
     let mut details = Vec::new();
     for (_, namespace, kind, name) in WORKLOADS.iter().filter(|w| w.0 == addon) {
         let (well, detail) = match kube.ready_counts(namespace, kind, name).await {
-            Ok(Some((ready, want))) => (
-                ready == want && want > 0,
-                format!("{kind} {namespace}/{name}: {ready}/{want} ready"),
-            ),
+            Ok(Some((ready, want))) => {
+                let (well, said) = judge_counts(kind, ready, want, nodes_down);
+                (well, format!("{kind} {namespace}/{name}: {said}"))
+            }
             Ok(None) => (false, format!("{kind} {namespace}/{name}: not found")),
             Err(e) => (false, format!("{e:#}")),
         };
@@ -340,6 +349,17 @@ async fn workloads_ready(kube: &KubeAdmin, addon: &str) -> (bool, Vec<String>) {
         details.push(detail);
     }
     (ok, details)
+}
+
+/// A workload's ready and wanted pods, judged: a DaemonSet may lack one pod per node
+/// that is down.
+fn judge_counts(kind: &str, ready: i64, want: i64, nodes_down: i64) -> (bool, String) {
+    let excused = if kind == "daemonsets" { nodes_down } else { 0 };
+    let mut said = format!("{ready}/{want} ready");
+    if ready < want && want - ready <= excused {
+        said.push_str(&format!(" ({nodes_down} node(s) down)"));
+    }
+    (want > 0 && want - ready <= excused, said)
 }
 
 /// The first line of `text`, cut at `max` characters.
@@ -410,9 +430,108 @@ fn backup_check(state_dir: &Path) -> Result<Check> {
     })
 }
 
+/// The members upload on `etcd.snapshot_schedule` (hourly unless the spec says
+/// otherwise): a newest copy older than a day and an hour means uploads have stopped.
+const SWIFT_COPY_MAX_AGE: time::Duration = time::Duration::hours(25);
+
+/// The newest copy in Swift, when the spec keeps copies there; none when it does not.
+async fn swift_backup_check(spec: &Spec, state_dir: &Path, args: &StatusArgs<'_>) -> Option<Check> {
+    let wanted = spec.etcd.swift_backups.as_ref()?;
+    let check = |ok: bool, detail: String| Check {
+        kind: "backup",
+        name: "swift backups".into(),
+        ok,
+        detail,
+    };
+    match backup::offsite_target(state_dir) {
+        Ok(Some(_)) => {}
+        Ok(None) => return Some(check(
+            false,
+            "etcd.swift_backups is set, but `paasgen backup setup` has not prepared the container"
+                .into(),
+        )),
+        Err(e) => return Some(check(false, format!("{e:#}"))),
+    }
+    let newest = async {
+        let swift = Swift::connect(args.os_cloud, args.timeout).await?;
+        let (mut copies, _) = copies::offsite(&swift, spec, &wanted.container).await?;
+        copies::sort_newest_first(&mut copies);
+        anyhow::Ok(copies.into_iter().next())
+    }
+    .await;
+    Some(match newest {
+        Ok(newest) => {
+            let now = time::OffsetDateTime::now_utc();
+            let (ok, detail) = judge_swift_copy(
+                newest.as_ref().map(|c| (c.name.as_str(), c.time)),
+                time::PrimitiveDateTime::new(now.date(), now.time()),
+            );
+            check(ok, format!("{}: {detail}", wanted.container))
+        }
+        Err(e) => check(false, format!("listing {}: {e:#}", wanted.container)),
+    })
+}
+
+/// The newest Swift copy (name, when Swift stored it), judged at `now` (UTC). None yet
+/// is not a failure: a new cluster's members upload at their first scheduled snapshot.
+fn judge_swift_copy(
+    newest: Option<(&str, time::PrimitiveDateTime)>,
+    now: time::PrimitiveDateTime,
+) -> (bool, String) {
+    let Some((name, at)) = newest else {
+        return (
+            true,
+            "no copy yet (the members upload at their first scheduled snapshot)".into(),
+        );
+    };
+    let age = now - at;
+    let said = format!("newest {name}, {} min ago", age.whole_minutes());
+    if age > SWIFT_COPY_MAX_AGE {
+        return (
+            false,
+            format!(
+                "{said}: older than {} h, uploads have stopped",
+                SWIFT_COPY_MAX_AGE.whole_hours()
+            ),
+        );
+    }
+    (true, said)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::GatewaySays;
+    use super::{judge_counts, judge_swift_copy, GatewaySays};
+    use time::macros::datetime;
+
+    #[test]
+    fn a_swift_copy_older_than_a_day_and_an_hour_is_red_and_none_yet_is_not() {
+        let now = datetime!(2026-12-03 12:00:00);
+        let (ok, said) =
+            judge_swift_copy(Some(("etcd-1/a.db", datetime!(2026-12-03 11:20:00))), now);
+        assert!(ok, "{said}");
+        assert_eq!(said, "newest etcd-1/a.db, 40 min ago");
+        let (ok, said) =
+            judge_swift_copy(Some(("etcd-1/a.db", datetime!(2026-12-02 10:59:00))), now);
+        assert!(!ok && said.contains("uploads have stopped"), "{said}");
+        assert!(judge_swift_copy(None, now).0);
+    }
+
+    #[test]
+    fn a_daemonset_may_lack_the_pods_of_nodes_that_are_down_and_nothing_else() {
+        assert_eq!(
+            judge_counts("daemonsets", 5, 5, 0),
+            (true, "5/5 ready".into())
+        );
+        assert_eq!(
+            judge_counts("daemonsets", 4, 5, 1),
+            (true, "4/5 ready (1 node(s) down)".into())
+        );
+        assert!(!judge_counts("daemonsets", 3, 5, 1).0);
+        assert!(!judge_counts("daemonsets", 4, 5, 0).0);
+        // A Deployment's pods move off a node that is down: a missing one is missing.
+        assert!(!judge_counts("deployments", 1, 2, 1).0);
+        assert!(!judge_counts("deployments", 0, 0, 0).0);
+    }
 
     #[test]
     fn a_gateways_answer_is_read_and_anything_else_is_not() {
