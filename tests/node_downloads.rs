@@ -1,6 +1,7 @@
 //! The nodes' download helper (`fetch` in /usr/local/lib/paasgen/functions.sh), as rendered,
-//! run by bash and curl against a server on loopback that counts what it is asked: a
-//! missing file fails at once, a server error is retried, a wrong checksum is refused.
+//! run by /bin/sh (dash, as on the nodes) and curl against a server on loopback that counts
+//! what it is asked: a missing file fails at once, a server error is retried, a wrong
+//! checksum is refused.
 
 mod common;
 
@@ -58,9 +59,9 @@ fn serve() -> (u16, Arc<Mutex<HashMap<String, usize>>>) {
     (port, asked)
 }
 
-/// `fetch URL SHA256 DEST` in bash with the rendered functions: (succeeded, output).
+/// `fetch URL SHA256 DEST` with the rendered functions: (succeeded, output).
 fn fetch(functions: &Path, url: &str, sha256: &str, dest: &Path) -> (bool, String) {
-    run(Command::new("bash")
+    run(Command::new("/bin/sh")
         .args(["-c", ". \"$0\" && fetch \"$1\" \"$2\" \"$3\""])
         .arg(functions)
         .args([url, sha256])
