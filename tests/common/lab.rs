@@ -96,15 +96,99 @@ impl Drop for TempDir {
     }
 }
 
-/// `scripts/lab down` on drop: whatever happens, the lab is torn down.
+/// `scripts/lab down` on drop: whatever happens, the lab is torn down. When the test
+/// failed, each running node's journal goes to `<target>/lab-journals/` first, and the
+/// lines that explain an outage (etcd elections and slow disks, haproxy's checks, the
+/// API server's readiness) are printed: CI keeps a failed test's output, not its files.
 pub struct LabGuard;
 impl Drop for LabGuard {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            save_journals();
+        }
         let _ = Command::new(lab_script())
             .arg("down")
             .stdin(Stdio::null())
             .status();
     }
+}
+
+/// What a node's journal says about an outage: etcd leadership and slow disk or
+/// network, haproxy's health checks, API servers going unready, keepalived's states.
+const OUTAGE_PHRASES: &[&str] = &[
+    "leader changed",
+    "elected leader",
+    "lost leader",
+    "became leader",
+    "became candidate",
+    "slow fdatasync",
+    "took too long",
+    "apply request took",
+    "heartbeat",
+    "is DOWN",
+    "is UP",
+    "no server available",
+    "readyz",
+    "Entering MASTER",
+    "Entering BACKUP",
+    "Entering FAULT",
+    "Out of memory",
+];
+
+fn save_journals() {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo("target"));
+    let test = std::env::args()
+        .next()
+        .and_then(|a| Some(Path::new(&a).file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let dir = target
+        .join("lab-journals")
+        .join(format!("{test}-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    // Plain `Command::output`: a panic here, inside a panic, would abort the test binary.
+    let Ok(status) = Command::new(lab_script()).arg("status").output() else {
+        return;
+    };
+    for line in text(&status.stdout).lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(node), Some(state)) = (fields.first(), fields.get(2)) else {
+            continue;
+        };
+        if !state.starts_with("pid:") {
+            continue;
+        }
+        let Ok(journal) = Command::new("timeout")
+            .arg("60")
+            .arg(lab_script())
+            .args(["exec", node, "--", "journalctl", "--no-pager", "-o", "short-precise"])
+            .stdin(Stdio::null())
+            .output()
+        else {
+            continue;
+        };
+        let path = dir.join(format!("{node}.log"));
+        let _ = std::fs::write(&path, &journal.stdout);
+        let telling: Vec<&str> = std::str::from_utf8(&journal.stdout)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| outage_line(l))
+            .collect();
+        eprintln!(
+            "--- {node}: journal in {} ({} lines); the last of {} telling lines:",
+            path.display(),
+            text(&journal.stdout).lines().count(),
+            telling.len()
+        );
+        for l in &telling[telling.len().saturating_sub(40)..] {
+            eprintln!("{node}| {l}");
+        }
+    }
+}
+
+fn outage_line(line: &str) -> bool {
+    OUTAGE_PHRASES.iter().any(|p| line.contains(p))
 }
 
 /// Why the lab cannot run here, if it cannot.
