@@ -283,6 +283,24 @@ fn replicas_seed_from_a_backup_stream_and_resume_from_their_gtid_position() {
 }
 
 #[test]
+fn a_fenced_primary_refuses_writes_until_it_is_told_it_is_primary_again() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let primary = new_primary(tmp.path(), 34030);
+    insert(&primary, "before");
+    primary.desire("fenced");
+    primary.wait_role("fenced");
+    let refused = primary.sql("INSERT INTO app.t (v) VALUES ('fenced')");
+    assert!(refused.is_err_and(|e| e.contains("read-only")), "a fenced primary took a write");
+    primary.desire("primary");
+    primary.wait_role("primary");
+    insert(&primary, "after");
+    assert_eq!(primary.rows().len(), 2);
+}
+
+#[test]
 fn a_lost_primary_is_replaced_by_the_replica_that_received_most_and_no_acknowledged_write_is_lost() {
     if !prerequisites() {
         return;

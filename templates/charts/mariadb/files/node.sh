@@ -9,6 +9,9 @@
 #   primary                this node takes writes (read_only off, semi-sync master on)
 #   replica HOST [PORT]    this node replicates from HOST by GTID (read_only on,
 #                          semi-sync replica on)
+#   fenced                 a primary that may no longer be one (its elector cannot
+#                          renew its lease): read_only on, nothing else changed, so
+#                          that two primaries never take writes at once
 # and reports in $ROLE_DIR/status (KEY=VALUE lines, rewritten whole every second):
 #   role, gtid (gtid_current_pos: applied), received (a replica's Gtid_IO_Pos: in its
 #   relay log, what a semi-sync primary counted as acknowledged), io/sql (replication
@@ -276,8 +279,11 @@ cmd_run() {
                         kill -TERM "$pid"; wait "$pid" || true
                         exit 3
                     fi ;;
+                fenced)
+                    sql 'SET GLOBAL read_only = ON'
+                    log "fenced: read-only until told its role" ;;
                 "") role=none ;;
-                *) die "desired role '$desired' is neither primary nor replica" ;;
+                *) die "desired role '$desired' is not primary, replica or fenced" ;;
             esac
             applied=$desired
         fi
