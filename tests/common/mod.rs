@@ -2,6 +2,8 @@
 //! access to the real programs the tests run.
 #![allow(dead_code)]
 
+pub mod mariadb;
+
 use paasgen::lock::StateLock;
 use paasgen::pki::Pki;
 use paasgen::render::{self, DecodedFile, NodeDocument, RenderOptions};

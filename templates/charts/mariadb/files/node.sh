@@ -27,10 +27,16 @@
 #                  prepared, with the GTID position it was taken at
 #   needs-seed     exit 0 when this node's datadir must come from a primary's stream:
 #                  it is empty and another node is primary, or it was retired
+#   join           (the pod's seed init container) waits for the elector's word, and
+#                  when `needs-seed`, seeds from the Lease holder through
+#                  `$KUBECTL exec HOLDER -c mariadb -- node.sh backup-stream`
+#   ready          (readiness probe) exit 0 when the status is fresh and the node is the
+#                  primary taking writes, or a replica with both threads running
 #
 # Env: DATADIR (/var/lib/mariadb/data: a retired datadir is kept beside it, so its
 #      parent is the volume), RUN_DIR (/run/mysqld), ROLE_DIR (/run/mariadb-role),
-#      PORT (3306), SERVER_ID (1..), MARIADB_ROOT_PASSWORD,
+#      PORT (3306), SERVER_ID (default: the host name's ordinal + 1), LEASE and KUBECTL
+#      (join only), MARIADB_ROOT_PASSWORD,
 #      MARIADB_REPLICATION_PASSWORD, SEMI_SYNC_TIMEOUT_MS (how long the primary waits
 #      for a replica's ack before it commits without one; 0 = no semi-sync), MARIADB_ARGS
 #      (more mariadbd options, one word each).
@@ -41,6 +47,9 @@ RUN_DIR=${RUN_DIR:-/run/mysqld}
 ROLE_DIR=${ROLE_DIR:-/run/mariadb-role}
 PORT=${PORT:-3306}
 SEMI_SYNC_TIMEOUT_MS=${SEMI_SYNC_TIMEOUT_MS:-30000}
+if [ -z "${SERVER_ID:-}" ] && [[ $(hostname) =~ -([0-9]+)$ ]]; then
+    SERVER_ID=$((BASH_REMATCH[1] + 1))
+fi
 SOCKET=$RUN_DIR/mysqld.sock
 CLIENT_CNF=$RUN_DIR/client.cnf
 # Set by `seed`, read once by `run`: where the seed's data stops in the GTID history.
@@ -127,7 +136,10 @@ cmd_seed() {
 initialise() {
     log "initialising a new datadir"
     mariadb-install-db --no-defaults --datadir="$DATADIR" --auth-root-authentication-method=normal \
-        --skip-test-db --skip-name-resolve "${as_user[@]}" >/dev/null
+        --skip-test-db --skip-name-resolve "${as_user[@]}" >/dev/null &
+    local install=$!
+    while kill -0 "$install" 2>/dev/null; do heartbeat initialising; sleep 1; done
+    wait "$install" || die "mariadb-install-db failed"
     local init=$RUN_DIR/init.sql
     (umask 077 && cat > "$init" <<SQL
 SET sql_log_bin = 1;
@@ -155,6 +167,7 @@ wait_socket() {
     for i in $(seq 1 600); do
         kill -0 "$pid" 2>/dev/null || die "mariadbd exited while starting"
         sql 'SELECT 1' >/dev/null 2>&1 && return 0
+        [ $((i % 10)) = 0 ] && heartbeat starting
         sleep 0.1
     done
     die "mariadbd did not answer on $SOCKET in 60 s"
@@ -226,6 +239,14 @@ write_status() {
     mv "$ROLE_DIR/status.tmp" "$ROLE_DIR/status"
 }
 
+# A status saying only that node.sh is alive and what it is doing before mariadbd
+# answers (starting, initialising), so the elector does not take a slow start for a
+# dead node.
+heartbeat() {
+    printf 'role=%s\nupdated=%s\n' "$1" "$(date +%s)" > "$ROLE_DIR/status.tmp"
+    mv "$ROLE_DIR/status.tmp" "$ROLE_DIR/status"
+}
+
 cmd_run() {
     check_number SERVER_ID
     mkdir -p "$RUN_DIR" "$ROLE_DIR" "$DATADIR"
@@ -249,9 +270,17 @@ cmd_run() {
     server_args+=(${MARIADB_ARGS:-})
     [ -e "$DATADIR/$RETIRED_MARK" ] && die "this datadir was retired; it must be re-seeded first"
     if datadir_is_empty; then
-        read -r desired _ < "$ROLE_DIR/desired" 2>/dev/null || desired=""
+        # Only a primary makes a new database; the elector says which this is.
+        local desired="" waited=0
+        until read -r desired _ < "$ROLE_DIR/desired" 2>/dev/null &&
+            { [ "$desired" = primary ] || [ "$desired" = replica ]; }; do
+            [ $((waited % 10)) = 0 ] && log "empty datadir: waiting to be told this node's role"
+            heartbeat waiting
+            sleep 1
+            waited=$((waited + 1))
+        done
         [ "$desired" = primary ] ||
-            die "empty datadir and not told to be primary: seed it from the primary first"
+            die "empty datadir and told '$desired': seed it from the primary first"
         initialise
     fi
     mariadbd --no-defaults "${server_args[@]}" &
@@ -294,8 +323,40 @@ cmd_run() {
     wait "$pid"
 }
 
+cmd_join() {
+    local desired="" waited=0
+    until read -r desired _ < "$ROLE_DIR/desired" 2>/dev/null && [ -n "$desired" ]; do
+        [ $((waited % 10)) = 0 ] && log "waiting for the elector to say this node's role"
+        sleep 1
+        waited=$((waited + 1))
+    done
+    cmd_needs_seed || { log "no seed needed (told: $desired)"; return 0; }
+    local kubectl holder
+    read -r -a kubectl <<<"${KUBECTL:-kubectl}"
+    holder=$("${kubectl[@]}" get lease "${LEASE:?LEASE is not set}" --request-timeout=10s \
+        -o jsonpath='{.spec.holderIdentity}')
+    [ -n "$holder" ] && [ "$holder" != "$(hostname)" ] || die "no primary to seed from (lease holder '$holder')"
+    log "seeding from $holder"
+    "${kubectl[@]}" exec "$holder" -c mariadb -- bash "$0" backup-stream | cmd_seed
+}
+
+cmd_ready() {
+    local now updated role
+    now=$(date +%s)
+    updated=$(sed -n 's/^updated=//p' "$ROLE_DIR/status" 2>/dev/null || true)
+    [[ $updated =~ ^[0-9]+$ ]] && [ $((now - updated)) -le 5 ] || return 1
+    role=$(sed -n 's/^role=//p' "$ROLE_DIR/status")
+    case $role in
+        primary) grep -qx 'read_only=0' "$ROLE_DIR/status" ;;
+        replica) grep -qx 'io=Yes' "$ROLE_DIR/status" && grep -qx 'sql=Yes' "$ROLE_DIR/status" ;;
+        *) return 1 ;;
+    esac
+}
+
 case ${1:-} in
     run) cmd_run ;;
+    join) cmd_join ;;
+    ready) cmd_ready ;;
     backup-stream) cmd_backup_stream ;;
     seed) cmd_seed ;;
     needs-seed) cmd_needs_seed ;;
