@@ -33,7 +33,10 @@ fn spawn(program: &Path, args: &[String], log: &Path) -> Service {
         .stdout(log.try_clone().unwrap())
         .stderr(log);
     std::os::unix::process::CommandExt::process_group(&mut c, 0);
-    Service(c.spawn().unwrap_or_else(|e| panic!("{}: {e}", program.display())))
+    Service(
+        c.spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", program.display())),
+    )
 }
 
 /// The Kubernetes binaries images/gobuild made (cached after the image bake).
@@ -43,7 +46,11 @@ fn gobuild_bin() -> PathBuf {
         .output()
         .unwrap();
     assert!(out.status.success(), "images/gobuild failed");
-    let dir = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_owned();
+    let dir = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
     PathBuf::from(dir).join("bin")
 }
 
@@ -60,8 +67,11 @@ impl Api {
             "openssl genrsa -out sa.key 2048 && openssl rsa -in sa.key -pubout -out sa.pub",
         ]));
         assert!(ok, "{out}");
-        std::fs::write(dir.join("tokens.csv"), format!("{TOKEN},tester,uid-1,system:masters\n"))
-            .unwrap();
+        std::fs::write(
+            dir.join("tokens.csv"),
+            format!("{TOKEN},tester,uid-1,system:masters\n"),
+        )
+        .unwrap();
         let d = |f: &str| dir.join(f).display().to_string();
         let etcd = spawn(
             &bin.join("etcd"),
@@ -70,8 +80,14 @@ impl Api {
                 format!("--listen-client-urls=http://127.0.0.1:{ETCD_PORT}"),
                 format!("--advertise-client-urls=http://127.0.0.1:{ETCD_PORT}"),
                 format!("--listen-peer-urls=http://127.0.0.1:{}", ETCD_PORT + 1),
-                format!("--initial-advertise-peer-urls=http://127.0.0.1:{}", ETCD_PORT + 1),
-                format!("--initial-cluster=default=http://127.0.0.1:{}", ETCD_PORT + 1),
+                format!(
+                    "--initial-advertise-peer-urls=http://127.0.0.1:{}",
+                    ETCD_PORT + 1
+                ),
+                format!(
+                    "--initial-cluster=default=http://127.0.0.1:{}",
+                    ETCD_PORT + 1
+                ),
             ],
             &dir.join("etcd.log"),
         );
@@ -128,7 +144,8 @@ impl Api {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        self.kubectl(args).unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
+        self.kubectl(args)
+            .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
     }
 
     /// `kubectl apply --dry-run=server`: the API server validates every object.
@@ -144,22 +161,40 @@ impl Api {
             .unwrap();
         std::io::Write::write_all(&mut child.stdin.take().unwrap(), yaml).unwrap();
         let out = child.wait_with_output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        if out.status.success() { Ok(text) } else { Err(text) }
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
     }
 
     /// The pods labelled `role`, as the Service of that role would select them.
     fn labelled(&self, role: &str) -> Vec<String> {
-        self.ok(&["get", "pods", "-l", &format!("{SELECTOR},paasgen.io/mariadb-role={role}"), "-o", "name"])
-            .lines()
-            .map(|l| l.trim_start_matches("pod/").to_owned())
-            .collect()
+        self.ok(&[
+            "get",
+            "pods",
+            "-l",
+            &format!("{SELECTOR},paasgen.io/mariadb-role={role}"),
+            "-o",
+            "name",
+        ])
+        .lines()
+        .map(|l| l.trim_start_matches("pod/").to_owned())
+        .collect()
     }
 
     fn wait_labelled(&self, pod: &str, role: &str, limit: Duration) {
         let until = Instant::now() + limit;
         while !self.labelled(role).iter().any(|p| p == pod) {
-            assert!(Instant::now() < until, "{pod} is not labelled {role} after {limit:?}");
+            assert!(
+                Instant::now() < until,
+                "{pod} is not labelled {role} after {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -174,8 +209,17 @@ struct Pod {
 impl Pod {
     fn new(root: &Path, api: &Api, ordinal: u16) -> Pod {
         let name = format!("mariadb-{ordinal}");
-        api.ok(&["run", &name, "--image=mariadb", "--labels=app=mariadb", "--restart=Never"]);
-        Pod { node: Node::new(root, &name, 34040 + ordinal, u32::from(ordinal) + 1), elector: None }
+        api.ok(&[
+            "run",
+            &name,
+            "--image=mariadb",
+            "--labels=app=mariadb",
+            "--restart=Never",
+        ]);
+        Pod {
+            node: Node::new(root, &name, 34040 + ordinal, u32::from(ordinal) + 1),
+            elector: None,
+        }
     }
 
     fn start_elector(&mut self, api: &Api) {
@@ -193,7 +237,9 @@ impl Pod {
             .env("FENCE_SECONDS", "5")
             .env("INTERVAL", "1");
         let log = std::fs::File::create(self.node.dir.join("elector.log")).unwrap();
-        c.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        c.stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
         std::os::unix::process::CommandExt::process_group(&mut c, 0);
         self.elector = Some(Service(c.spawn().unwrap()));
     }
@@ -211,12 +257,26 @@ impl Pod {
     fn seed_from(&self, pods: &[&Pod]) {
         let until = Instant::now() + Duration::from_secs(60);
         while !self.desired().starts_with("replica ") {
-            assert!(Instant::now() < until, "{}: no role after 60 s:\n{}", self.node.name, self.elector_log());
+            assert!(
+                Instant::now() < until,
+                "{}: no role after 60 s:\n{}",
+                self.node.name,
+                self.elector_log()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         assert!(self.node.command("needs-seed").status().unwrap().success());
-        let port: u16 = self.desired().split_whitespace().nth(2).unwrap().parse().unwrap();
-        let primary = pods.iter().find(|p| p.node.port == port).expect("the primary is a pod");
+        let port: u16 = self
+            .desired()
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let primary = pods
+            .iter()
+            .find(|p| p.node.port == port)
+            .expect("the primary is a pod");
         seed(&primary.node, &self.node);
     }
 }
@@ -237,10 +297,19 @@ fn the_electors_make_one_primary_and_replace_a_lost_one_with_the_replica_that_re
         .arg(node_sh().parent().unwrap().parent().unwrap())
         .output()
         .unwrap();
-    assert!(chart.status.success(), "helm template: {}", String::from_utf8_lossy(&chart.stderr));
-    let applied = api.dry_run(&chart.stdout).unwrap_or_else(|e| panic!("the API refuses the chart: {e}"));
+    assert!(
+        chart.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&chart.stderr)
+    );
+    let applied = api
+        .dry_run(&chart.stdout)
+        .unwrap_or_else(|e| panic!("the API refuses the chart: {e}"));
     eprintln!("the chart, dry-run on the API server:\n{applied}");
-    assert!(applied.contains("statefulset.apps/db-mariadb created (server dry run)"), "{applied}");
+    assert!(
+        applied.contains("statefulset.apps/db-mariadb created (server dry run)"),
+        "{applied}"
+    );
 
     // A new database: pod 0 finds no lease, takes it, and makes the datadir.
     let mut p0 = Pod::new(tmp.path(), &api, 0);
@@ -248,7 +317,13 @@ fn the_electors_make_one_primary_and_replace_a_lost_one_with_the_replica_that_re
     p0.node.start();
     api.wait_labelled("mariadb-0", "primary", Duration::from_secs(120));
     p0.node.sql_ok("CREATE DATABASE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY AUTO_INCREMENT, v TEXT) ENGINE=InnoDB");
-    let holder = api.ok(&["get", "lease", "mariadb-primary", "-o", "jsonpath={.spec.holderIdentity}"]);
+    let holder = api.ok(&[
+        "get",
+        "lease",
+        "mariadb-primary",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
     assert_eq!(holder, "mariadb-0");
 
     // Pods 1 and 2 are told to follow it, seed from it and are labelled replicas.
@@ -275,14 +350,21 @@ fn the_electors_make_one_primary_and_replace_a_lost_one_with_the_replica_that_re
     let lost_at = Instant::now();
     let until = lost_at + Duration::from_secs(60);
     let new = loop {
-        let primaries: Vec<String> =
-            api.labelled("primary").into_iter().filter(|p| p != "mariadb-0").collect();
+        let primaries: Vec<String> = api
+            .labelled("primary")
+            .into_iter()
+            .filter(|p| p != "mariadb-0")
+            .collect();
         assert!(primaries.len() <= 1, "two primaries: {primaries:?}");
         if let Some(p) = primaries.first() {
             break p.clone();
         }
-        assert!(Instant::now() < until, "no new primary 60 s after the old one was lost:\n{}\n{}",
-            p1.elector_log(), p2.elector_log());
+        assert!(
+            Instant::now() < until,
+            "no new primary 60 s after the old one was lost:\n{}\n{}",
+            p1.elector_log(),
+            p2.elector_log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     writer.send_to(Some(port_of(&new)));
@@ -292,24 +374,44 @@ fn the_electors_make_one_primary_and_replace_a_lost_one_with_the_replica_that_re
         lost_at.elapsed().as_secs_f64(),
         (recovered - first_failure).as_secs_f64()
     );
-    let (newp, other) = if new == "mariadb-1" { (&p1, &p2) } else { (&p2, &p1) };
+    let (newp, other) = if new == "mariadb-1" {
+        (&p1, &p2)
+    } else {
+        (&p2, &p1)
+    };
     let have = newp.node.rows();
     let missing: Vec<_> = acked.iter().filter(|id| !have.contains(id)).collect();
-    assert!(missing.is_empty(), "acknowledged writes missing after failover: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes missing after failover: {missing:?}"
+    );
     api.wait_labelled(&other.node.name, "replica", Duration::from_secs(60));
     other.node.wait_rows(&acked);
-    eprintln!("{} acknowledged writes, all on {new} and {}", acked.len(), other.node.name);
+    eprintln!(
+        "{} acknowledged writes, all on {new} and {}",
+        acked.len(),
+        other.node.name
+    );
 
     // Pod 0 comes back: told to follow, its node retires the datadir and stops; seeded
     // from the new primary, it is a replica again.
     p0.start_elector(&api);
     let until = Instant::now() + Duration::from_secs(60);
     while !p0.desired().starts_with("replica ") {
-        assert!(Instant::now() < until, "the old primary is not told to follow:\n{}", p0.elector_log());
+        assert!(
+            Instant::now() < until,
+            "the old primary is not told to follow:\n{}",
+            p0.elector_log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     p0.node.start();
-    assert_eq!(p0.node.wait_exit(), 3, "a former primary must retire: {}", p0.node.log());
+    assert_eq!(
+        p0.node.wait_exit(),
+        3,
+        "a former primary must retire: {}",
+        p0.node.log()
+    );
     p0.seed_from(&[newp]);
     p0.node.start();
     api.wait_labelled("mariadb-0", "replica", Duration::from_secs(60));

@@ -162,7 +162,15 @@ fn save_journals() {
         let Ok(journal) = Command::new("timeout")
             .arg("60")
             .arg(lab_script())
-            .args(["exec", node, "--", "journalctl", "--no-pager", "-o", "short-precise"])
+            .args([
+                "exec",
+                node,
+                "--",
+                "journalctl",
+                "--no-pager",
+                "-o",
+                "short-precise",
+            ])
             .stdin(Stdio::null())
             .output()
         else {

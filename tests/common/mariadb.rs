@@ -37,7 +37,13 @@ impl Node {
         for d in ["data", "run", "role"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
-        Node { name: name.into(), dir, port, server_id, run: None }
+        Node {
+            name: name.into(),
+            dir,
+            port,
+            server_id,
+            run: None,
+        }
     }
 
     pub fn command(&self, verb: &str) -> Command {
@@ -68,7 +74,9 @@ impl Node {
             .open(self.dir.join("run.log"))
             .unwrap();
         let mut c = self.command("run");
-        c.stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null());
+        c.stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null());
         // Its own process group, so that a kill reaches mariadbd too.
         std::os::unix::process::CommandExt::process_group(&mut c, 0);
         self.run = Some(c.spawn().expect("node.sh run"));
@@ -203,9 +211,11 @@ pub fn seed(from: &Node, to: &Node) -> String {
 }
 
 pub fn insert(node: &Node, v: &str) -> u64 {
-    node.sql_ok(&format!("INSERT INTO app.t (v) VALUES ('{v}'); SELECT LAST_INSERT_ID()"))
-        .parse()
-        .unwrap()
+    node.sql_ok(&format!(
+        "INSERT INTO app.t (v) VALUES ('{v}'); SELECT LAST_INSERT_ID()"
+    ))
+    .parse()
+    .unwrap()
 }
 
 pub fn semi_sync_acks(primary: &Node) -> u64 {
@@ -227,13 +237,15 @@ pub fn new_primary(root: &Path, port: u16) -> Node {
 pub fn new_replica(root: &Path, name: &str, port: u16, id: u32, primary: &Node) -> (Node, String) {
     let mut r = Node::new(root, name, port, id);
     r.desire(&format!("replica 127.0.0.1 {}", primary.port));
-    assert!(r.command("needs-seed").status().unwrap().success(), "an empty replica needs a seed");
+    assert!(
+        r.command("needs-seed").status().unwrap().success(),
+        "an empty replica needs a seed"
+    );
     let said = seed(primary, &r);
     r.start();
     r.wait_role("replica");
     (r, said)
 }
-
 
 /// A client inserting rows without pause into whichever port it is sent to (None: no
 /// primary known, which counts as a failure), keeping the ids of the writes it saw
@@ -254,7 +266,12 @@ impl Writer {
             let (target, acknowledged, stop) = (target.clone(), acknowledged.clone(), stop.clone());
             std::thread::spawn(move || write_until_recovered(&target, &acknowledged, &stop))
         };
-        Writer { target, acknowledged, stop, handle: Some(handle) }
+        Writer {
+            target,
+            acknowledged,
+            stop,
+            handle: Some(handle),
+        }
     }
 
     pub fn send_to(&self, port: Option<u16>) {
@@ -303,7 +320,9 @@ fn write_until_recovered(
                 .arg(format!("-p{ROOT_PASSWORD}"))
                 .arg(format!("-P{port}"))
                 .args(["--connect-timeout=1", "-e"])
-                .arg(format!("INSERT INTO app.t (v) VALUES ('w{n}'); SELECT LAST_INSERT_ID()"))
+                .arg(format!(
+                    "INSERT INTO app.t (v) VALUES ('w{n}'); SELECT LAST_INSERT_ID()"
+                ))
                 .stdin(Stdio::null())
                 .output()
                 .unwrap()
