@@ -185,8 +185,7 @@ while true; do
         fi
     elif [ -n "$holder" ] && [ $((now - renewed)) -lt "$LEASE_SECONDS" ]; then
         last_renew=0
-        address=$(k get pod "$holder" -o jsonpath='{.metadata.annotations.paasgen\.io/mariadb}' 2>/dev/null |
-            awk '{print $4}' || true)
+        address=$(awk -F'|' -v h="$holder" '$1 == h {split($3, note, " "); print note[4]}' <<<"$pods")
         if [[ $address =~ ^([A-Za-z0-9.-]+):([0-9]+)$ ]]; then
             desire "replica ${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
         fi

@@ -234,17 +234,31 @@ write_status() {
         sqlt=$(slave_field Slave_SQL_Running)
         received=$(slave_field Gtid_IO_Pos)
     fi
-    printf 'role=%s\ngtid=%s\nreceived=%s\nio=%s\nsql=%s\nread_only=%s\nupdated=%s\n' \
-        "$role" "$gtid" "$received" "$io" "$sqlt" "$ro" "$(date +%s)" > "$ROLE_DIR/status.tmp"
-    mv "$ROLE_DIR/status.tmp" "$ROLE_DIR/status"
+    publish_status "$(printf 'role=%s\ngtid=%s\nreceived=%s\nio=%s\nsql=%s\nread_only=%s' \
+        "$role" "$gtid" "$received" "$io" "$sqlt" "$ro")"
 }
 
 # A status saying only that node.sh is alive and what it is doing before mariadbd
-# answers (starting, initialising), so the elector does not take a slow start for a
-# dead node.
-heartbeat() {
-    printf 'role=%s\nupdated=%s\n' "$1" "$(date +%s)" > "$ROLE_DIR/status.tmp"
+# answers (waiting, initialising, starting), so the elector does not take a slow start
+# for a dead node.
+heartbeat() { publish_status "role=$1"; }
+
+# The status file, replaced whole (with the time it was written), never seen half made.
+publish_status() {
+    printf '%s\nupdated=%s\n' "$1" "$(date +%s)" > "$ROLE_DIR/status.tmp"
     mv "$ROLE_DIR/status.tmp" "$ROLE_DIR/status"
+}
+
+# Waits, alive to the elector, until it says primary or replica; sets $desired.
+wait_for_role() {
+    local waited=0
+    until read -r desired _ < "$ROLE_DIR/desired" 2>/dev/null &&
+        { [ "$desired" = primary ] || [ "$desired" = replica ]; }; do
+        [ $((waited % 10)) = 0 ] && log "$1: waiting to be told this node's role"
+        heartbeat waiting
+        sleep 1
+        waited=$((waited + 1))
+    done
 }
 
 cmd_run() {
@@ -271,14 +285,8 @@ cmd_run() {
     [ -e "$DATADIR/$RETIRED_MARK" ] && die "this datadir was retired; it must be re-seeded first"
     if datadir_is_empty; then
         # Only a primary makes a new database; the elector says which this is.
-        local desired="" waited=0
-        until read -r desired _ < "$ROLE_DIR/desired" 2>/dev/null &&
-            { [ "$desired" = primary ] || [ "$desired" = replica ]; }; do
-            [ $((waited % 10)) = 0 ] && log "empty datadir: waiting to be told this node's role"
-            heartbeat waiting
-            sleep 1
-            waited=$((waited + 1))
-        done
+        local desired=""
+        wait_for_role "empty datadir"
         [ "$desired" = primary ] ||
             die "empty datadir and told '$desired': seed it from the primary first"
         initialise
@@ -324,12 +332,13 @@ cmd_run() {
 }
 
 cmd_join() {
-    local desired="" waited=0
-    until read -r desired _ < "$ROLE_DIR/desired" 2>/dev/null && [ -n "$desired" ]; do
-        [ $((waited % 10)) = 0 ] && log "waiting for the elector to say this node's role"
-        sleep 1
-        waited=$((waited + 1))
-    done
+    # A datadir in use needs no seed, whatever the role; an empty one waits for it.
+    if [ ! -e "$DATADIR/$RETIRED_MARK" ] && ! datadir_is_empty; then
+        return 0
+    fi
+    mkdir -p "$ROLE_DIR"
+    local desired=""
+    wait_for_role join
     cmd_needs_seed || { log "no seed needed (told: $desired)"; return 0; }
     local kubectl holder
     read -r -a kubectl <<<"${KUBECTL:-kubectl}"
