@@ -559,6 +559,38 @@ impl KubeAdmin {
         Ok(())
     }
 
+    /// The newest revision of Helm release `name` in `namespace` and its status
+    /// (`deployed`, `failed`, `pending-upgrade`, ...), from the labels of the Secrets Helm
+    /// keeps it in (metadata only: the release bodies stay on the server). None when
+    /// there is no release.
+    pub async fn helm_release(&self, namespace: &str, name: &str) -> Result<Option<(u64, String)>> {
+        let url = format!(
+            "{}/api/v1/namespaces/{namespace}/secrets?labelSelector=owner%3Dhelm%2Cname%3D{name}",
+            self.base
+        );
+        let request = self.client.get(url).header(
+            reqwest::header::ACCEPT,
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        );
+        let (status, list) = self.send(request, "reading Helm's releases").await?;
+        if status != 200 {
+            bail!(
+                "listing Helm release {namespace}/{name}: HTTP {status}: {}",
+                list["message"]
+            );
+        }
+        Ok(list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| {
+                let labels = &item["metadata"]["labels"];
+                let revision = labels["version"].as_str()?.parse::<u64>().ok()?;
+                Some((revision, labels["status"].as_str()?.to_string()))
+            })
+            .max_by_key(|(revision, _)| *revision))
+    }
+
     /// Ready and wanted pods of a Deployment or DaemonSet (`kind` as in its URL);
     /// None when it does not exist.
     pub async fn ready_counts(

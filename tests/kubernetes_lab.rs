@@ -285,6 +285,13 @@ fn kubernetes_boots_from_rendered_user_data() {
                 1,
             )
             .replacen(&version, &format!("  version: {from_version} "), 1)
+            // MariaDB (#21): one replica beside the primary, one pod per worker.
+            .replacen(
+                "  mariadb:\n    enabled: false\n    replicas: 2 ",
+                "  mariadb:\n    enabled: true\n    replicas: 1 ",
+                1,
+            )
+            .replacen("    storage: 8Gi ", "    storage: 1Gi ", 1)
     });
     let kubeconfig = tmp.0.join(".paasgen/admin.kubeconfig");
     let ca_pem = std::fs::read_to_string(tmp.0.join(".paasgen/pki/ca.crt")).unwrap();
@@ -563,9 +570,13 @@ fn kubernetes_boots_from_rendered_user_data() {
                 "json",
             ],
         );
-        assert_eq!(releases.trim(), "[]", "helm list on {master}");
+        assert!(
+            releases.contains("\"name\":\"mariadb\"")
+                && releases.contains("\"status\":\"deployed\""),
+            "helm list on {master}: {releases}"
+        );
     }
-    println!("k8s-lab: helm lists the (no) releases from every master");
+    println!("k8s-lab: helm lists the mariadb release from every master");
     //     `paasgen status` (#21): all green, each etcd member, Node and addon named.
     let (report, said) = status_until(
         &tmp.0,
@@ -590,6 +601,7 @@ fn kubernetes_boots_from_rendered_user_data() {
         "kube-proxy",
         "coredns",
         "local-path",
+        "mariadb",
     ] {
         assert_eq!(checked(&report, name), Some(true), "{name}:\n{said}");
     }
@@ -602,6 +614,9 @@ fn kubernetes_boots_from_rendered_user_data() {
         "k8s-lab: status green after boot:\n{}",
         text_report(&report)
     );
+
+    // 3c. MariaDB (#21), before the upgrade, which then moves it worker by worker.
+    check_mariadb(&tmp.0, &kubectl_bin, &kubeconfig);
 
     // 3b. Kubernetes upgraded by replacement, the API and the application answering
     //     throughout.
@@ -1350,6 +1365,19 @@ fn check_addons_rerun_changes_nothing(kubectl_bin: &Path, kubeconfig: &Path) {
             .filter(|l| !l.contains("/helper-pod-"))
             .collect::<Vec<_>>()
             .join("\n"),
+            // Helm's releases, each with its revision
+            exec_ok(
+                "master-1",
+                &[
+                    "helm",
+                    "list",
+                    "-A",
+                    "--kubeconfig",
+                    "/etc/kubernetes/admin.conf",
+                    "-o",
+                    "json",
+                ],
+            ),
         )
     };
     let before = seen();
@@ -1358,7 +1386,7 @@ fn check_addons_rerun_changes_nothing(kubectl_bin: &Path, kubeconfig: &Path) {
         &["systemctl", "restart", "paasgen-addons.service"],
     );
     let states = exec_ok("master-1", &["sh", "-c", "grep -H . /run/paasgen/addons/*"]);
-    for addon in ["flannel", "local-path"] {
+    for addon in ["flannel", "local-path", "mariadb"] {
         assert!(
             states.contains(&format!("/run/paasgen/addons/{addon}:ready")),
             "addon {addon} not ready after a re-run:\n{states}"
@@ -1367,6 +1395,7 @@ fn check_addons_rerun_changes_nothing(kubectl_bin: &Path, kubeconfig: &Path) {
     let after = seen();
     assert_eq!(before.0, after.0, "a workload changed");
     assert_eq!(before.1, after.1, "a pod was replaced or restarted");
+    assert_eq!(before.2, after.2, "a Helm release changed");
     println!(
         "k8s-lab: addons re-run: {} workloads and {} pods unchanged; {}",
         after.0.lines().count(),
@@ -1887,5 +1916,430 @@ fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &
         "failed requests during the upgrade: /readyz {api_failed} (of {}), application {app_failed} (of {})",
         api_ok + api_failed,
         app_ok + app_failed
+    );
+}
+
+/// SQL through `kubectl exec` in `pod`'s mariadb container, to `host` (a Service name,
+/// or 127.0.0.1 for the pod itself) as root; the output, or why it failed.
+fn mariadb_sql(
+    kubectl_bin: &Path,
+    kubeconfig: &Path,
+    password: &str,
+    pod: &str,
+    host: &str,
+    sql: &str,
+) -> Result<String, String> {
+    let o = kubectl(
+        kubectl_bin,
+        kubeconfig,
+        &[
+            "exec",
+            "-n",
+            "mariadb",
+            pod,
+            "-c",
+            "mariadb",
+            "--",
+            "env",
+            &format!("MYSQL_PWD={password}"),
+            "mariadb",
+            "--no-defaults",
+            "--connect-timeout=5",
+            "-uroot",
+            "-h",
+            host,
+            "-N",
+            "-B",
+            "-e",
+            sql,
+        ],
+    )
+    .stdin(Stdio::null())
+    .output()
+    .map_err(|e| e.to_string())?;
+    if o.status.success() {
+        Ok(text(&o.stdout))
+    } else {
+        Err(format!("{}{}", text(&o.stdout), text(&o.stderr)))
+    }
+}
+
+/// The pods of the MariaDB release labelled `role` by their electors.
+fn mariadb_pods(kubectl_bin: &Path, kubeconfig: &Path, role: &str) -> Vec<String> {
+    try_ok(&mut kubectl(
+        kubectl_bin,
+        kubeconfig,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "mariadb",
+            "-l",
+            &format!("paasgen.io/mariadb-role={role}"),
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ],
+    ))
+    .map(|s| s.split_whitespace().map(String::from).collect())
+    .unwrap_or_default()
+}
+
+/// Waits until the StatefulSet has `want` ready pods, one of them labelled primary; gives
+/// the primary's name.
+fn mariadb_settled(kubectl_bin: &Path, kubeconfig: &Path, want: usize, what: &str) -> String {
+    wait_for(
+        what,
+        Duration::from_secs(600),
+        Duration::from_secs(3),
+        || {
+            let ready = try_ok(&mut kubectl(
+                kubectl_bin,
+                kubeconfig,
+                &[
+                    "get",
+                    "sts",
+                    "-n",
+                    "mariadb",
+                    "mariadb",
+                    "-o",
+                    "jsonpath={.status.readyReplicas}",
+                ],
+            ))?;
+            let primaries = mariadb_pods(kubectl_bin, kubeconfig, "primary");
+            let replicas = mariadb_pods(kubectl_bin, kubeconfig, "replica");
+            (ready.trim() == want.to_string() && primaries.len() == 1 && replicas.len() == want - 1)
+                .then(|| primaries[0].clone())
+        },
+        || {
+            let k = |args: &[&str]| {
+                try_ok(&mut kubectl(kubectl_bin, kubeconfig, args)).unwrap_or_default()
+            };
+            format!(
+                "{}\n{}\n{}",
+                k(&[
+                    "get",
+                    "pods,pvc",
+                    "-n",
+                    "mariadb",
+                    "-o",
+                    "wide",
+                    "--show-labels"
+                ]),
+                k(&["get", "events", "-n", "mariadb", "--sort-by=.lastTimestamp"]),
+                k(&[
+                    "logs",
+                    "-n",
+                    "mariadb",
+                    "-l",
+                    "app.kubernetes.io/name=mariadb",
+                    "--all-containers",
+                    "--tail=20",
+                    "--prefix"
+                ]),
+            )
+        },
+    )
+}
+
+/// The ids in lab.t, as `pod` sees them itself.
+fn mariadb_ids(kubectl_bin: &Path, kubeconfig: &Path, password: &str, pod: &str) -> Vec<u64> {
+    mariadb_sql(
+        kubectl_bin,
+        kubeconfig,
+        password,
+        pod,
+        "127.0.0.1",
+        "SELECT id FROM lab.t ORDER BY id",
+    )
+    .unwrap_or_else(|e| panic!("reading lab.t on {pod}: {e}"))
+    .lines()
+    .map(|l| l.trim().parse().expect("an id"))
+    .collect()
+}
+
+/// Step 3c (#21): the MariaDB release the first master installed at boot. A row written
+/// through the write Service is read through the read Service from a replica; a deleted
+/// replica comes back with every row written meanwhile; a replica added after the
+/// primary's binlogs were purged seeds itself from a mariadb-backup stream; the primary
+/// lost with its node: a replica takes over within 60 s and no acknowledged write is
+/// missing.
+fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) {
+    let password = std::fs::read_to_string(dir.join(".paasgen/secrets/mariadb-root-password"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let sql = |pod: &str, host: &str, q: &str| {
+        mariadb_sql(kubectl_bin, kubeconfig, &password, pod, host, q)
+    };
+    let ids = |pod: &str| mariadb_ids(kubectl_bin, kubeconfig, &password, pod);
+    let k = |args: &[&str]| run_ok(&mut kubectl(kubectl_bin, kubeconfig, args));
+    let primary = mariadb_settled(kubectl_bin, kubeconfig, 2, "MariaDB 2/2 ready, one primary");
+    let replica = mariadb_pods(kubectl_bin, kubeconfig, "replica").remove(0);
+    let release = exec_ok(
+        "master-1",
+        &[
+            "helm",
+            "list",
+            "-n",
+            "mariadb",
+            "--kubeconfig",
+            "/etc/kubernetes/admin.conf",
+            "-o",
+            "json",
+        ],
+    );
+    assert!(release.contains("\"status\":\"deployed\""), "{release}");
+    println!(
+        "k8s-lab: mariadb: {primary} primary, {replica} replica; {}",
+        release.trim()
+    );
+
+    // Written through the write Service, read through the read Service (a replica).
+    sql(&replica, "mariadb", "CREATE DATABASE lab; CREATE TABLE lab.t (id INT PRIMARY KEY, at VARCHAR(32)); INSERT INTO lab.t VALUES (1, NOW(6))")
+        .unwrap_or_else(|e| panic!("writing through the write Service: {e}"));
+    let read = wait_for(
+        "row 1 through the read Service",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || {
+            sql(
+                &primary,
+                "mariadb-read",
+                "SELECT @@hostname, @@read_only, COUNT(*) FROM lab.t WHERE id = 1",
+            )
+            .ok()
+            .filter(|r| r.trim().ends_with("\t1\t1"))
+        },
+        String::new,
+    );
+    assert!(
+        read.starts_with(&replica),
+        "the read Service answered from {read}"
+    );
+    println!(
+        "k8s-lab: mariadb: row 1 written through `mariadb`, read through `mariadb-read` from {}",
+        read.trim()
+    );
+
+    // A replica deleted: it comes back with every row written while it was away.
+    k(&["delete", "pod", "-n", "mariadb", &replica, "--wait=false"]);
+    let t = Instant::now();
+    for id in 2..=5 {
+        sql(
+            &primary,
+            "mariadb",
+            &format!("INSERT INTO lab.t VALUES ({id}, NOW(6))"),
+        )
+        .unwrap_or_else(|e| panic!("writing {id} with the replica away: {e}"));
+    }
+    println!(
+        "k8s-lab: mariadb: rows 2-5 written in {:.1}s with {replica} deleted",
+        t.elapsed().as_secs_f64()
+    );
+    mariadb_settled(kubectl_bin, kubeconfig, 2, "the deleted replica back");
+    wait_for(
+        "rows 1-5 on the returned replica",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || (ids(&replica) == [1, 2, 3, 4, 5]).then_some(()),
+        String::new,
+    );
+    println!("k8s-lab: mariadb: {replica} came back with rows 1-5");
+
+    // The primary's binlogs purged, then one more replica: it cannot replay from the
+    // start, so it seeds from a backup stream of the primary.
+    let logs = sql(
+        &primary,
+        "127.0.0.1",
+        "FLUSH BINARY LOGS; SHOW MASTER STATUS",
+    )
+    .unwrap();
+    let current = logs
+        .split_whitespace()
+        .next()
+        .expect("a binlog file")
+        .to_string();
+    sql(
+        &primary,
+        "127.0.0.1",
+        &format!("PURGE BINARY LOGS TO '{current}'; INSERT INTO lab.t VALUES (6, NOW(6))"),
+    )
+    .unwrap();
+    let first = sql(&primary, "127.0.0.1", "SHOW BINARY LOGS").unwrap();
+    assert!(
+        first.starts_with(&current),
+        "binlogs before {current} remain:\n{first}"
+    );
+    k(&["scale", "sts", "-n", "mariadb", "mariadb", "--replicas=3"]);
+    mariadb_settled(
+        kubectl_bin,
+        kubeconfig,
+        3,
+        "a third MariaDB pod seeded and replicating",
+    );
+    wait_for(
+        "rows 1-6 on mariadb-2",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || (ids("mariadb-2") == [1, 2, 3, 4, 5, 6]).then_some(()),
+        String::new,
+    );
+    let seed = k(&["logs", "-n", "mariadb", "mariadb-2", "-c", "seed"]);
+    assert!(seed.contains("seeded from a backup"), "{seed}");
+    println!(
+        "k8s-lab: mariadb: binlogs purged to {current}; mariadb-2 added: {}",
+        seed.lines()
+            .filter(|l| l.contains("seed"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    // Back to one pod per worker (an upgrade drains them one at a time, and a pod on a
+    // drained worker waits for it: its volume is there).
+    k(&["scale", "sts", "-n", "mariadb", "mariadb", "--replicas=2"]);
+    mariadb_settled(kubectl_bin, kubeconfig, 2, "MariaDB back to 2 pods");
+    k(&[
+        "delete",
+        "pvc",
+        "-n",
+        "mariadb",
+        "data-mariadb-2",
+        "--wait=true",
+    ]);
+
+    // The primary lost with its node: a writer on the other worker counts the outage.
+    let primary = mariadb_pods(kubectl_bin, kubeconfig, "primary").remove(0);
+    let node_of = |pod: &str| {
+        k(&[
+            "get",
+            "pod",
+            "-n",
+            "mariadb",
+            pod,
+            "-o",
+            "jsonpath={.spec.nodeName}",
+        ])
+        .trim()
+        .to_string()
+    };
+    let (lost, survivor_pod) = (
+        node_of(&primary),
+        mariadb_pods(kubectl_bin, kubeconfig, "replica").remove(0),
+    );
+    let survivor = node_of(&survivor_pod);
+    assert_ne!(lost, survivor, "both MariaDB pods on {lost}");
+    let writer = r#"i=1000; while [ $i -lt 5000 ]; do
+        if mariadb --no-defaults --connect-timeout=1 -uroot -h mariadb -e "INSERT INTO lab.t VALUES ($i, NOW(6))" 2>/dev/null;
+        then echo "ok $i $(date +%s.%N)"; else echo "fail $i $(date +%s.%N)"; fi
+        i=$((i + 1)); sleep 0.1; done"#;
+    k(&[
+        "run",
+        "writer",
+        "-n",
+        "mariadb",
+        "--restart=Never",
+        &format!("--image={}", pin("images/addon-versions", "MARIADB_IMAGE")),
+        &format!("--env=MYSQL_PWD={password}"),
+        &format!("--overrides={{\"spec\":{{\"nodeName\":\"{survivor}\"}}}}"),
+        "--command",
+        "--",
+        "bash",
+        "-c",
+        writer,
+    ]);
+    let log = || {
+        try_ok(&mut kubectl(
+            kubectl_bin,
+            kubeconfig,
+            &["logs", "-n", "mariadb", "writer"],
+        ))
+        .unwrap_or_default()
+    };
+    wait_for(
+        "the writer acknowledged",
+        Duration::from_secs(120),
+        Duration::from_secs(1),
+        || (log().matches("ok ").count() >= 20).then_some(()),
+        log,
+    );
+    run_ok(Command::new(lab_script()).args(["stop", &lost]));
+    k(&[
+        "delete",
+        "pod",
+        "-n",
+        "mariadb",
+        &primary,
+        "--force",
+        "--grace-period=0",
+    ]);
+    let after_loss = |l: &str| {
+        l.lines()
+            .skip_while(|l| !l.starts_with("fail"))
+            .any(|l| l.starts_with("ok"))
+    };
+    wait_for(
+        "writes succeeding again after the primary's loss",
+        Duration::from_secs(180),
+        Duration::from_secs(2),
+        || after_loss(&log()).then_some(()),
+        log,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    k(&["delete", "pod", "-n", "mariadb", "writer", "--wait=true"]);
+    let written = log();
+    let (mut acked, mut first_fail, mut back) = (Vec::new(), None, None);
+    for line in written.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(what), Some(id), Some(at)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let (id, at): (u64, f64) = (id.parse().unwrap(), at.parse().unwrap());
+        match what {
+            "ok" => {
+                acked.push(id);
+                if first_fail.is_some() && back.is_none() {
+                    back = Some(at);
+                }
+            }
+            _ => {
+                first_fail.get_or_insert(at);
+            }
+        }
+    }
+    let outage = back.unwrap() - first_fail.unwrap();
+    let now = mariadb_pods(kubectl_bin, kubeconfig, "primary");
+    assert_eq!(now, [survivor_pod.clone()], "the promoted primary");
+    let have = ids(&survivor_pod);
+    let missing: Vec<_> = acked.iter().filter(|id| !have.contains(id)).collect();
+    println!(
+        "k8s-lab: mariadb: primary {primary} lost with {lost}: writes failed for {outage:.1}s, {} acknowledged, {} missing; {survivor_pod} promoted",
+        acked.len(),
+        missing.len()
+    );
+    assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
+    assert!(outage < 60.0, "writes failed for {outage:.1}s");
+
+    // The lost node back: the old primary retires its datadir, seeds and replicates.
+    run_ok(Command::new(lab_script()).args(["start", &lost]));
+    mariadb_settled(
+        kubectl_bin,
+        kubeconfig,
+        2,
+        "the old primary back as a replica",
+    );
+    assert_eq!(
+        mariadb_pods(kubectl_bin, kubeconfig, "replica"),
+        [primary.clone()]
+    );
+    let on_primary = ids(&survivor_pod);
+    wait_for(
+        "the old primary has every row",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || (ids(&primary) == on_primary).then_some(()),
+        String::new,
+    );
+    println!(
+        "k8s-lab: mariadb: {primary} back on {lost} as a replica with all {} rows",
+        on_primary.len()
     );
 }

@@ -100,6 +100,42 @@ fn each_role_holds_only_the_keys_it_needs() {
     }
 }
 
+/// MariaDB's passwords are in the first master's user-data only, in a root-only file.
+#[test]
+fn only_the_first_master_holds_the_mariadb_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = paasgen::spec::EXAMPLE.replacen(
+        "  mariadb:\n    enabled: false\n",
+        "  mariadb:\n    enabled: true\n",
+        1,
+    );
+    assert_ne!(text, paasgen::spec::EXAMPLE);
+    let spec = paasgen::spec::parse("c.yaml", &text).unwrap().0;
+    let (pki, docs) = render_in(dir.path(), &spec);
+    let passwords = pki.mariadb.clone().expect("addons.mariadb is on");
+    assert_ne!(passwords.root, passwords.replication);
+    for doc in &docs {
+        let files = files_of(doc);
+        for password in [&passwords.root, &passwords.replication] {
+            let holders: Vec<_> = files
+                .iter()
+                .filter(|f| String::from_utf8_lossy(&f.bytes).contains(password.as_str()))
+                .collect();
+            if doc.name == "master-1" {
+                assert_eq!(holders.len(), 1, "master-1: one file with each password");
+                assert_eq!(holders[0].path, "/etc/kubernetes/addons/mariadb.yaml");
+                assert_eq!(holders[0].permissions.as_deref(), Some("0600"));
+            } else {
+                assert!(holders.is_empty(), "{} holds a MariaDB password", doc.name);
+                assert!(!doc.user_data.contains(password.as_str()), "{}", doc.name);
+            }
+        }
+    }
+    // The example without MariaDB makes no passwords.
+    let (pki, _) = render_in(tempfile::tempdir().unwrap().path(), &example_spec());
+    assert!(pki.mariadb.is_none());
+}
+
 /// With off-site backups set up, each etcd node holds one Swift signature: PUT, under
 /// its own name, in a root-only file; no other node has one, and none holds the key.
 #[test]

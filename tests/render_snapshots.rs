@@ -37,6 +37,20 @@ fn every_node_of_the_example() {
     settings.bind(|| {
         for doc in &docs {
             insta::assert_snapshot!(doc.name.clone(), doc.user_data);
+            // A file sent gz+b64 (to fit Nova's limit) is shown decoded too.
+            for f in files_of(doc) {
+                let Some(name) = f.path.rsplit('/').next() else {
+                    continue;
+                };
+                let packed = doc.user_data.split("  - path: ").any(|entry| {
+                    entry.starts_with(&format!("{}\n", f.path))
+                        && entry.contains("\n    encoding: gz+b64\n")
+                });
+                if packed {
+                    let text = String::from_utf8(f.bytes).expect("a text file");
+                    insta::assert_snapshot!(format!("{}-{name}", doc.name), text);
+                }
+            }
         }
     });
 }

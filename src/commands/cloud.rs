@@ -383,9 +383,11 @@ pub fn destroy(args: &CloudArgs, yes: bool) -> Result<()> {
 }
 
 /// Secrets in a diff are shown by their hash, never their bytes: private keys, the
-/// bootstrap token and TempURL signatures (a changed one still shows as changed).
+/// bootstrap token, TempURL signatures, the encryption key and passwords (a changed one
+/// still shows as changed).
 fn redact_secrets(text: &str) -> String {
     let text = redact_keys(text);
+    let text = redact_secret_values(&text);
     let text = crate::render::map_join_tokens(&text, |t| stand_in("bootstrap token", t));
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
@@ -404,6 +406,26 @@ fn stand_in(what: &str, secret: &str) -> String {
     use sha2::{Digest, Sha256};
     let hash = crate::pki::hex(&Sha256::digest(secret.as_bytes()));
     format!("<{what}, sha256 {}>", &hash[..16])
+}
+
+/// The values of YAML keys that hold secrets in paasgen's documents: the encryption
+/// key (`secret:`) and passwords (`...password:`), quoted as render quotes them.
+fn redact_secret_values(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| {
+            let Some((key, value)) = line.split_once(": \"") else {
+                return line.to_string();
+            };
+            let name = key.trim_start().trim_start_matches("- ");
+            let secret = name == "secret" || name.ends_with("password");
+            match value.trim_end().strip_suffix('"') {
+                Some(quoted) if secret && !quoted.contains('"') => {
+                    format!("{key}: \"{}\"\n", stand_in(name, quoted))
+                }
+                _ => line.to_string(),
+            }
+        })
+        .collect()
 }
 
 /// Private keys in a diff are shown by their hash, never their bytes.
@@ -532,6 +554,17 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("&temp_url_expires=1"), "{shown}");
+        let text = "  secret: \"E+SUBZ=\"\n  root-password: \"lPL3kO4k\"\n  name: \"x\"\n";
+        let shown = redact_secrets(text);
+        assert!(
+            !shown.contains("E+SUBZ=") && !shown.contains("lPL3kO4k"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("  root-password: \"<root-password, sha256 "),
+            "{shown}"
+        );
+        assert!(shown.ends_with("  name: \"x\"\n"), "{shown}");
         // Words that only look alike, and other text, pass unchanged.
         for plain in [
             "xabcdef.0123456789abcdef",

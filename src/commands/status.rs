@@ -9,7 +9,7 @@ use crate::etcd_admin::{EtcdAdmin, Health};
 use crate::kube_admin::{KubeAdmin, NodeState};
 use crate::pki::Pki;
 use crate::render::GATEWAY_STATUS_PORT;
-use crate::spec::{Role, Spec};
+use crate::spec::{Role, Spec, MARIADB_NAMESPACE};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::net::Ipv4Addr;
@@ -45,7 +45,7 @@ pub struct Report {
 
 /// The workloads `status` counts, by addon (paasgen's and kubeadm's own), namespace and
 /// kind. The spec's manifest addons are judged by what the addons unit recorded.
-const WORKLOADS: [(&str, &str, &str, &str); 4] = [
+const WORKLOADS: [(&str, &str, &str, &str); 5] = [
     ("flannel", "kube-flannel", "daemonsets", "kube-flannel-ds"),
     ("kube-proxy", "kube-system", "daemonsets", "kube-proxy"),
     ("coredns", "kube-system", "deployments", "coredns"),
@@ -55,6 +55,7 @@ const WORKLOADS: [(&str, &str, &str, &str); 4] = [
         "deployments",
         "local-path-provisioner",
     ),
+    ("mariadb", MARIADB_NAMESPACE, "statefulsets", "mariadb"),
 ];
 
 /// Prints the report; an error (exit 1) names what is not well.
@@ -313,6 +314,18 @@ async fn kubernetes_checks(spec: &Spec, kube: &KubeAdmin) -> Vec<Check> {
                 vec!["not applied yet (the first master's paasgen-addons unit)".to_string()],
             ),
         };
+        if addon == "mariadb" {
+            let (release_ok, said) = match kube.helm_release(MARIADB_NAMESPACE, &addon).await {
+                Ok(Some((revision, status))) => (
+                    status == "deployed",
+                    format!("helm release {addon} revision {revision}: {status}"),
+                ),
+                Ok(None) => (false, format!("no helm release {addon}")),
+                Err(e) => (false, format!("{e:#}")),
+            };
+            ok &= release_ok;
+            details.push(said);
+        }
         let (pods_ok, pods) = workloads_ready(kube, &addon, nodes_down).await;
         ok &= pods_ok;
         details.extend(pods);

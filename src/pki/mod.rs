@@ -51,6 +51,12 @@ impl std::fmt::Display for Change {
 }
 
 #[derive(Debug, Clone)]
+pub struct MariadbPasswords {
+    pub root: String,
+    pub replication: String,
+}
+
+#[derive(Debug, Clone)]
 pub struct Pki {
     pub etcd_ca: CertKey,
     pub kubernetes_ca: CertKey,
@@ -72,6 +78,9 @@ pub struct Pki {
     pub encryption_key: String,
     /// sha256 of the Kubernetes CA's SubjectPublicKeyInfo, as kubeadm's discovery wants it.
     pub ca_cert_hash: String,
+    /// MariaDB's root and replication passwords, when `addons.mariadb` is on: the first
+    /// master's user-data carries them as a Secret.
+    pub mariadb: Option<MariadbPasswords>,
     store: Store,
 }
 
@@ -164,6 +173,17 @@ impl Pki {
         let bootstrap_token = store.bootstrap_token()?;
         let encryption_key = store.encryption_key()?;
         let ca_cert_hash = format!("sha256:{}", spki_sha256(&kubernetes_ca.cert_pem)?);
+        let mariadb = if spec.addons.mariadb.enabled {
+            Some(MariadbPasswords {
+                root: store.password("mariadb-root-password", "MariaDB root password")?,
+                replication: store.password(
+                    "mariadb-replication-password",
+                    "MariaDB replication password",
+                )?,
+            })
+        } else {
+            None
+        };
         Ok(Pki {
             etcd_ca,
             kubernetes_ca,
@@ -178,6 +198,7 @@ impl Pki {
             bootstrap_token,
             encryption_key,
             ca_cert_hash,
+            mariadb,
             store,
         })
     }

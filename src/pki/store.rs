@@ -235,6 +235,28 @@ impl Store {
         )
     }
 
+    /// A password of 32 letters and digits, generated once (what the MariaDB chart's
+    /// node program accepts: it lands in SQL and shell unquoted-safe).
+    pub fn password(&mut self, name: &str, what: &str) -> Result<String> {
+        self.secret(
+            name,
+            what,
+            ("16 to 128 of A-Z a-z 0-9 . _ ~ -", |p| {
+                (16..=128).contains(&p.len())
+                    && p.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-')
+                    })
+            }),
+            || {
+                const ALPHABET: &[u8] =
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+                (0..32)
+                    .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+                    .collect()
+            },
+        )
+    }
+
     /// `secrets/<name>`: read and checked (`valid`: what it must hold, and the test), or
     /// made once by `make` and staged.
     fn secret(

@@ -189,6 +189,8 @@ pub struct KubernetesView {
     pub flannel_cni_plugin_image: &'static str,
     /// `addons.local_path`, when enabled.
     pub local_path: Option<LocalPathView>,
+    /// `addons.mariadb`, when enabled.
+    pub mariadb: Option<MariadbView>,
     /// Every addon the first master applies, in order.
     pub addons: Vec<AddonView>,
     /// Secret: present only in master and worker contexts.
@@ -209,6 +211,40 @@ pub struct KubernetesView {
 pub struct AddonView {
     pub name: String,
     pub timeout_seconds: u32,
+    /// A Helm release: the chart's directory on the node and the release's namespace
+    /// (values in <name>.values.yaml; the manifest, if any, is applied first).
+    pub chart: Option<(&'static str, &'static str)>,
+}
+
+/// The MariaDB release's values.
+#[derive(Debug, Clone, Serialize)]
+pub struct MariadbView {
+    pub namespace: &'static str,
+    pub replicas: u32,
+    pub storage: String,
+    pub image: &'static str,
+    pub kubectl_image: &'static str,
+    /// Secret: only in the first master's context.
+    pub passwords: Option<MariadbPasswordsView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MariadbPasswordsView {
+    pub root: String,
+    pub replication: String,
+}
+
+impl MariadbView {
+    fn new(m: &crate::spec::Mariadb) -> Option<MariadbView> {
+        m.enabled.then(|| MariadbView {
+            namespace: crate::spec::MARIADB_NAMESPACE,
+            replicas: m.replicas,
+            storage: m.storage.clone(),
+            image: pin("MARIADB_IMAGE"),
+            kubectl_image: pin("KUBECTL_IMAGE"),
+            passwords: None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -484,6 +520,14 @@ impl Shared {
                 if role == Role::Master {
                     k.encryption_key = Some(pki.encryption_key.clone());
                 }
+                if spec.first_master().is_some_and(|m| m.name == node.name) {
+                    if let (Some(view), Some(p)) = (&mut k.mariadb, &pki.mariadb) {
+                        view.passwords = Some(MariadbPasswordsView {
+                            root: p.root.clone(),
+                            replication: p.replication.clone(),
+                        });
+                    }
+                }
                 k
             }),
             kubeadm: matches!(role, Role::Master | Role::Worker).then(|| KubeadmView {
@@ -633,11 +677,14 @@ impl Shared {
             flannel_image: versions::flannel_image(),
             flannel_cni_plugin_image: versions::flannel_cni_plugin_image(),
             local_path: LocalPathView::new(&spec.addons.local_path),
+            mariadb: MariadbView::new(&spec.addons.mariadb),
             addons: spec
                 .addons
                 .all()
                 .into_iter()
                 .map(|(name, timeout_seconds)| AddonView {
+                    chart: (name == "mariadb")
+                        .then_some((crate::spec::MARIADB_CHART, crate::spec::MARIADB_NAMESPACE)),
                     name,
                     timeout_seconds,
                 })

@@ -238,6 +238,20 @@ pub fn for_node(
                         render("local-path.yaml")?,
                     ));
                 }
+                if spec.addons.mariadb.enabled {
+                    files.extend([
+                        file(
+                            "/etc/kubernetes/addons/mariadb.yaml",
+                            PRIVATE,
+                            render("mariadb.yaml")?,
+                        ),
+                        file(
+                            "/etc/kubernetes/addons/mariadb.values.yaml",
+                            CONFIG,
+                            render("mariadb-values.yaml")?,
+                        ),
+                    ]);
+                }
                 files.extend(spec.addons.manifests.iter().map(|(name, addon)| {
                     file(
                         &format!("/etc/kubernetes/addons/{name}.yaml"),

@@ -56,6 +56,7 @@ pub struct Spec {
 #[serde(deny_unknown_fields, default)]
 pub struct Addons {
     pub local_path: LocalPath,
+    pub mariadb: Mariadb,
     /// The user's own addons: name -> manifest, applied after paasgen's, each on its own.
     pub manifests: std::collections::BTreeMap<String, ManifestAddon>,
 }
@@ -83,6 +84,9 @@ impl Addons {
         let mut addons = vec![("flannel".to_string(), DEFAULT_ADDON_TIMEOUT_SECONDS)];
         if self.local_path.enabled {
             addons.push(("local-path".into(), DEFAULT_ADDON_TIMEOUT_SECONDS));
+        }
+        if self.mariadb.enabled {
+            addons.push(("mariadb".into(), DEFAULT_ADDON_TIMEOUT_SECONDS));
         }
         addons.extend(
             self.manifests
@@ -122,6 +126,33 @@ impl Default for LocalPath {
         }
     }
 }
+
+/// The project's replicated MariaDB (templates/charts/mariadb, baked in the node
+/// image) as the Helm release `mariadb` in the namespace `mariadb`: one primary elected
+/// through a Lease, GTID replicas, semi-synchronous.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mariadb {
+    pub enabled: bool,
+    /// Replicas beside the primary (pods = replicas + 1).
+    pub replicas: u32,
+    /// Each pod's volume, a Kubernetes quantity (`8Gi`), on the default StorageClass.
+    pub storage: String,
+}
+
+impl Default for Mariadb {
+    fn default() -> Self {
+        Mariadb {
+            enabled: false,
+            replicas: 2,
+            storage: "8Gi".into(),
+        }
+    }
+}
+
+/// Where the MariaDB chart lives on a node of the paasgen image, and its release.
+pub const MARIADB_CHART: &str = "/usr/share/paasgen/charts/mariadb";
+pub const MARIADB_NAMESPACE: &str = "mariadb";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

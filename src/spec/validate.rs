@@ -22,6 +22,7 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     check_mirrors(spec, &mut c);
     check_swift_backups(spec, &mut c);
     check_local_path(spec, &mut c);
+    check_mariadb(spec, &mut c);
     check_manifest_addons(spec, &mut c);
     c.problems
 }
@@ -989,8 +990,65 @@ fn check_local_path(spec: &Spec, c: &mut Checker) {
     }
 }
 
+/// A storage request: a whole number of Mi, Gi or Ti (what a volume is sized in).
+fn is_storage_quantity(s: &str) -> bool {
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    matches!(&s[digits.len()..], "Mi" | "Gi" | "Ti")
+        && (1..=6).contains(&digits.len())
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn check_mariadb(spec: &Spec, c: &mut Checker) {
+    let m = &spec.addons.mariadb;
+    if !m.enabled {
+        return;
+    }
+    // Semi-sync needs a replica to acknowledge; more than 8 is not what one primary
+    // feeding every replica is for.
+    if !(1..=8).contains(&m.replicas) {
+        c.error(
+            "addons.mariadb.replicas",
+            None,
+            format!(
+                "{}: expected 1 to 8 replicas beside the primary",
+                m.replicas
+            ),
+        );
+    }
+    if !is_storage_quantity(&m.storage) {
+        c.error(
+            "addons.mariadb.storage",
+            None,
+            format!(
+                "`{}`: expected a size like 8Gi (a whole number of Mi, Gi or Ti)",
+                shown(&m.storage, 80)
+            ),
+        );
+    }
+    if !spec.addons.local_path.enabled {
+        c.warning(
+            "addons.mariadb",
+            None,
+            "addons.local_path is off: the cluster needs another default StorageClass",
+        );
+    }
+    let workers = spec.nodes_with_role(Role::Worker).count();
+    if workers < m.replicas as usize + 1 {
+        c.warning(
+            "addons.mariadb.replicas",
+            None,
+            format!(
+                "{} pods on {workers} worker(s): a worker that fails takes more than one \
+                 copy with it",
+                m.replicas + 1
+            ),
+        );
+    }
+}
+
 /// The addons paasgen itself applies; a manifest addon may not take their names.
-pub const BUILT_IN_ADDONS: [&str; 2] = ["flannel", "local-path"];
+pub const BUILT_IN_ADDONS: [&str; 3] = ["flannel", "local-path", "mariadb"];
 
 /// The longest rollout wait an addon may ask for: the first master's cloud-init waits
 /// for each addon in turn.
@@ -1088,6 +1146,50 @@ mod tests {
         ] {
             assert!(host_dir_problem(bad).is_some(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn storage_sizes_are_whole_mi_gi_or_ti() {
+        for good in ["8Gi", "512Mi", "1Ti", "100000Gi"] {
+            assert!(is_storage_quantity(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Gi",
+            "8",
+            "08Gi",
+            "8G",
+            "8gi",
+            "1.5Gi",
+            "-1Gi",
+            "8Gi ",
+            "1234567Gi",
+        ] {
+            assert!(!is_storage_quantity(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn mariadb_needs_a_replica_and_a_size() {
+        let text = crate::spec::EXAMPLE
+            .replacen(
+                "    enabled: false\n    replicas: 2 ",
+                "    enabled: true\n    replicas: 0 ",
+                1,
+            )
+            .replacen("    storage: 8Gi ", "    storage: 8GB ", 1);
+        assert_eq!(text.len(), crate::spec::EXAMPLE.len() - 1);
+        let err = crate::spec::parse("c.yaml", &text).unwrap_err();
+        let fields: Vec<_> = err
+            .problems
+            .into_iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| p.path)
+            .collect();
+        assert_eq!(
+            fields,
+            ["addons.mariadb.replicas", "addons.mariadb.storage"]
+        );
     }
 
     #[test]
