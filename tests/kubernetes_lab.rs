@@ -2105,7 +2105,7 @@ fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) {
             sql(
                 &primary,
                 "mariadb-read",
-                "SELECT @@hostname, @@read_only, COUNT(*) FROM lab.t WHERE id = 1",
+                "SELECT @@hostname, @@global.read_only, COUNT(*) FROM lab.t WHERE id = 1",
             )
             .ok()
             .filter(|r| r.trim().ends_with("\t1\t1"))

@@ -1,6 +1,6 @@
 #!/bin/bash
 # elector.sh — decides which MariaDB node is primary, beside node.sh in every pod of
-# paasgen's replicated MariaDB (see ../README.md). Needs bash, date and kubectl (the
+# paasgen's replicated MariaDB (see ../README.md). Needs bash, coreutils and kubectl (the
 # kubectl image has them); reaches the API with the pod's service account.
 #
 # Every $INTERVAL seconds it
@@ -22,6 +22,9 @@
 #      (mariadb-primary), LEASE_SECONDS (15), FENCE_SECONDS (10), INTERVAL (2),
 #      KUBECTL (kubectl; more words for its options, e.g. a kubeconfig).
 set -euo pipefail
+# As a container's PID 1, bash ignores TERM unless trapped: a pod being deleted
+# would wait out its grace period.
+trap 'exit 0' TERM INT
 
 PORT=${PORT:-3306}
 ROLE_DIR=${ROLE_DIR:-/run/mariadb-role}
@@ -43,7 +46,9 @@ done
 [[ $POD_NAME =~ -([0-9]+)$ ]] || die "POD_NAME $POD_NAME does not end in an ordinal"
 ORDINAL=${BASH_REMATCH[1]}
 
-k() { "${kubectl[@]}" -n "$NAMESPACE" --request-timeout=5s "$@"; }
+# Bounded by timeout(1): kubectl's own --request-timeout makes it skip the in-cluster
+# config (the service account) and dial localhost:8080.
+k() { timeout 10 "${kubectl[@]}" -n "$NAMESPACE" "$@"; }
 
 # status KEY: from node.sh's status file ("" when absent)
 status() { sed -n "s/^$1=//p" "$ROLE_DIR/status" 2>/dev/null | head -1 || true; }

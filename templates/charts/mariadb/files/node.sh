@@ -41,6 +41,8 @@
 #      for a replica's ack before it commits without one; 0 = no semi-sync), MARIADB_ARGS
 #      (more mariadbd options, one word each).
 set -euo pipefail
+# As a container's PID 1, bash ignores TERM unless trapped (`run` sets its own).
+trap 'exit 143' TERM INT
 
 DATADIR=${DATADIR:-/var/lib/mariadb/data}
 RUN_DIR=${RUN_DIR:-/run/mysqld}
@@ -252,7 +254,7 @@ publish_status() {
 # Waits, alive to the elector, until it says primary or replica; sets $desired.
 wait_for_role() {
     local waited=0
-    until read -r desired _ < "$ROLE_DIR/desired" 2>/dev/null &&
+    until read -r desired _ 2>/dev/null < "$ROLE_DIR/desired" &&
         { [ "$desired" = primary ] || [ "$desired" = replica ]; }; do
         [ $((waited % 10)) = 0 ] && log "$1: waiting to be told this node's role"
         heartbeat waiting
@@ -342,7 +344,8 @@ cmd_join() {
     cmd_needs_seed || { log "no seed needed (told: $desired)"; return 0; }
     local kubectl holder
     read -r -a kubectl <<<"${KUBECTL:-kubectl}"
-    holder=$("${kubectl[@]}" get lease "${LEASE:?LEASE is not set}" --request-timeout=10s \
+    # timeout(1), not --request-timeout: that makes kubectl skip the in-cluster config.
+    holder=$(timeout 20 "${kubectl[@]}" get lease "${LEASE:?LEASE is not set}" \
         -o jsonpath='{.spec.holderIdentity}')
     [ -n "$holder" ] && [ "$holder" != "$(hostname)" ] || die "no primary to seed from (lease holder '$holder')"
     log "seeding from $holder"
