@@ -2311,8 +2311,17 @@ fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) {
         log,
     );
     std::thread::sleep(Duration::from_secs(3));
-    k(&["delete", "pod", "-n", "mariadb", "writer", "--wait=true"]);
     let written = log();
+    // bash as PID 1 ignores TERM: no grace to wait out.
+    k(&[
+        "delete",
+        "pod",
+        "-n",
+        "mariadb",
+        "writer",
+        "--grace-period=1",
+        "--wait=false",
+    ]);
     let (mut acked, mut first_fail, mut back) = (Vec::new(), None, None);
     for line in written.lines() {
         let mut f = line.split_whitespace();

@@ -284,6 +284,12 @@ cmd_run() {
     server_args+=("${as_user[@]}")
     # shellcheck disable=SC2206 # one word per option, as documented
     server_args+=(${MARIADB_ARGS:-})
+    # In a pod (a LEASE to find the primary by), a datadir retired by this container's
+    # last run, or emptied, is seeded here: a restarted container does not run the
+    # pod's seed init container again.
+    if [ -n "${LEASE:-}" ] && { [ -e "$DATADIR/$RETIRED_MARK" ] || datadir_is_empty; }; then
+        cmd_join
+    fi
     [ -e "$DATADIR/$RETIRED_MARK" ] && die "this datadir was retired; it must be re-seeded first"
     if datadir_is_empty; then
         # Only a primary makes a new database; the elector says which this is.
