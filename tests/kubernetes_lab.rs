@@ -616,11 +616,13 @@ fn kubernetes_boots_from_rendered_user_data() {
     );
 
     // 3c. MariaDB (#21), before the upgrade, which then moves it worker by worker.
-    check_mariadb(&tmp.0, &kubectl_bin, &kubeconfig);
+    let mariadb_rows = check_mariadb(&tmp.0, &kubectl_bin, &kubeconfig);
 
     // 3b. Kubernetes upgraded by replacement, the API and the application answering
     //     throughout.
     upgrade_kubernetes(&tmp.0, &kubectl_bin, &kubeconfig, from_version, &to_version);
+    //     MariaDB came through both workers' replacement (empty disks) by replication.
+    check_mariadb_rows(&tmp.0, &kubectl_bin, &kubeconfig, &mariadb_rows);
 
     // 4. master-1 powered off: the API still answers through the VIP and takes writes.
     run_ok(Command::new(lab_script()).args(["stop", "master-1"]));
@@ -2063,11 +2065,8 @@ fn mariadb_ids(kubectl_bin: &Path, kubeconfig: &Path, password: &str, pod: &str)
 /// primary's binlogs were purged seeds itself from a mariadb-backup stream; the primary
 /// lost with its node: a replica takes over within 60 s and no acknowledged write is
 /// missing.
-fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) {
-    let password = std::fs::read_to_string(dir.join(".paasgen/secrets/mariadb-root-password"))
-        .unwrap()
-        .trim()
-        .to_string();
+fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) -> Vec<u64> {
+    let password = mariadb_password(dir);
     let sql = |pod: &str, host: &str, q: &str| {
         mariadb_sql(kubectl_bin, kubeconfig, &password, pod, host, q)
     };
@@ -2377,5 +2376,44 @@ fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) {
     println!(
         "k8s-lab: mariadb: {primary} back on {lost} as a replica with all {} rows",
         on_primary.len()
+    );
+    on_primary
+}
+
+fn mariadb_password(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(".paasgen/secrets/mariadb-root-password"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Step 3b's end: both MariaDB pods ready again, each with exactly `rows`.
+fn check_mariadb_rows(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, rows: &[u64]) {
+    let password = mariadb_password(dir);
+    let primary = mariadb_settled(kubectl_bin, kubeconfig, 2, "MariaDB 2/2 after the upgrade");
+    for pod in ["mariadb-0", "mariadb-1"] {
+        wait_for(
+            &format!("{pod} has every row after the upgrade"),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            || {
+                let seen = mariadb_sql(
+                    kubectl_bin,
+                    kubeconfig,
+                    &password,
+                    pod,
+                    "127.0.0.1",
+                    "SELECT id FROM lab.t ORDER BY id",
+                )
+                .ok()?;
+                let ids: Vec<u64> = seen.lines().filter_map(|l| l.trim().parse().ok()).collect();
+                (ids == rows).then_some(())
+            },
+            String::new,
+        );
+    }
+    println!(
+        "k8s-lab: mariadb after the upgrade: {primary} primary, both pods hold all {} rows",
+        rows.len()
     );
 }

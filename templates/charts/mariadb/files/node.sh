@@ -36,9 +36,10 @@
 # Env: DATADIR (/var/lib/mariadb/data: a retired datadir is kept beside it, so its
 #      parent is the volume), RUN_DIR (/run/mysqld), ROLE_DIR (/run/mariadb-role),
 #      PORT (3306), SERVER_ID (default: the host name's ordinal + 1), LEASE and KUBECTL
-#      (join only), MARIADB_ROOT_PASSWORD,
-#      MARIADB_REPLICATION_PASSWORD, SEMI_SYNC_TIMEOUT_MS (how long the primary waits
-#      for a replica's ack before it commits without one; 0 = no semi-sync), MARIADB_ARGS
+#      (join, and run in a pod: it seeds a retired or empty datadir itself),
+#      MARIADB_ROOT_PASSWORD, MARIADB_REPLICATION_PASSWORD, SEMI_SYNC_TIMEOUT_MS (how
+#      long the primary waits for a connected replica's ack before it commits without
+#      one; with none connected it does not wait; 0 = no semi-sync), MARIADB_ARGS
 #      (more mariadbd options, one word each).
 set -euo pipefail
 # As a container's PID 1, bash ignores TERM unless trapped (`run` sets its own).
@@ -191,7 +192,11 @@ become_primary() {
     fi
     local semi=OFF
     [ "$SEMI_SYNC_TIMEOUT_MS" -gt 0 ] && semi=ON
+    # With no replica connected nothing can acknowledge: commit at once rather than
+    # hold every client for the timeout (a promoted primary whose peer is the one lost
+    # would otherwise add the whole timeout to the outage).
     sql "SET GLOBAL rpl_semi_sync_slave_enabled = OFF;
+         SET GLOBAL rpl_semi_sync_master_wait_no_slave = OFF;
          SET GLOBAL rpl_semi_sync_master_timeout = $SEMI_SYNC_TIMEOUT_MS;
          SET GLOBAL rpl_semi_sync_master_enabled = $semi;
          SET GLOBAL read_only = OFF"
