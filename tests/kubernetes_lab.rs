@@ -2043,9 +2043,14 @@ fn mariadb_settled(kubectl_bin: &Path, kubeconfig: &Path, want: usize, what: &st
     )
 }
 
-/// The ids in lab.t, as `pod` sees them itself.
-fn mariadb_ids(kubectl_bin: &Path, kubeconfig: &Path, password: &str, pod: &str) -> Vec<u64> {
-    mariadb_sql(
+/// The ids in lab.t, as `pod` sees them itself; None while it cannot answer.
+fn mariadb_ids(
+    kubectl_bin: &Path,
+    kubeconfig: &Path,
+    password: &str,
+    pod: &str,
+) -> Option<Vec<u64>> {
+    let seen = mariadb_sql(
         kubectl_bin,
         kubeconfig,
         password,
@@ -2053,10 +2058,8 @@ fn mariadb_ids(kubectl_bin: &Path, kubeconfig: &Path, password: &str, pod: &str)
         "127.0.0.1",
         "SELECT id FROM lab.t ORDER BY id",
     )
-    .unwrap_or_else(|e| panic!("reading lab.t on {pod}: {e}"))
-    .lines()
-    .map(|l| l.trim().parse().expect("an id"))
-    .collect()
+    .ok()?;
+    seen.lines().map(|l| l.trim().parse().ok()).collect()
 }
 
 /// Step 3c (#21): the MariaDB release the first master installed at boot. A row written
@@ -2135,6 +2138,22 @@ fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) -> Vec<u64> 
     );
 
     // A replica deleted: it comes back with every row written while it was away.
+    let uid_of = |pod: &str| {
+        try_ok(&mut kubectl(
+            kubectl_bin,
+            kubeconfig,
+            &[
+                "get",
+                "pod",
+                "-n",
+                "mariadb",
+                pod,
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ],
+        ))
+    };
+    let old_uid = uid_of(&replica);
     k(&["delete", "pod", "-n", "mariadb", &replica, "--wait=false"]);
     let t = Instant::now();
     for id in 2..=5 {
@@ -2149,12 +2168,19 @@ fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) -> Vec<u64> 
         "k8s-lab: mariadb: rows 2-5 written in {:.1}s with {replica} deleted",
         t.elapsed().as_secs_f64()
     );
+    wait_for(
+        "the deleted replica's pod replaced",
+        Duration::from_secs(120),
+        Duration::from_secs(1),
+        || uid_of(&replica).filter(|uid| Some(uid) != old_uid.as_ref()),
+        String::new,
+    );
     mariadb_settled(kubectl_bin, kubeconfig, 2, "the deleted replica back");
     wait_for(
         "rows 1-5 on the returned replica",
         Duration::from_secs(60),
         Duration::from_secs(1),
-        || (ids(&replica) == [1, 2, 3, 4, 5]).then_some(()),
+        || (ids(&replica)? == [1, 2, 3, 4, 5]).then_some(()),
         String::new,
     );
     println!("k8s-lab: mariadb: {replica} came back with rows 1-5");
@@ -2206,7 +2232,7 @@ fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) -> Vec<u64> 
         "rows 1-6 on mariadb-2",
         Duration::from_secs(60),
         Duration::from_secs(1),
-        || (ids("mariadb-2") == [1, 2, 3, 4, 5, 6]).then_some(()),
+        || (ids("mariadb-2")? == [1, 2, 3, 4, 5, 6]).then_some(()),
         String::new,
     );
     let seed = k(&["logs", "-n", "mariadb", "mariadb-2", "-c", "seed"]);
@@ -2343,7 +2369,7 @@ fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) -> Vec<u64> 
     let outage = back.unwrap() - first_fail.unwrap();
     let now = mariadb_pods(kubectl_bin, kubeconfig, "primary");
     assert_eq!(now, [survivor_pod.clone()], "the promoted primary");
-    let have = ids(&survivor_pod);
+    let have = ids(&survivor_pod).expect("the new primary answers");
     let missing: Vec<_> = acked.iter().filter(|id| !have.contains(id)).collect();
     println!(
         "k8s-lab: mariadb: primary {primary} lost with {lost}: writes failed for {outage:.1}s, {} acknowledged, {} missing; {survivor_pod} promoted",
@@ -2365,12 +2391,12 @@ fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) -> Vec<u64> 
         mariadb_pods(kubectl_bin, kubeconfig, "replica"),
         [primary.clone()]
     );
-    let on_primary = ids(&survivor_pod);
+    let on_primary = ids(&survivor_pod).expect("the primary answers");
     wait_for(
         "the old primary has every row",
         Duration::from_secs(60),
         Duration::from_secs(1),
-        || (ids(&primary) == on_primary).then_some(()),
+        || (ids(&primary)? == on_primary).then_some(()),
         String::new,
     );
     println!(
