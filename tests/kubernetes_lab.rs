@@ -2368,7 +2368,11 @@ fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) -> Vec<u64> 
     }
     let outage = back.unwrap() - first_fail.unwrap();
     let now = mariadb_pods(kubectl_bin, kubeconfig, "primary");
-    assert_eq!(now, [survivor_pod.clone()], "the promoted primary");
+    assert_eq!(
+        now,
+        std::slice::from_ref(&survivor_pod),
+        "the promoted primary"
+    );
     let have = ids(&survivor_pod).expect("the new primary answers");
     let missing: Vec<_> = acked.iter().filter(|id| !have.contains(id)).collect();
     println!(
@@ -2389,7 +2393,7 @@ fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) -> Vec<u64> 
     );
     assert_eq!(
         mariadb_pods(kubectl_bin, kubeconfig, "replica"),
-        [primary.clone()]
+        std::slice::from_ref(&primary)
     );
     let on_primary = ids(&survivor_pod).expect("the primary answers");
     wait_for(
