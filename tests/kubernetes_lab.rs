@@ -1382,6 +1382,30 @@ fn check_addons_rerun_changes_nothing(kubectl_bin: &Path, kubeconfig: &Path) {
             ),
         )
     };
+    // The boot's own run first: MariaDB's pods may still be seeding.
+    let all_ready = || {
+        let states = try_ok(&mut exec(
+            "master-1",
+            &["sh", "-c", "grep -H . /run/paasgen/addons/*"],
+        ))?;
+        ["flannel", "local-path", "mariadb"]
+            .iter()
+            .all(|addon| states.contains(&format!("/run/paasgen/addons/{addon}:ready")))
+            .then_some(())
+    };
+    wait_for(
+        "every addon ready after boot",
+        Duration::from_secs(600),
+        Duration::from_secs(3),
+        all_ready,
+        || {
+            try_ok(&mut exec(
+                "master-1",
+                &["sh", "-c", "grep -H . /run/paasgen/addons/*"],
+            ))
+            .unwrap_or_default()
+        },
+    );
     let before = seen();
     exec_ok(
         "master-1",
