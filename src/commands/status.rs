@@ -294,7 +294,10 @@ async fn kubernetes_checks(spec: &Spec, kube: &KubeAdmin) -> Vec<Check> {
         checks.push(addon_check(addon, ok, details));
     }
     let recorded = kube.config_map_data("kube-system", "paasgen-addons").await;
-    for (addon, _) in spec.addons.all() {
+    for crate::spec::Addon {
+        name: addon, chart, ..
+    } in spec.addons.all()
+    {
         let said = match &recorded {
             Ok(data) => data.as_ref().and_then(|d| d.get(&addon)).map(|s| s.trim()),
             Err(e) => {
@@ -314,8 +317,9 @@ async fn kubernetes_checks(spec: &Spec, kube: &KubeAdmin) -> Vec<Check> {
                 vec!["not applied yet (the first master's paasgen-addons unit)".to_string()],
             ),
         };
-        if addon == "mariadb" {
-            let (release_ok, said) = match kube.helm_release(MARIADB_NAMESPACE, &addon).await {
+        // A Helm release is judged by Helm's own record too.
+        if let Some(chart) = chart {
+            let (release_ok, said) = match kube.helm_release(chart.namespace, &addon).await {
                 Ok(Some((revision, status))) => (
                     status == "deployed",
                     format!("helm release {addon} revision {revision}: {status}"),

@@ -50,7 +50,7 @@ impl std::fmt::Display for Change {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct MariadbPasswords {
     pub root: String,
     pub replication: String,

@@ -192,7 +192,7 @@ pub struct KubernetesView {
     /// `addons.mariadb`, when enabled.
     pub mariadb: Option<MariadbView>,
     /// Every addon the first master applies, in order.
-    pub addons: Vec<AddonView>,
+    pub addons: Vec<crate::spec::Addon>,
     /// Secret: present only in master and worker contexts.
     pub bootstrap_token: Option<String>,
     /// kubeadm init's token's TTL, as a Go duration.
@@ -205,17 +205,6 @@ pub struct KubernetesView {
     pub balancers: Vec<String>,
 }
 
-/// An addon: a manifest in /etc/kubernetes/addons/<name>.yaml, and how long its
-/// workloads may take to roll out.
-#[derive(Debug, Clone, Serialize)]
-pub struct AddonView {
-    pub name: String,
-    pub timeout_seconds: u32,
-    /// A Helm release: the chart's directory on the node and the release's namespace
-    /// (values in <name>.values.yaml; the manifest, if any, is applied first).
-    pub chart: Option<(&'static str, &'static str)>,
-}
-
 /// The MariaDB release's values.
 #[derive(Debug, Clone, Serialize)]
 pub struct MariadbView {
@@ -225,13 +214,7 @@ pub struct MariadbView {
     pub image: &'static str,
     pub kubectl_image: &'static str,
     /// Secret: only in the first master's context.
-    pub passwords: Option<MariadbPasswordsView>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct MariadbPasswordsView {
-    pub root: String,
-    pub replication: String,
+    pub passwords: Option<crate::pki::MariadbPasswords>,
 }
 
 impl MariadbView {
@@ -521,11 +504,8 @@ impl Shared {
                     k.encryption_key = Some(pki.encryption_key.clone());
                 }
                 if spec.first_master().is_some_and(|m| m.name == node.name) {
-                    if let (Some(view), Some(p)) = (&mut k.mariadb, &pki.mariadb) {
-                        view.passwords = Some(MariadbPasswordsView {
-                            root: p.root.clone(),
-                            replication: p.replication.clone(),
-                        });
+                    if let Some(view) = &mut k.mariadb {
+                        view.passwords = pki.mariadb.clone();
                     }
                 }
                 k
@@ -678,17 +658,7 @@ impl Shared {
             flannel_cni_plugin_image: versions::flannel_cni_plugin_image(),
             local_path: LocalPathView::new(&spec.addons.local_path),
             mariadb: MariadbView::new(&spec.addons.mariadb),
-            addons: spec
-                .addons
-                .all()
-                .into_iter()
-                .map(|(name, timeout_seconds)| AddonView {
-                    chart: (name == "mariadb")
-                        .then_some((crate::spec::MARIADB_CHART, crate::spec::MARIADB_NAMESPACE)),
-                    name,
-                    timeout_seconds,
-                })
-                .collect(),
+            addons: spec.addons.all(),
             bootstrap_token: Some(
                 opts.join_token
                     .clone()

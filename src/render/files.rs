@@ -42,11 +42,14 @@ fn addon_hooks(t: &Templates, ctx: &tera::Context, spec: &Spec) -> Result<Vec<Fi
     spec.addons
         .all()
         .iter()
-        .map(|(name, _)| {
+        .map(|addon| {
             let mut ctx = ctx.clone();
-            ctx.insert("addon", name);
+            ctx.insert("addon", &addon.name);
             Ok(file(
-                &format!("/var/lib/cloud/instance/scripts/runcmd-addon-{name}"),
+                &format!(
+                    "/var/lib/cloud/instance/scripts/runcmd-addon-{}",
+                    addon.name
+                ),
                 SCRIPT,
                 t.render("files/addon-hook.sh.tera", &ctx)?,
             ))

@@ -78,23 +78,51 @@ pub struct ManifestAddon {
 pub const DEFAULT_ADDON_TIMEOUT_SECONDS: u32 = 600;
 
 impl Addons {
-    /// Every addon the first master applies, in order, with its rollout timeout:
-    /// paasgen's own (flannel first: nothing runs without the CNI), then the spec's.
-    pub fn all(&self) -> Vec<(String, u32)> {
-        let mut addons = vec![("flannel".to_string(), DEFAULT_ADDON_TIMEOUT_SECONDS)];
+    /// Every addon the first master applies, in order: paasgen's own (flannel first:
+    /// nothing runs without the CNI), then the spec's.
+    pub fn all(&self) -> Vec<Addon> {
+        let own = |name: &str, chart| Addon {
+            name: name.into(),
+            timeout_seconds: DEFAULT_ADDON_TIMEOUT_SECONDS,
+            chart,
+        };
+        let mut addons = vec![own("flannel", None)];
         if self.local_path.enabled {
-            addons.push(("local-path".into(), DEFAULT_ADDON_TIMEOUT_SECONDS));
+            addons.push(own("local-path", None));
         }
         if self.mariadb.enabled {
-            addons.push(("mariadb".into(), DEFAULT_ADDON_TIMEOUT_SECONDS));
+            addons.push(own(
+                "mariadb",
+                Some(Chart {
+                    dir: MARIADB_CHART,
+                    namespace: MARIADB_NAMESPACE,
+                }),
+            ));
         }
-        addons.extend(
-            self.manifests
-                .iter()
-                .map(|(name, a)| (name.clone(), a.timeout_seconds())),
-        );
+        addons.extend(self.manifests.iter().map(|(name, a)| Addon {
+            name: name.clone(),
+            timeout_seconds: a.timeout_seconds(),
+            chart: None,
+        }));
         addons
     }
+}
+
+/// An addon the first master applies: a manifest in /etc/kubernetes/addons/<name>.yaml,
+/// or a Helm release of `chart` (values in <name>.values.yaml; the manifest, if any,
+/// applied first), and how long its workloads may take to roll out.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Addon {
+    pub name: String,
+    pub timeout_seconds: u32,
+    pub chart: Option<Chart>,
+}
+
+/// A chart baked in the node image, and the namespace of its release (named as the addon).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Chart {
+    pub dir: &'static str,
+    pub namespace: &'static str,
 }
 
 impl ManifestAddon {
