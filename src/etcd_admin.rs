@@ -262,6 +262,9 @@ impl EtcdAdmin {
             tries += 1;
             match self.call(e, rpc, body.clone()).await {
                 Err(err) if tries < 30 && format!("{err:#}").contains("unhealthy cluster") => {
+                    if tries == 1 {
+                        println!("etcd: {err:#}; asking again every 2 s for up to a minute");
+                    }
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
                 other => return other,
@@ -303,6 +306,7 @@ impl EtcdAdmin {
             if !unsure {
                 return Err(error);
             }
+            println!("etcd: adding the member at {peer_url}: {text}; looking whether it was added");
             if let Ok(members) = self.members(None).await {
                 if let Some(m) = members
                     .iter()
