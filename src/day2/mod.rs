@@ -2,12 +2,12 @@
 //! upgrade, backup) share, in one place apart from the CLI, so that no verb imports
 //! another. The verbs in `commands` parse their arguments, open a `Session` and call in.
 
-pub mod backup;
-pub mod copies;
+pub(crate) mod backup;
+pub(crate) mod copies;
 mod handover;
-pub mod records;
-pub mod recover;
-pub mod replace;
+pub(crate) mod records;
+pub(crate) mod recover;
+pub(crate) mod replace;
 mod retire;
 pub mod session;
 pub mod setup;
