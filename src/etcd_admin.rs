@@ -92,7 +92,7 @@ pub fn peer_url(ip: std::net::Ipv4Addr) -> String {
 
 impl EtcdAdmin {
     /// Clients for every etcd node of `spec`, reached through `via` (the gateways'
-    /// etcd port on the cluster's public address, see `commands::etcd_via`).
+    /// etcd port on the cluster's public address, see `day2::setup::etcd_via`).
     pub fn new(spec: &Spec, pki: &Pki, via: SocketAddr, timeout: Duration) -> Result<EtcdAdmin> {
         let ca = reqwest::Certificate::from_pem(pki.etcd_ca.cert_pem.as_bytes())?;
         let identity = reqwest::Identity::from_pem(

@@ -1,6 +1,8 @@
 use clap::{CommandFactory, Parser, Subcommand};
 use paasgen::commands;
-use paasgen::commands::cloud::{Output, Provider};
+use paasgen::commands::cloud::Output;
+use paasgen::day2;
+use paasgen::day2::setup::Provider;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,8 +62,8 @@ enum Command {
         cloud: CloudOpts,
         /// `json`: the cloud's capabilities, the reasons it cannot build the spec (if
         /// any) and the plan, as one document.
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
         /// Also print what the cloud offers (extensions, microversions, services).
         #[arg(short, long)]
         verbose: bool,
@@ -79,8 +81,8 @@ enum Command {
         /// Delete and recreate servers that go ERROR (once each).
         #[arg(long)]
         replace_failed: bool,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
         /// Wait for another writer of the state dir instead of failing.
         #[arg(long)]
         wait_lock: bool,
@@ -233,8 +235,8 @@ struct CloudOpts {
     #[command(flatten)]
     paths: Paths,
     /// The cloud provider.
-    #[arg(long, value_enum, default_value_t = Provider::Openstack)]
-    cloud: Provider,
+    #[arg(long, value_enum, default_value_t = CloudProvider::Openstack)]
+    cloud: CloudProvider,
     /// Cloud of clouds.yaml to use [default: $OS_CLOUD, else the OS_* environment].
     #[arg(long)]
     os_cloud: Option<String>,
@@ -244,9 +246,9 @@ struct CloudOpts {
 }
 
 impl CloudOpts {
-    fn args(&self, wait_lock: bool) -> commands::cloud::CloudArgs<'_> {
-        commands::cloud::CloudArgs {
-            provider: self.cloud,
+    fn args(&self, wait_lock: bool) -> day2::setup::CloudArgs<'_> {
+        day2::setup::CloudArgs {
+            provider: self.cloud.into(),
             file: &self.paths.file,
             out: &self.paths.out,
             state_dir: self.paths.state_dir.as_deref(),
@@ -272,8 +274,8 @@ struct ReplaceOpts {
 }
 
 impl ReplaceOpts {
-    fn with(&self, force: bool) -> commands::session::ReplaceWith {
-        commands::session::ReplaceWith {
+    fn with(&self, force: bool) -> day2::session::ReplaceWith {
+        day2::session::ReplaceWith {
             force,
             etcd_via: self.etcd_via,
             wait: std::time::Duration::from_secs(self.wait),
@@ -372,6 +374,31 @@ enum OutputFormat {
     Json,
 }
 
+impl From<OutputFormat> for Output {
+    fn from(f: OutputFormat) -> Output {
+        match f {
+            OutputFormat::Text => Output::Text,
+            OutputFormat::Json => Output::Json,
+        }
+    }
+}
+
+/// `--cloud`: where the verbs build (the library's `Provider`, named for clap here).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CloudProvider {
+    Openstack,
+    Lab,
+}
+
+impl From<CloudProvider> for Provider {
+    fn from(p: CloudProvider) -> Provider {
+        match p {
+            CloudProvider::Openstack => Provider::Openstack,
+            CloudProvider::Lab => Provider::Lab,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum PkiCommand {
     /// List every certificate: subject, SANs, usages, expiry.
@@ -435,7 +462,7 @@ fn main() -> ExitCode {
             cloud,
             output,
             verbose,
-        } => commands::cloud::plan(&cloud.args(false), output, verbose),
+        } => commands::cloud::plan(&cloud.args(false), output.into(), verbose),
         Command::Launch {
             cloud,
             dry_run,
@@ -449,7 +476,7 @@ fn main() -> ExitCode {
                 replace_failed,
                 ..Default::default()
             };
-            commands::cloud::launch(&cloud.args(wait_lock), &opts, dry_run, output)
+            commands::cloud::launch(&cloud.args(wait_lock), &opts, dry_run, output.into())
         }
         Command::Rebuild {
             node,
@@ -489,7 +516,7 @@ fn main() -> ExitCode {
         } => commands::upgrade::upgrade(
             &commands::upgrade::UpgradeArgs {
                 cloud: cloud.args(replace.wait_lock),
-                versions: commands::upgrade::NewVersions {
+                versions: day2::upgrade::NewVersions {
                     kubernetes: to.as_deref(),
                     etcd: etcd.as_deref(),
                     etcd_sha256: etcd_sha256.as_deref(),

@@ -185,7 +185,7 @@ fn a_rebuilt_etcd_member_keeps_rendering_as_joining() {
     let spec = spec::parse("c.yaml", spec::EXAMPLE).unwrap().0;
     let (pki, _) = render_in(dir.path(), &spec);
     let state_of = |name: &str| {
-        let opts = paasgen::commands::render_options(dir.path()).unwrap();
+        let opts = paasgen::day2::setup::render_options(dir.path()).unwrap();
         let docs = render::render(&spec, &pki, &opts).unwrap();
         let doc = docs.iter().find(|d| d.name == name).unwrap();
         let files = decode_files(&doc.user_data).unwrap();
@@ -231,7 +231,7 @@ fn a_recovered_etcd_renders_restore_then_joins() {
         .collect(),
     });
     state.save(&launched).unwrap();
-    let opts = paasgen::commands::render_options(dir.path()).unwrap();
+    let opts = paasgen::day2::setup::render_options(dir.path()).unwrap();
     let docs = render::render(&spec, &pki, &opts).unwrap();
     let files_of = |name: &str| {
         let doc = docs.iter().find(|d| d.name == name).unwrap();

@@ -384,13 +384,13 @@ fn floating_fixture(cloud: &MemoryCloud) -> Floating {
         ))
         .unwrap()
         .expect("allocated");
-    let opts = paasgen::commands::render_options(dir.path()).unwrap();
+    let opts = paasgen::day2::setup::render_options(dir.path()).unwrap();
     assert_eq!(
         opts.floating_ip,
         Some(record.address),
         "read from launch.json"
     );
-    let (_, docs) = paasgen::commands::render_in_memory_with(&spec, dir.path(), &opts).unwrap();
+    let (_, docs) = paasgen::day2::setup::render_in_memory_with(&spec, dir.path(), &opts).unwrap();
     let desired = desired::resources(&spec, &docs).unwrap();
     Floating {
         f: Fixture {

@@ -1,26 +1,15 @@
-//! `paasgen backup now | list`: etcd snapshots taken through the etcd API (the
-//! maintenance snapshot stream, reached through the gateways like `rebuild`), kept in
-//! the state dir's `backups/`: `<cluster>-<UTC time>-r<revision>.db`, byte for byte what
-//! `etcdctl snapshot save` writes (so `etcdutl snapshot restore` takes it), and next to
-//! it a `.json` record with its size and sha256. The record is written last: a backup
-//! without one is unfinished and not listed.
+//! `paasgen backup now | setup | prune | list`: the spec loaded and the state dir locked
+//! here, the work done by `day2::backup` (snapshots, their records, the Swift copies).
 
-use super::copies;
-use super::{load_spec, state_dir_for};
 use crate::cloud::openstack::swift::Swift;
-use crate::etcd_admin::EtcdAdmin;
-use crate::fsutil::{self, write_atomic, PRIVATE};
+use crate::day2::records::{backups_dir, offsite_target};
+use crate::day2::setup::{etcd_via, load_spec, runtime, state_dir_for};
+use crate::day2::{backup, copies};
 use crate::lock::StateLock;
-use crate::pki::{hex, Pki};
-use crate::render::sha256_hex;
-use crate::retention;
-use crate::spec::{shown, Role, Spec};
-use anyhow::{anyhow, bail, Context, Result};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use crate::pki::Pki;
+use crate::spec::shown;
+use anyhow::{bail, Context, Result};
+use std::path::Path;
 use std::time::Duration;
 
 pub struct BackupArgs<'a> {
@@ -33,195 +22,14 @@ pub struct BackupArgs<'a> {
     pub wait_lock: bool,
 }
 
-/// What `backups/<name>.json` says of `backups/<name>.db`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BackupRecord {
-    pub file: String,
-    pub taken_at: String,
-    pub member: String,
-    pub revision: u64,
-    pub bytes: u64,
-    pub sha256: String,
-}
-
-pub fn backups_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("backups")
-}
-
-/// `2026-11-29T21:30:05Z` and `20261129T213005Z` for now.
-fn now_stamps() -> (String, String) {
-    let t = time::OffsetDateTime::now_utc();
-    let (y, mo, d, h, mi, s) = (
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-    );
-    (
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
-        format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z"),
-    )
-}
-
-/// Hashes what passes through to the file.
-struct HashingWriter<W> {
-    inner: W,
-    hash: Sha256,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 pub fn backup_now(args: &BackupArgs) -> Result<()> {
     let spec = load_spec(args.file)?;
     let state_dir = state_dir_for(args.file, args.state_dir);
     let lock = StateLock::acquire(&state_dir, "backup", args.wait_lock)?;
     let pki = Pki::ensure(&state_dir, &spec).context("preparing the PKI")?;
     pki.save(&lock)?;
-    let via = super::etcd_via(&spec, &state_dir, args.etcd_via)?;
-    let etcd = EtcdAdmin::new(&spec, &pki, via, args.timeout)?;
-    let dir = backups_dir(&state_dir);
-    fsutil::private_dir(&dir)?;
-    let rt = super::cloud::runtime()?;
-    let (taken_at, stamp) = now_stamps();
-    let part = dir.join(format!(
-        ".{}-{stamp}.db.tmp{}",
-        spec.name,
-        std::process::id()
-    ));
-    let result = rt.block_on(async {
-        let mut last_error = None;
-        for member in spec.nodes_with_role(Role::Etcd) {
-            if !etcd.healthy(&member.name).await {
-                continue;
-            }
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(PRIVATE)
-                .open(&part)
-                .with_context(|| format!("creating {}", part.display()))?;
-            let mut out = HashingWriter {
-                inner: std::io::BufWriter::new(file),
-                hash: Sha256::new(),
-            };
-            match etcd.snapshot(&member.name, &mut out).await {
-                Ok(taken) => {
-                    out.flush()?;
-                    let sha = hex(&out.hash.finalize());
-                    let file = out.inner.into_inner().map_err(|e| anyhow!("{e}"))?;
-                    file.sync_all()?;
-                    return Ok((taken, sha));
-                }
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| anyhow!("no etcd member is healthy: nothing to back up")))
-    });
-    let (taken, sha256) = match result {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = std::fs::remove_file(&part);
-            return Err(e);
-        }
-    };
-    let name = format!("{}-{stamp}-r{}", spec.name, taken.revision);
-    let db = dir.join(format!("{name}.db"));
-    std::fs::rename(&part, &db).with_context(|| format!("keeping {}", db.display()))?;
-    let record = BackupRecord {
-        file: format!("{name}.db"),
-        taken_at,
-        member: taken.member,
-        revision: taken.revision,
-        bytes: taken.bytes,
-        sha256,
-    };
-    write_atomic(
-        &dir.join(format!("{name}.json")),
-        (serde_json::to_string_pretty(&record)? + "\n").as_bytes(),
-        PRIVATE,
-    )?;
-    fsutil::sync_dir(&dir)?;
-    println!(
-        "backup {} ({} bytes, revision {}, from {}), sha256 {}",
-        db.display(),
-        record.bytes,
-        record.revision,
-        record.member,
-        record.sha256
-    );
-    let keep = spec
-        .etcd
-        .swift_backups
-        .as_ref()
-        .map_or(spec.etcd.snapshot_keep, |w| w.keep);
-    prune_local(&state_dir, keep as usize)?;
-    let Some(wanted) = &spec.etcd.swift_backups else {
-        return Ok(());
-    };
-    if offsite_target(&state_dir)?.is_none() {
-        println!("note: no copy in Swift: run `paasgen backup setup` first");
-        return Ok(());
-    }
-    // paasgen's own copies sit apart from the nodes' (`<node>/...`).
-    let object = format!("paasgen/{}", record.file);
-    let swift = rt
-        .block_on(async {
-            let swift = Swift::connect(args.os_cloud, args.timeout).await?;
-            let bytes = std::fs::read(&db)?;
-            swift
-                .put_object(&wanted.container, &object, bytes, &record.sha256)
-                .await?;
-            Ok::<_, anyhow::Error>(swift)
-        })
-        .with_context(|| {
-            format!("the local backup is kept, but its copy to Swift failed ({object})")
-        })?;
-    println!("copied to Swift: {}/{object}", wanted.container);
-    rt.block_on(prune_swift(&swift, &spec, &wanted.container, wanted.keep))
-}
-
-async fn prune_swift(swift: &Swift, spec: &Spec, container: &str, keep: u32) -> Result<()> {
-    let versions = swift.list_versions(container).await?;
-    let members: Vec<&str> = spec
-        .nodes_with_role(Role::Etcd)
-        .map(|n| n.name.as_str())
-        .collect();
-    let pruning = retention::plan(&versions, keep as usize, &members, &spec.name);
-    for (name, why) in &pruning.ignored {
-        eprintln!(
-            "warning: Swift object `{}` in {container} left alone: {why}",
-            shown(name, 200)
-        );
-    }
-    let mut names: Vec<&str> = pruning.delete.iter().map(|v| v.name.as_str()).collect();
-    names.dedup();
-    for v in &pruning.delete {
-        swift
-            .delete_version(container, &v.name, &v.version_id)
-            .await?;
-    }
-    println!(
-        "pruned Swift: {} version(s) of {} old copies deleted, the newest {keep} per member kept{}",
-        pruning.delete.len(),
-        names.len(),
-        match pruning.ignored.len() {
-            0 => String::new(),
-            n => format!(", {n} object(s) that are no copy left alone"),
-        }
-    );
-    Ok(())
+    let via = etcd_via(&spec, &state_dir, args.etcd_via)?;
+    backup::take(&spec, &pki, &state_dir, via, args.os_cloud, args.timeout)
 }
 
 /// `backup prune`: what `backup now` does after its upload, on its own (for a cron
@@ -231,85 +39,11 @@ pub fn prune(file: &Path, os_cloud: Option<&str>, timeout: Duration) -> Result<(
     let Some(wanted) = &spec.etcd.swift_backups else {
         bail!("the spec has no etcd.swift_backups: nothing to prune");
     };
-    let rt = super::cloud::runtime()?;
+    let rt = runtime()?;
     rt.block_on(async {
         let swift = Swift::connect(os_cloud, timeout).await?;
-        prune_swift(&swift, &spec, &wanted.container, wanted.keep).await
+        backup::prune_swift(&swift, &spec, &wanted.container, wanted.keep).await
     })
-}
-
-/// Deletes the local backups beyond the newest `keep` (by their records' time; the
-/// records are paasgen's own): the record first, so a half-pruned one is unlisted.
-fn prune_local(state_dir: &Path, keep: usize) -> Result<()> {
-    let mut all = copies::local(state_dir)?;
-    copies::sort_newest_first(&mut all);
-    let dir = backups_dir(state_dir);
-    let mut pruned = 0;
-    for old in all.iter().skip(keep) {
-        let Some(stem) = old
-            .name
-            .strip_suffix(".db")
-            .filter(|_| plain_backup_name(&old.name))
-        else {
-            continue;
-        };
-        fsutil::remove_if_exists(&dir.join(format!("{stem}.json")))?;
-        fsutil::remove_if_exists(&dir.join(&old.name))?;
-        pruned += 1;
-    }
-    if pruned > 0 {
-        fsutil::sync_dir(&dir)?;
-        println!("pruned {pruned} local backup(s), the newest {keep} kept");
-    }
-    Ok(())
-}
-
-/// Every finished backup's record, oldest first.
-pub fn records(state_dir: &Path) -> Result<Vec<BackupRecord>> {
-    let dir = backups_dir(state_dir);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(Vec::new());
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        // The Swift container's record is not a backup's.
-        .filter(|p| p.file_name().is_some_and(|n| n != SWIFT_RECORD))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path)?;
-            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
-        })
-        .collect()
-}
-
-/// Whether a record's `file` names a plain snapshot file inside `backups/`: no path,
-/// no hidden or temporary file, nothing a terminal would take as a command.
-fn plain_backup_name(file: &str) -> bool {
-    !file.starts_with('.')
-        && file.ends_with(".db")
-        && file
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-/// The bytes of a backup, if they are the ones its record names.
-pub fn read_checked(state_dir: &Path, record: &BackupRecord) -> Result<Vec<u8>> {
-    if !plain_backup_name(&record.file) {
-        bail!(
-            "the record names `{}`, not a snapshot file in backups/",
-            shown(&record.file, 100)
-        );
-    }
-    let bytes = std::fs::read(backups_dir(state_dir).join(&record.file))?;
-    if sha256_hex(&bytes) != record.sha256 {
-        bail!("sha256 differs from the record");
-    }
-    Ok(bytes)
 }
 
 pub fn backup_list(
@@ -322,7 +56,7 @@ pub fn backup_list(
     let state_dir = state_dir_for(file, state_dir);
     let mut all = copies::local(&state_dir)?;
     if let (Some(wanted), Some(_)) = (&spec.etcd.swift_backups, offsite_target(&state_dir)?) {
-        let rt = super::cloud::runtime()?;
+        let rt = runtime()?;
         let (offsite, ignored) = rt.block_on(async {
             let swift = Swift::connect(os_cloud, timeout).await?;
             copies::offsite(&swift, &spec, &wanted.container).await
@@ -345,57 +79,6 @@ pub fn backup_list(
     Ok(())
 }
 
-/// What `backup setup` recorded (`backups/swift.json`); the key is apart, in
-/// `backups/swift-tempurl.key` (0600).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SwiftRecord {
-    pub container: String,
-    /// The catalog's account URL, where paasgen lists and reads.
-    pub account_url: String,
-    /// `/v1/AUTH_<project>/<container>`.
-    pub container_path: String,
-    /// `scheme://host[:port]` the nodes upload to.
-    pub upload_endpoint: String,
-    /// Unix seconds: the nodes' signatures stop working then; run setup again before.
-    pub expires: u64,
-}
-
-const SWIFT_RECORD: &str = "swift.json";
-const SWIFT_KEY: &str = "swift-tempurl.key";
-/// How long the nodes' upload signatures last.
-const UPLOAD_SIGNATURE_LIFE: u64 = 2 * 365 * 86_400;
-
-/// The prepared container and its key, if `backup setup` ran.
-pub fn offsite_target(state_dir: &Path) -> Result<Option<crate::render::OffsiteTarget>> {
-    let dir = backups_dir(state_dir);
-    let record_path = dir.join(SWIFT_RECORD);
-    if !record_path.exists() {
-        return Ok(None);
-    }
-    let record: SwiftRecord = serde_json::from_str(&std::fs::read_to_string(&record_path)?)
-        .with_context(|| format!("reading {}", record_path.display()))?;
-    let key_path = dir.join(SWIFT_KEY);
-    let key = std::fs::read_to_string(&key_path).with_context(|| {
-        format!(
-            "reading {} (written by `paasgen backup setup`)",
-            key_path.display()
-        )
-    })?;
-    let key = key.trim().to_string();
-    if key.len() < 32 {
-        bail!("{}: the key is too short (damaged?)", key_path.display());
-    }
-    // Checked here, where a damaged record can be named: render signs with it.
-    crate::tempurl::sign_put_prefix(key.as_bytes(), &record.container_path, "x/", 0)
-        .with_context(|| format!("{}: container_path", record_path.display()))?;
-    Ok(Some(crate::render::OffsiteTarget {
-        container_path: record.container_path,
-        upload_endpoint: record.upload_endpoint,
-        key,
-        expires: record.expires,
-    }))
-}
-
 pub struct SetupArgs<'a> {
     pub file: &'a Path,
     pub state_dir: Option<&'a Path>,
@@ -414,57 +97,5 @@ pub fn setup(args: &SetupArgs) -> Result<()> {
     };
     let state_dir = state_dir_for(args.file, args.state_dir);
     let _lock = StateLock::acquire(&state_dir, "backup setup", args.wait_lock)?;
-    let dir = backups_dir(&state_dir);
-    fsutil::private_dir(&dir)?;
-    let key_path = dir.join(SWIFT_KEY);
-    let key = match std::fs::read_to_string(&key_path) {
-        Ok(k) => k.trim().to_string(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut bytes = [0u8; 32];
-            rand::Rng::fill(&mut rand::rng(), &mut bytes);
-            let k = hex(&bytes);
-            write_atomic(&key_path, format!("{k}\n").as_bytes(), PRIVATE)?;
-            k
-        }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", key_path.display())),
-    };
-    let rt = super::cloud::runtime()?;
-    let swift = rt.block_on(Swift::connect(args.os_cloud, args.timeout))?;
-    rt.block_on(swift.ensure_container(&wanted.container, &key))?;
-    let account = &swift.account_url;
-    let catalog_endpoint = format!(
-        "{}://{}{}",
-        account.scheme(),
-        account.host_str().unwrap_or_default(),
-        account.port().map(|p| format!(":{p}")).unwrap_or_default()
-    );
-    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
-    let record = SwiftRecord {
-        container: wanted.container.clone(),
-        account_url: account.to_string(),
-        container_path: format!("{}/{}", swift.account_path(), wanted.container),
-        upload_endpoint: wanted
-            .upload_endpoint
-            .clone()
-            .unwrap_or(catalog_endpoint)
-            .trim_end_matches('/')
-            .to_string(),
-        expires: crate::tempurl::expires_after(now, UPLOAD_SIGNATURE_LIFE),
-    };
-    write_atomic(
-        &dir.join(SWIFT_RECORD),
-        (serde_json::to_string_pretty(&record)? + "\n").as_bytes(),
-        PRIVATE,
-    )?;
-    fsutil::sync_dir(&dir)?;
-    println!(
-        "backups: container {} at {} (versioned; TempURL key in {}); etcd nodes upload to {} with PUT-only signatures under their own names, good until unix time {}",
-        record.container,
-        record.account_url,
-        key_path.display(),
-        record.upload_endpoint,
-        record.expires
-    );
-    println!("render and roll out (`paasgen upgrade`) so that running etcd nodes get them");
-    Ok(())
+    backup::prepare_swift(wanted, &state_dir, args.os_cloud, args.timeout)
 }

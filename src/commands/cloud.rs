@@ -1,12 +1,12 @@
 //! The cloud verbs: plan, launch, destroy, diff.
 
-use super::{load_spec, render_in_memory, render_in_memory_with, render_options, state_dir_for};
-use crate::cloud::any::AnyCloud;
 use crate::cloud::apply::{self, Event, Launch, Options};
-use crate::cloud::lab::LabCloud;
-use crate::cloud::openstack::OpenStack;
 use crate::cloud::state::StateFile;
 use crate::cloud::{desired, plan, Cloud, Kind, Resource};
+use crate::day2::setup::{
+    connect, load_spec, render_in_memory, render_in_memory_with, render_options, runtime,
+    state_dir_for, CloudArgs,
+};
 use crate::lock::StateLock;
 use crate::pki::Pki;
 use crate::render::{self, NodeDocument, RenderOptions};
@@ -16,29 +16,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 /// Output format of plan and launch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Text,
     Json,
-}
-
-/// Where the verbs build: a real cloud, or the local boot lab.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Provider {
-    Openstack,
-    Lab,
-}
-
-pub struct CloudArgs<'a> {
-    pub provider: Provider,
-    pub file: &'a Path,
-    pub out: &'a Path,
-    pub state_dir: Option<&'a Path>,
-    pub os_cloud: Option<&'a str>,
-    /// Wait for another writer of the state dir instead of failing.
-    pub wait_lock: bool,
-    /// Connect and read timeout of every HTTP call.
-    pub timeout: std::time::Duration,
 }
 
 /// Spec, PKI and documents, all in memory (nothing written), and the state dir.
@@ -57,22 +38,6 @@ fn note_unsaved(pki: &Pki) {
             pki.changes().len()
         );
     }
-}
-
-/// The chosen provider, connected (credentials checked) before anything is written.
-pub async fn connect(args: &CloudArgs<'_>) -> Result<AnyCloud> {
-    Ok(match args.provider {
-        Provider::Openstack => AnyCloud::OpenStack(Box::new(
-            OpenStack::connect(args.os_cloud, args.timeout).await?,
-        )),
-        Provider::Lab => AnyCloud::Lab(LabCloud::connect(super::script_path("scripts/lab")?)?),
-    })
-}
-
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
 }
 
 pub async fn plan_with<C: Cloud>(

@@ -20,7 +20,7 @@ pub struct UploadArgs<'a> {
 
 /// The path images/qcow2 prints last (building the disk when its recipe changed).
 fn build_qcow2() -> Result<PathBuf> {
-    let script = super::script_path("images/qcow2")?;
+    let script = crate::day2::setup::script_path("images/qcow2")?;
     let out = std::process::Command::new(&script)
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -60,7 +60,7 @@ pub fn upload(args: &UploadArgs) -> Result<()> {
         .unwrap_or_else(|| format!("paasgen-node-{}", &recipe[..12]));
     let body = properties(&manifest, &name)?;
 
-    super::cloud::runtime()?.block_on(async {
+    crate::day2::setup::runtime()?.block_on(async {
         let glance = Glance::connect(args.os_cloud, args.timeout).await?;
         // The same recipe already there and active: reuse it. Leftovers of an
         // interrupted upload (queued, saving, killed) are removed first.

@@ -3,23 +3,22 @@
 
 pub mod backup;
 pub mod cloud;
-pub mod copies;
-mod handover;
 pub mod image;
 pub mod rebuild;
 pub mod recover;
-mod retire;
-pub mod session;
 pub mod status;
 pub mod upgrade;
 
+use crate::day2::setup::{
+    load_spec, public_address, render_in_memory, runtime, script_path, state_dir_for,
+};
 use crate::fsutil::{write_atomic, PUBLIC};
 use crate::lock::StateLock;
 use crate::pki::{describe_all, Pki};
-use crate::render::{self, base64_len, NodeDocument, RenderOptions};
+use crate::render::{self, base64_len, RenderOptions};
 use crate::spec::{self, Problem, Spec};
 use anyhow::{bail, Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub fn init(file: &Path, force: bool, workers: Option<usize>) -> Result<()> {
     if file.exists() && !force {
@@ -45,19 +44,6 @@ pub fn init(file: &Path, force: bool, workers: Option<usize>) -> Result<()> {
         file.display()
     );
     Ok(())
-}
-
-fn print_warnings(warnings: &[Problem]) {
-    for w in warnings {
-        eprintln!("{w}");
-    }
-}
-
-/// Loads and validates the spec, printing its warnings.
-pub fn load_spec(file: &Path) -> Result<Spec> {
-    let (spec, warnings) = spec::load(file)?;
-    print_warnings(&warnings);
-    Ok(spec)
 }
 
 /// Renders `spec` with a throwaway PKI, writing nothing: what render would refuse
@@ -121,70 +107,6 @@ fn too_large_is_a_spec_problem(file: &Path, spec: &Spec, e: anyhow::Error) -> an
         }],
     }
     .into()
-}
-
-/// The state directory: given, or `.paasgen` next to the spec.
-pub fn state_dir_for(file: &Path, given: Option<&Path>) -> PathBuf {
-    match given {
-        Some(dir) => dir.to_path_buf(),
-        None => file.parent().unwrap_or(Path::new("")).join(".paasgen"),
-    }
-}
-
-/// The PKI (loaded and checked; what is missing issued in memory) and every document,
-/// with admin.kubeconfig staged. Nothing is written: callers that write save the PKI.
-pub fn render_in_memory(spec: &Spec, state: &Path) -> Result<(Pki, Vec<NodeDocument>)> {
-    render_in_memory_with(spec, state, &render_options(state)?)
-}
-
-/// `render_in_memory` with the given options.
-pub fn render_in_memory_with(
-    spec: &Spec,
-    state: &Path,
-    opts: &RenderOptions,
-) -> Result<(Pki, Vec<NodeDocument>)> {
-    let mut pki = Pki::ensure(state, spec).context("preparing the PKI")?;
-    let docs = render::render(spec, &pki, opts)?;
-    let kubeconfig = render::admin_kubeconfig(spec, &pki, opts)?;
-    pki.stage_file("admin.kubeconfig", kubeconfig.into_bytes(), true)?;
-    Ok((pki, docs))
-}
-
-/// Where users reach the cluster: the public VIP, or in floating mode the floating IP
-/// `launch` recorded in the state dir.
-pub fn public_address(spec: &Spec, state: &Path) -> Result<std::net::Ipv4Addr> {
-    render::public_address(spec, &render_options(state)?)
-}
-
-/// Where paasgen reaches etcd: `given` (`--etcd-via`), else the gateways' etcd port on
-/// the cluster's public address.
-pub fn etcd_via(
-    spec: &Spec,
-    state: &Path,
-    given: Option<std::net::SocketAddr>,
-) -> Result<std::net::SocketAddr> {
-    match given {
-        Some(via) => Ok(via),
-        None => Ok(std::net::SocketAddr::from((
-            public_address(spec, state)?,
-            2379,
-        ))),
-    }
-}
-
-/// How the cluster's history shapes a render: members that joined a running etcd, and
-/// an etcd founded again from a snapshot.
-pub fn render_options(state: &Path) -> Result<RenderOptions> {
-    let launched = crate::cloud::state::StateFile::new(state)
-        .load()?
-        .unwrap_or_default();
-    Ok(RenderOptions {
-        etcd_joining: launched.etcd_joined,
-        etcd_recovery: launched.etcd_recovery,
-        etcd_upload: backup::offsite_target(state)?,
-        floating_ip: launched.floating_ip.map(|f| f.address),
-        join_token: None,
-    })
 }
 
 /// What `render` is told on the command line.
@@ -259,21 +181,6 @@ pub fn render(args: &RenderArgs) -> Result<()> {
     Ok(())
 }
 
-/// One of paasgen's scripts, in the source tree or under `$PAASGEN_HOME`.
-pub fn script_path(relative: &str) -> Result<PathBuf> {
-    let home = std::env::var_os("PAASGEN_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    let script = home.join(relative);
-    if !script.exists() {
-        bail!(
-            "{} not found: set PAASGEN_HOME to paasgen's source tree",
-            script.display()
-        );
-    }
-    Ok(script)
-}
-
 /// Runs one of paasgen's scripts (the lab, the image bake) from the source tree, or
 /// from `$PAASGEN_HOME` when the binary was installed elsewhere.
 pub fn run_script(relative: &str, args: &[String]) -> Result<()> {
@@ -336,7 +243,7 @@ pub fn pki_show(file: &Path, state_dir: Option<&Path>, live: bool) -> Result<()>
             .map(|m| (m.name.clone(), m.private_ip))
             .collect();
         let address = public_address(&spec, &state_dir)?;
-        let met = cloud::runtime()?.block_on(crate::api_certs::serving_certs(
+        let met = runtime()?.block_on(crate::api_certs::serving_certs(
             address,
             &pki,
             &masters,
@@ -353,47 +260,4 @@ pub fn pki_show(file: &Path, state_dir: Option<&Path>, live: bool) -> Result<()>
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cloud::state::{FloatingIpRecord, StateFile};
-
-    #[test]
-    fn day_two_verbs_reach_a_floating_cluster_through_its_recorded_floating_ip() {
-        let spec = crate::spec::parse("floating.yaml", crate::spec::FLOATING_EXAMPLE)
-            .unwrap()
-            .0;
-        let dir = tempfile::tempdir().unwrap();
-        // Before launch allocated it, no verb can know where the cluster is.
-        let err = etcd_via(&spec, dir.path(), None).unwrap_err().to_string();
-        assert!(err.contains("paasgen launch"), "{err}");
-        let state = StateFile::new(dir.path());
-        let mut launched = state.load().unwrap().unwrap_or_default();
-        launched.floating_ip = Some(FloatingIpRecord {
-            id: "fip-1".into(),
-            address: "203.0.113.150".parse().unwrap(),
-        });
-        state.save(&launched).unwrap();
-        assert_eq!(
-            etcd_via(&spec, dir.path(), None).unwrap(),
-            "203.0.113.150:2379".parse().unwrap()
-        );
-        assert_eq!(
-            public_address(&spec, dir.path()).unwrap().to_string(),
-            "203.0.113.150"
-        );
-        // --etcd-via wins.
-        let given = "127.0.0.1:12379".parse().unwrap();
-        assert_eq!(etcd_via(&spec, dir.path(), Some(given)).unwrap(), given);
-        // Fixed mode: the public VIP, whatever the state says.
-        let fixed = crate::spec::parse("c.yaml", crate::spec::EXAMPLE)
-            .unwrap()
-            .0;
-        assert_eq!(
-            etcd_via(&fixed, dir.path(), None).unwrap(),
-            "203.0.113.10:2379".parse().unwrap()
-        );
-    }
 }

@@ -3,8 +3,10 @@
 //! keeps copies there), asked through the cluster's public address like the day-2 verbs;
 //! it writes nothing. Red (exit 1) names what is not well.
 
-use super::{backup, copies, etcd_via, load_spec, public_address, state_dir_for};
 use crate::cloud::openstack::swift::Swift;
+use crate::day2::copies;
+use crate::day2::records;
+use crate::day2::setup::{etcd_via, load_spec, public_address, runtime, state_dir_for};
 use crate::etcd_admin::{EtcdAdmin, Health};
 use crate::kube_admin::{KubeAdmin, NodeState};
 use crate::pki::Pki;
@@ -71,7 +73,7 @@ pub fn status(args: &StatusArgs) -> Result<()> {
         args.timeout,
     )?;
     let kube = KubeAdmin::new(address, &pki, args.timeout)?;
-    let rt = super::cloud::runtime()?;
+    let rt = runtime()?;
     let mut checks = rt.block_on(async {
         let mut checks = gateway_checks(&spec, address, args.timeout).await;
         checks.extend(etcd_checks(&etcd).await);
@@ -424,7 +426,7 @@ fn certificate_checks(state_dir: &Path) -> Result<Vec<Check>> {
 /// The newest local backup's age; none is not a failure (a new cluster has none yet),
 /// but it is said.
 fn backup_check(state_dir: &Path) -> Result<Check> {
-    let records = backup::records(state_dir)?;
+    let records = records::records(state_dir)?;
     let newest = records.iter().max_by(|a, b| a.taken_at.cmp(&b.taken_at));
     let detail = match newest {
         None => "no backup in the state dir yet (`paasgen backup now`)".to_string(),
@@ -460,7 +462,7 @@ async fn swift_backup_check(spec: &Spec, state_dir: &Path, args: &StatusArgs<'_>
         ok,
         detail,
     };
-    match backup::offsite_target(state_dir) {
+    match records::offsite_target(state_dir) {
         Ok(Some(_)) => {}
         Ok(None) => return Some(check(
             false,

@@ -2,9 +2,8 @@
 //! in one place: the cloud connected, the state dir locked, then the spec with its PKI,
 //! and from those the `Replacer` that holds every safety check of a replacement.
 
-use super::cloud::{connect, runtime, CloudArgs};
-use super::rebuild::Replacer;
-use super::{load_spec, state_dir_for};
+use super::replace::Replacer;
+use super::setup::{connect, load_spec, runtime, state_dir_for, CloudArgs};
 use crate::cloud::any::AnyCloud;
 use crate::cloud::apply::Options;
 use crate::lock::StateLock;

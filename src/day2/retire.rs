@@ -15,8 +15,8 @@
 //! counts as back once its API server's pod is Ready (its kubelet probes /readyz on
 //! the master's own address) and runs the spec's version.
 
-use super::rebuild::Replacer;
-use super::render_options;
+use super::replace::Replacer;
+use super::setup::render_options;
 use crate::kube_admin::KubeAdmin;
 use crate::render;
 use crate::spec::{Node, Role};

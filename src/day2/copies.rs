@@ -4,7 +4,7 @@
 //! the newest, checks it (sha256 against its record or the object's metadata, then the
 //! snapshot's own hash as etcdutl does) and goes to the next one when it is damaged.
 
-use super::backup::{self, BackupRecord};
+use super::records::{self, BackupRecord};
 use crate::cloud::openstack::swift::Swift;
 use crate::render::sha256_hex;
 use crate::retention;
@@ -55,7 +55,7 @@ const RECORD_TIME: &[time::format_description::FormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
 
 pub fn local(state_dir: &Path) -> Result<Vec<Copy>> {
-    Ok(backup::records(state_dir)?
+    Ok(records::records(state_dir)?
         .into_iter()
         .map(|r: BackupRecord| Copy {
             time: PrimitiveDateTime::parse(&r.taken_at, RECORD_TIME)
@@ -72,7 +72,7 @@ pub fn local(state_dir: &Path) -> Result<Vec<Copy>> {
 
 /// A local copy's bytes, if they match its record and are a whole snapshot.
 fn read_local(state_dir: &Path, record: &BackupRecord) -> Result<Vec<u8>> {
-    let bytes = backup::read_checked(state_dir, record)?;
+    let bytes = records::read_checked(state_dir, record)?;
     crate::snapshot::check(&bytes)?;
     Ok(bytes)
 }

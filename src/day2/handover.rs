@@ -11,7 +11,7 @@
 //! With `network.public: floating` the gateways have no public address of their own:
 //! only the floating IP (the VIP's) can be checked from outside.
 
-use super::rebuild::Replacer;
+use super::replace::Replacer;
 use crate::cloud::{apply, Cloud, Existing};
 use crate::spec::{Node, Role};
 use anyhow::{bail, Result};
