@@ -272,6 +272,16 @@ impl EtcdAdmin {
         }
     }
 
+    /// Hands the leadership of `leader` (which must be the leader) to member `to`, as
+    /// `etcdctl move-leader` does; etcd answers once `to` leads.
+    pub async fn move_leader(&self, leader: &str, to: u64) -> Result<()> {
+        let e = self.endpoint(leader)?;
+        let body = json!({"targetID": to.to_string()});
+        self.call(e, "maintenance/transfer-leadership", body)
+            .await?;
+        Ok(())
+    }
+
     /// Removes member `id`, asking one of the other members.
     pub async fn remove(&self, id: u64, via: &str) -> Result<()> {
         self.reconfigure(via, "cluster/member/remove", json!({"ID": id.to_string()}))

@@ -379,6 +379,21 @@ async fn swap_member(etcd: &EtcdAdmin, node: &Node, r: &Replacer<'_>) -> Result<
         .first()
         .ok_or_else(|| anyhow!("no healthy etcd member to ask"))?;
     if let Some(old) = old {
+        // A leader removed while it leads drops the proposals the others forward to it
+        // until they elect another: the next member add then hung for the client's
+        // whole timeout (30 s, seen in the Kubernetes lab). Hand the leadership to
+        // `via` first.
+        if etcd.status(&node.name).await.is_ok_and(|s| s.is_leader) {
+            if let Some(to) = members.iter().find(|m| &m.name == via) {
+                match etcd.move_leader(&node.name, to.id).await {
+                    Ok(()) => println!("etcd: {} handed its leadership to {via}", node.name),
+                    Err(e) => println!(
+                        "etcd: {} kept its leadership ({e:#}); removing it as it is",
+                        node.name
+                    ),
+                }
+            }
+        }
         etcd.remove(old.id, via).await?;
         println!("etcd: removed member {} ({:x})", node.name, old.id);
     }
