@@ -372,7 +372,8 @@ async fn swap_member(etcd: &EtcdAdmin, node: &Node, r: &Replacer<'_>) -> Result<
         }
         eprintln!("warning: {message} (--force)");
     }
-    if etcd.healthy(&node.name).await {
+    let old_healthy = etcd.healthy(&node.name).await;
+    if old_healthy {
         println!("note: {} is healthy; replacing it as asked", node.name);
     }
     let via = healthy
@@ -383,7 +384,7 @@ async fn swap_member(etcd: &EtcdAdmin, node: &Node, r: &Replacer<'_>) -> Result<
         // until they elect another: the next member add then hung for the client's
         // whole timeout (30 s, seen in the Kubernetes lab). Hand the leadership to
         // `via` first.
-        if etcd.status(&node.name).await.is_ok_and(|s| s.is_leader) {
+        if old_healthy && etcd.status(&node.name).await.is_ok_and(|s| s.is_leader) {
             if let Some(to) = members.iter().find(|m| &m.name == via) {
                 match etcd.move_leader(&node.name, to.id).await {
                     Ok(()) => println!("etcd: {} handed its leadership to {via}", node.name),
