@@ -187,11 +187,11 @@ enum Command {
         #[command(flatten)]
         cloud: CloudOpts,
     },
-    /// Boot the rendered etcd and gateway nodes as local systemd-nspawn containers
+    /// Boot a render as local systemd-nspawn nodes on a fabric of network namespaces
     /// (`up -d out/`, `status`, `exec NODE -- CMD`, `down`); see images/README.md.
     Lab {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-        args: Vec<String>,
+        #[command(subcommand)]
+        command: LabCommand,
     },
     /// Node image: `image build` bakes it with debootstrap (cached by recipe hash);
     /// `--format qcow2` makes a bootable disk of it.
@@ -400,6 +400,97 @@ impl From<CloudProvider> for Provider {
 }
 
 #[derive(Subcommand)]
+enum LabCommand {
+    /// Boot the etcd and gateway nodes of a render (needs root; one lab per machine:
+    /// PAASGEN_LAB_LOCK_WAIT=SECONDS waits for another to go).
+    Up {
+        /// The render output (manifest.json and one user-data per node).
+        #[arg(short = 'd', long = "dir")]
+        out: PathBuf,
+        /// The baked image [default: $PAASGEN_IMAGE, else what images/bake prints].
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Boot the masters and workers too (else they are listeners standing in).
+        #[arg(long)]
+        kubernetes: bool,
+        /// Serve this scripts/lab-mirror output on the remote host (http :80, registry :5000).
+        #[arg(long)]
+        mirror: Option<PathBuf>,
+        /// Boot NODE from the image minus its Kubernetes software and runc (a stock image).
+        #[arg(long, value_name = "NODE")]
+        stock: Vec<String>,
+    },
+    /// Wait until cloud-init finished on every booted node.
+    Wait {
+        #[arg(default_value_t = 600)]
+        timeout_seconds: u64,
+    },
+    /// Remove everything `up` made (idempotent).
+    Down,
+    /// Nodes, their state and addresses.
+    Status,
+    /// Run a command inside a node (or in `remote`, `internet`, `net`).
+    Exec {
+        node: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Power a node off at once (kill -9; its NICs go); a stand-in stops listening.
+    Stop { node: String },
+    /// Boot a powered-off node again from its disk.
+    Start { node: String },
+    /// Ask a node to power off cleanly and return, as a cloud's server stop does
+    /// (destroyed after 60 s like Nova's shutdown_timeout).
+    Shutdown { node: String },
+    #[command(hide = true)]
+    FinishShutdown { node: String, nspawn_pid: i32 },
+    /// Print a node's container leader PID.
+    Leader { node: String },
+    /// Delete a node: power off, drop its disk.
+    Remove { node: String },
+    /// A new node in NODE's place (same NICs and addresses) from a fresh copy of the
+    /// image, fed USER_DATA (what a cloud's server create does).
+    Replace { node: String, user_data: PathBuf },
+}
+
+impl From<LabCommand> for commands::lab::LabStep {
+    fn from(c: LabCommand) -> Self {
+        use commands::lab::LabStep as S;
+        match c {
+            LabCommand::Up {
+                out,
+                image,
+                kubernetes,
+                mirror,
+                stock,
+            } => S::Up {
+                out,
+                image,
+                kubernetes,
+                mirror,
+                stock,
+            },
+            LabCommand::Wait { timeout_seconds } => S::Wait {
+                timeout: std::time::Duration::from_secs(timeout_seconds),
+            },
+            LabCommand::Down => S::Down,
+            LabCommand::Status => S::Status,
+            LabCommand::Exec { node, command } => S::Exec {
+                node,
+                argv: command,
+            },
+            LabCommand::Stop { node } => S::Stop(node),
+            LabCommand::Start { node } => S::Start(node),
+            LabCommand::Shutdown { node } => S::Shutdown(node),
+            LabCommand::FinishShutdown { node, nspawn_pid } => S::FinishShutdown(node, nspawn_pid),
+            LabCommand::Leader { node } => S::Leader(node),
+            LabCommand::Remove { node } => S::Remove(node),
+            LabCommand::Replace { node, user_data } => S::Replace(node, user_data),
+        }
+    }
+}
+
+#[derive(Subcommand)]
 enum PkiCommand {
     /// List every certificate: subject, SANs, usages, expiry.
     Show {
@@ -572,7 +663,7 @@ fn main() -> ExitCode {
             wait_lock,
         } => commands::cloud::destroy(&cloud.args(wait_lock), yes),
         Command::Diff { cloud } => commands::cloud::diff(&cloud.args(false)),
-        Command::Lab { args } => commands::run_script("scripts/lab", &args),
+        Command::Lab { command } => commands::lab::lab(command.into()),
         Command::Image {
             command: ImageCommand::Build { format },
         } => commands::run_script(

@@ -400,8 +400,8 @@ fn leader_uploads_snapshots_to_swift_with_a_put_only_url() {
                 std::fs::remove_file(e.path()).unwrap();
             }
         }
-        run_ok(Command::new(lab_script()).args(["remove", "etcd-2"]));
-        run_ok(Command::new(lab_script()).args(["remove", "etcd-3"]));
+        run_ok(lab().args(["remove", "etcd-2"]));
+        run_ok(lab().args(["remove", "etcd-3"]));
         let t = Instant::now();
         let out = output(
             Command::new("nsenter")

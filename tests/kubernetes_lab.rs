@@ -28,7 +28,7 @@
 //! again) gives the same answer, a new Deployment gets Running pods, and the
 //! `kubernetes` Service lists only the masters that run.
 //!
-//! Needs root and what `scripts/lab` needs; without them it prints why and passes,
+//! Needs root and what `paasgen lab` needs; without them it prints why and passes,
 //! unless `CI` is set (then it fails). Run: `cargo test --test kubernetes_lab -- --nocapture`.
 
 #[path = "common/lab.rs"]
@@ -311,7 +311,7 @@ fn kubernetes_boots_from_rendered_user_data() {
     println!("k8s-lab: image {image} ({:.1}s)", t.elapsed().as_secs_f64());
 
     run_ok(
-        Command::new(lab_script())
+        lab()
             .env("PAASGEN_LAB_LOCK_WAIT", "3600")
             .args(["up", "--kubernetes", "-d"])
             .arg(&out_dir)
@@ -330,7 +330,7 @@ fn kubernetes_boots_from_rendered_user_data() {
     //    no internet: the release they boot at is on the mirror only) and must wait for
     //    it, whatever the boot order.
     for gw in ["gw-1", "gw-2"] {
-        run_ok(Command::new(lab_script()).args(["stop", gw]));
+        run_ok(lab().args(["stop", gw]));
     }
     let blocker = block_api_port();
     wait_for(
@@ -347,7 +347,7 @@ fn kubernetes_boots_from_rendered_user_data() {
         || diagnostics(&["master-1"]),
     );
     for gw in ["gw-1", "gw-2"] {
-        run_ok(Command::new(lab_script()).args(["start", gw]));
+        run_ok(lab().args(["start", gw]));
     }
     println!(
         "k8s-lab: gateways started {:.0}s after the other nodes",
@@ -625,7 +625,7 @@ fn kubernetes_boots_from_rendered_user_data() {
     check_mariadb_rows(&tmp.0, &kubectl_bin, &kubeconfig, &mariadb_rows);
 
     // 4. master-1 powered off: the API still answers through the VIP and takes writes.
-    run_ok(Command::new(lab_script()).args(["stop", "master-1"]));
+    run_ok(lab().args(["stop", "master-1"]));
     let t = Instant::now();
     wait_for(
         "the API answering and writing with master-1 off",
@@ -872,7 +872,7 @@ fn kubernetes_boots_from_rendered_user_data() {
         Duration::from_secs(180),
         Duration::from_secs(3),
         || {
-            try_ok(Command::new(lab_script()).args([
+            try_ok(lab().args([
                 "exec",
                 "internet",
                 "--",
@@ -958,7 +958,7 @@ fn kubernetes_boots_from_rendered_user_data() {
     );
     let holder = vip_holder(&report).unwrap();
     let other = if holder == "gw-1" { "gw-2" } else { "gw-1" };
-    run_ok(Command::new(lab_script()).args(["stop", &holder]));
+    run_ok(lab().args(["stop", &holder]));
     let t = Instant::now();
     let (_, said) = status_until(
         &tmp.0,
@@ -986,7 +986,7 @@ fn kubernetes_boots_from_rendered_user_data() {
         t.elapsed().as_secs_f64(),
         said.lines().last().unwrap_or_default()
     );
-    run_ok(Command::new(lab_script()).args(["start", &holder]));
+    run_ok(lab().args(["start", &holder]));
     status_until(
         &tmp.0,
         "status green with both gateways",
@@ -1052,9 +1052,9 @@ fn kubernetes_boots_from_rendered_user_data() {
     );
     println!("k8s-lab: the Secret is k8s:enc:secretbox in etcd, in backup now's file and in a member's snapshot");
     kubectl_ok(&["create", "configmap", "after-backup", "--from-literal=k=v"]);
-    run_ok(Command::new(lab_script()).args(["stop", "master-3"]));
+    run_ok(lab().args(["stop", "master-3"]));
     // One member off: `paasgen status` names it alone of etcd; the API still serves.
-    run_ok(Command::new(lab_script()).args(["stop", "etcd-2"]));
+    run_ok(lab().args(["stop", "etcd-2"]));
     let (_, said) = status_until(
         &tmp.0,
         "status red naming etcd-2 of etcd, the API serving",
@@ -1074,8 +1074,8 @@ fn kubernetes_boots_from_rendered_user_data() {
         "k8s-lab: status with etcd-2 off: {}",
         said.lines().last().unwrap_or_default()
     );
-    run_ok(Command::new(lab_script()).args(["remove", "etcd-1"]));
-    run_ok(Command::new(lab_script()).args(["stop", "etcd-3"]));
+    run_ok(lab().args(["remove", "etcd-1"]));
+    run_ok(lab().args(["stop", "etcd-3"]));
     // `paasgen status` names the etcd members that no longer answer.
     let (_, said) = status_until(
         &tmp.0,
@@ -1139,7 +1139,7 @@ fn kubernetes_boots_from_rendered_user_data() {
     assert_eq!(endpoints, ["192.168.0.20", "192.168.0.21"]);
     // Every API server gives the same answer (none serves a stale watch cache): master-3,
     // powered off since before the recover, is started again and asked too.
-    run_ok(Command::new(lab_script()).args(["start", "master-3"]));
+    run_ok(lab().args(["start", "master-3"]));
     let masters = [
         ("master-1", "192.168.0.20"),
         ("master-2", "192.168.0.21"),
@@ -2337,7 +2337,7 @@ fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) -> Vec<u64> 
         || (log().matches("ok ").count() >= 20).then_some(()),
         log,
     );
-    run_ok(Command::new(lab_script()).args(["stop", &lost]));
+    run_ok(lab().args(["stop", &lost]));
     k(&[
         "delete",
         "pod",
@@ -2408,7 +2408,7 @@ fn check_mariadb(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path) -> Vec<u64> 
     assert!(outage < 60.0, "writes failed for {outage:.1}s");
 
     // The lost node back: the old primary retires its datadir, seeds and replicates.
-    run_ok(Command::new(lab_script()).args(["start", &lost]));
+    run_ok(lab().args(["start", &lost]));
     mariadb_settled(
         kubectl_bin,
         kubeconfig,

@@ -1,6 +1,6 @@
 //! Boot lab: render the reference platform, bake the node image, boot every
 //! etcd and gateway node as a systemd-nspawn container from its rendered
-//! user-data (`scripts/lab`), and check what the user-data configured:
+//! user-data (`paasgen lab`), and check what the user-data configured:
 //! cloud-init, the etcd cluster over TLS, keepalived VIP failover, haproxy to
 //! the masters, NAT to the outside.
 //!
@@ -454,7 +454,7 @@ struct Vips {
     public: String,
 }
 
-/// Container leader PIDs (`scripts/lab leader`), refreshed when one is gone.
+/// Container leader PIDs (`paasgen lab leader`), refreshed when one is gone.
 #[derive(Default)]
 struct Leaders(std::collections::HashMap<String, String>);
 impl Leaders {
@@ -465,7 +465,7 @@ impl Leaders {
                 return Some(pid.clone());
             }
         }
-        let o = Command::new(lab_script())
+        let o = lab()
             .args(["leader", node])
             .stdin(Stdio::null())
             .stderr(Stdio::null())
@@ -616,7 +616,7 @@ fn check_failover(nodes: &[Node], vips: &Vips) -> Vec<(String, Duration)> {
 
     // power the holder (now `other`) off
     let t = Instant::now();
-    run_ok(Command::new(lab_script()).args(["stop", &other]));
+    run_ok(lab().args(["stop", &other]));
     let d = wait_holder(&gws, vips, &holder, t, "gateway powered off");
     println!("lab: failover ({other} powered off): {} ms", d.as_millis());
     assert_status_port_names(&holder, vips);
@@ -646,7 +646,7 @@ fn check_failover(nodes: &[Node], vips: &Vips) -> Vec<(String, Duration)> {
         });
         (stop, h)
     };
-    run_ok(Command::new(lab_script()).args(["start", &other]));
+    run_ok(lab().args(["start", &other]));
     wait_active(&other, "keepalived.service", 180);
     thread::sleep(Duration::from_secs(5));
     watcher.0.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -745,7 +745,7 @@ fn check_haproxy(nodes: &[Node], vip: &str, api_port: u64) {
 
     // a master whose listener is down drops out
     let down = masters[1].name.clone();
-    run_ok(Command::new(lab_script()).args(["stop", &down]));
+    run_ok(lab().args(["stop", &down]));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let got: Vec<Option<String>> = (0..2 * masters.len())
@@ -763,7 +763,7 @@ fn check_haproxy(nodes: &[Node], vip: &str, api_port: u64) {
         }
         thread::sleep(Duration::from_millis(500));
     }
-    run_ok(Command::new(lab_script()).args(["start", &down]));
+    run_ok(lab().args(["start", &down]));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let got: BTreeSet<String> = (0..2 * masters.len())
@@ -907,7 +907,7 @@ fn lab_boots_rendered_platform() {
     // one lab per machine: wait (up to 30 min) for another run's lab to go;
     // `lab up` cleans up after itself when it fails
     run_ok(
-        Command::new(lab_script())
+        lab()
             .env("PAASGEN_LAB_LOCK_WAIT", "1800")
             .args(["up", "-d"])
             .arg(&out_dir)

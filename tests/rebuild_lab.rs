@@ -24,7 +24,7 @@
 //! `paasgen recover` founds etcd again from the newest good backup: three new members,
 //! the keys of the backup there, the ones written after it gone.
 //!
-//! Needs root and what `scripts/lab` needs; without them it prints why and passes,
+//! Needs root and what `paasgen lab` needs; without them it prints why and passes,
 //! unless `CI` is set (then it fails).
 
 #[path = "common/lab.rs"]
@@ -198,7 +198,7 @@ fn etcd_member_is_rebuilt_from_scratch() {
 
     // 1. With etcd-3 down, replacing the healthy etcd-1 would leave 1 of 3: refused,
     //    and nothing changes.
-    run_ok(Command::new(lab_script()).args(["stop", "etcd-3"]));
+    run_ok(lab().args(["stop", "etcd-3"]));
     let refused = rebuild(&tmp.0, "etcd-1", &[]);
     let said = text(&refused.stderr);
     println!("rebuild-lab: refused: {}", said.trim());
@@ -221,7 +221,7 @@ fn etcd_member_is_rebuilt_from_scratch() {
         std::thread::spawn(move || rebuild(&dir, "etcd-1", &["--force"]))
     };
     std::thread::sleep(Duration::from_secs(15));
-    run_ok(Command::new(lab_script()).args(["start", "etcd-3"]));
+    run_ok(lab().args(["start", "etcd-3"]));
     let forced = forced.join().unwrap();
     let said = format!("{}{}", text(&forced.stdout), text(&forced.stderr));
     assert!(forced.status.success(), "{said}");
@@ -246,7 +246,7 @@ fn etcd_member_is_rebuilt_from_scratch() {
 
     // 2. etcd-2 dies (powered off; its disk would be lost with it): rebuilt from scratch.
     exec_ok("etcd-2", &["touch", "/var/lib/old-disk-marker"]);
-    run_ok(Command::new(lab_script()).args(["stop", "etcd-2"]));
+    run_ok(lab().args(["stop", "etcd-2"]));
     let t = Instant::now();
     let rebuilt = rebuild(&tmp.0, "etcd-2", &[]);
     println!("{}", text(&rebuilt.stdout));
@@ -369,7 +369,7 @@ fn etcd_member_is_rebuilt_from_scratch() {
         spec_text.replace("snapshot_keep: 24", "snapshot_keep: 12"),
     )
     .unwrap();
-    run_ok(Command::new(lab_script()).args(["stop", "etcd-3"]));
+    run_ok(lab().args(["stop", "etcd-3"]));
     let stopped = upgrade(&tmp.0);
     let said = format!("{}{}", text(&stopped.stdout), text(&stopped.stderr));
     assert!(!stopped.status.success(), "{said}");
@@ -384,7 +384,7 @@ fn etcd_member_is_rebuilt_from_scratch() {
             .find(|l| l.contains("upgrade stopped"))
             .unwrap_or_default()
     );
-    run_ok(Command::new(lab_script()).args(["start", "etcd-3"]));
+    run_ok(lab().args(["start", "etcd-3"]));
     wait_healthy("etcd-1", Duration::from_secs(120));
     let t = Instant::now();
     let done = upgrade(&tmp.0);
@@ -426,7 +426,7 @@ fn etcd_member_is_rebuilt_from_scratch() {
             && said.contains("Nothing was changed"),
         "{said}"
     );
-    let state = run_ok(Command::new(lab_script()).arg("status"));
+    let state = run_ok(lab().arg("status"));
     assert!(
         exec_ok("gw-1", &["systemctl", "is-active", "keepalived", "haproxy"])
             .split_whitespace()
@@ -572,9 +572,9 @@ fn etcd_member_is_rebuilt_from_scratch() {
     assert!(put.status.success(), "{}", text(&put.stderr));
     let old_members = members("etcd-1");
     // etcd-1 is destroyed with its disk; etcd-2 and etcd-3 are powered off.
-    run_ok(Command::new(lab_script()).args(["remove", "etcd-1"]));
-    run_ok(Command::new(lab_script()).args(["stop", "etcd-2"]));
-    run_ok(Command::new(lab_script()).args(["stop", "etcd-3"]));
+    run_ok(lab().args(["remove", "etcd-1"]));
+    run_ok(lab().args(["stop", "etcd-2"]));
+    run_ok(lab().args(["stop", "etcd-3"]));
     let t = Instant::now();
     let recovered = recover(&[]);
     let said = text(&recovered.stdout);

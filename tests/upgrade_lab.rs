@@ -16,7 +16,7 @@
 //! mirror's binary, the cluster is healthy with exactly three members (no stale entry),
 //! and the keys written before and during the rollout are there on every member.
 //!
-//! Needs root and what `scripts/lab` needs; without them it prints why and passes,
+//! Needs root and what `paasgen lab` needs; without them it prints why and passes,
 //! unless `CI` is set (then it fails).
 
 #[path = "common/lab.rs"]

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod cloud;
 pub mod image;
+pub mod lab;
 pub mod rebuild;
 pub mod recover;
 pub mod status;

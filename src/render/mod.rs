@@ -6,6 +6,7 @@ mod context;
 mod decode;
 mod files;
 mod join_token;
+pub mod nocloud;
 mod output;
 mod templates;
 
@@ -17,7 +18,8 @@ pub use decode::{decode_files, DecodedFile};
 pub use files::File;
 pub use join_token::{config_sha256, map_join_tokens};
 pub use output::{
-    previous_manifest, read_manifest, sha256_hex, write_output, Manifest, ManifestNode,
+    previous_manifest, read_manifest, sha256_hex, write_output, Manifest, ManifestNetwork,
+    ManifestNode,
 };
 pub use templates::Templates;
 

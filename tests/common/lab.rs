@@ -1,4 +1,4 @@
-//! What the lab tests share: running `scripts/lab`, its commands inside nodes, and
+//! What the lab tests share: running `paasgen lab`, its commands inside nodes, and
 //! tearing it down whatever happens.
 #![allow(dead_code)]
 
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
-/// The remote host `scripts/lab` puts behind the "internet" namespace.
+/// The remote host the lab puts behind the "internet" namespace.
 pub const REMOTE: &str = "http://198.51.100.10:8080/";
 
 // ------------------------------------------------------------- helpers ----
@@ -16,8 +16,14 @@ pub fn repo(p: &str) -> PathBuf {
     Path::new(REPO).join(p)
 }
 
-pub fn lab_script() -> PathBuf {
-    repo("scripts/lab")
+/// The program and argument that run a lab step: `paasgen lab`.
+pub const LAB: [&str; 2] = [env!("CARGO_BIN_EXE_paasgen"), "lab"];
+
+/// `paasgen lab ...`
+pub fn lab() -> Command {
+    let mut c = Command::new(LAB[0]);
+    c.arg(LAB[1]);
+    c
 }
 
 pub fn text(b: &[u8]) -> String {
@@ -65,9 +71,9 @@ pub fn with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// `scripts/lab exec NODE -- ARGS...`
+/// `paasgen lab exec NODE -- ARGS...`
 pub fn exec(node: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(lab_script());
+    let mut c = lab();
     c.args(["exec", node, "--"]).args(args);
     c
 }
@@ -96,7 +102,7 @@ impl Drop for TempDir {
     }
 }
 
-/// `scripts/lab down` on drop: whatever happens, the lab is torn down. When the test
+/// `paasgen lab down` on drop: whatever happens, the lab is torn down. When the test
 /// failed, each running node's journal goes to `<target>/lab-journals/` first, and the
 /// lines that explain an outage (etcd elections and slow disks, haproxy's checks, the
 /// API server's readiness) are printed: CI keeps a failed test's output, not its files.
@@ -106,7 +112,7 @@ impl Drop for LabGuard {
         if std::thread::panicking() {
             save_journals();
         }
-        let _ = Command::new(lab_script())
+        let _ = lab()
             .arg("down")
             .stdin(Stdio::null())
             .status();
@@ -148,7 +154,7 @@ fn save_journals() {
         .join(format!("{test}-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     // Plain `Command::output`: a panic here, inside a panic, would abort the test binary.
-    let Ok(status) = Command::new(lab_script()).arg("status").output() else {
+    let Ok(status) = lab().arg("status").output() else {
         return;
     };
     for line in text(&status.stdout).lines().skip(1) {
@@ -161,7 +167,7 @@ fn save_journals() {
         }
         let Ok(journal) = Command::new("timeout")
             .arg("60")
-            .arg(lab_script())
+            .args(LAB)
             .args([
                 "exec",
                 node,
@@ -307,7 +313,7 @@ pub fn boot_lab_with(out_dir: &Path, extra: &[&std::ffi::OsStr]) -> LabGuard {
     let image = run_ok(&mut Command::new(repo("images/bake")));
     let image = image.lines().last().unwrap().trim().to_string();
     run_ok(
-        Command::new(lab_script())
+        lab()
             .env("PAASGEN_LAB_LOCK_WAIT", "3600")
             .args(["up", "-d"])
             .arg(out_dir)
@@ -315,7 +321,7 @@ pub fn boot_lab_with(out_dir: &Path, extra: &[&std::ffi::OsStr]) -> LabGuard {
             .args(extra),
     );
     let guard = LabGuard;
-    run_ok(Command::new(lab_script()).args(["wait", "600"]));
+    run_ok(lab().args(["wait", "600"]));
     guard
 }
 
