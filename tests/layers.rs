@@ -1,12 +1,13 @@
 //! The layers of src/ stay apart: only main.rs and the CLI verbs (src/commands) name
 //! `commands`, no verb imports another verb (shared code lives in `day2` or the pipeline
 //! modules), and clap stays in main.rs (the library knows nothing of the command line).
+//! The lab's logic is Rust (src/cloud/lab); `scripts/lab` only drives host tools.
 
 use std::path::{Path, PathBuf};
 
 /// The verb modules of src/commands.
-const VERBS: [&str; 7] = [
-    "backup", "cloud", "image", "rebuild", "recover", "status", "upgrade",
+const VERBS: [&str; 8] = [
+    "backup", "cloud", "image", "lab", "rebuild", "recover", "status", "upgrade",
 ];
 
 fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
@@ -149,4 +150,62 @@ fn each_kind_of_breach_is_caught() {
         "commands/backup.rs",
         "use crate::day2::{backup, copies};"
     ));
+}
+
+/// Most lines `scripts/lab` may have: what is left of it is plumbing.
+const LAB_SCRIPT_LINES: usize = 300;
+
+/// What keeps `scripts/lab` (text `text`) from being host plumbing only: too long, a
+/// function without a comment saying what it takes and does, or a decision made from
+/// the render or the lab's state (files the Rust side reads and writes).
+fn lab_script_breaches(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let lines = text.lines().count();
+    if lines >= LAB_SCRIPT_LINES {
+        found.push(format!(
+            "scripts/lab has {lines} lines (under {LAB_SCRIPT_LINES}: its logic belongs in src/cloud/lab)"
+        ));
+    }
+    for (i, line) in text.lines().enumerate() {
+        let at = format!("scripts/lab:{}", i + 1);
+        let defines = line.split_once("() {").is_some_and(|(name, _)| {
+            !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+        });
+        if defines && !line.contains("() { #") {
+            found.push(format!(
+                "{at}: function without a comment of what it takes and does: {line}"
+            ));
+        }
+        for state in ["manifest.json", "nodes.txt", "lab.json", "python3 - "] {
+            if line.contains(state) {
+                found.push(format!(
+                    "{at}: reads `{state}`: the render and the lab's state are the Rust side's: {}",
+                    line.trim()
+                ));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn scripts_lab_is_host_plumbing_only() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab");
+    let text = std::fs::read_to_string(&path).expect("scripts/lab");
+    let found = lab_script_breaches(&text);
+    assert!(found.is_empty(), "scripts/lab:\n{}", found.join("\n"));
+}
+
+#[test]
+fn each_kind_of_lab_script_breach_is_caught() {
+    let ok = "fabric() { # GW/PREFIX: the bridges\n  ip link\n}\n";
+    assert!(lab_script_breaches(ok).is_empty());
+    assert!(!lab_script_breaches(&ok.repeat(LAB_SCRIPT_LINES / 3 + 1)).is_empty());
+    assert!(!lab_script_breaches("fabric() {\n  ip link\n}\n").is_empty());
+    assert!(
+        !lab_script_breaches("x() { # X\n  awk '{print $1}' \"$LAB/nodes.txt\"\n}\n").is_empty()
+    );
+    assert!(
+        !lab_script_breaches("x() { # X\n  python3 - \"$out/manifest.json\" <<EOF\n}\n").is_empty()
+    );
 }

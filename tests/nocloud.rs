@@ -49,8 +49,5 @@ fn a_gateway_without_a_fixed_public_address_has_no_seed() {
     manifest.network.public_vip = None;
     let gw = manifest.nodes.iter().find(|n| n.name == "gw-1").unwrap();
     let err = nocloud::network_config(&manifest.network, gw).unwrap_err();
-    assert!(
-        err.to_string().contains("network.public: fixed"),
-        "{err:#}"
-    );
+    assert!(err.to_string().contains("network.public: fixed"), "{err:#}");
 }

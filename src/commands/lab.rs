@@ -46,7 +46,8 @@ pub fn lab(step: LabStep) -> Result<()> {
             mirror,
             stock,
         } => {
-            let image = match image.or_else(|| std::env::var_os("PAASGEN_IMAGE").map(PathBuf::from)) {
+            let image = match image.or_else(|| std::env::var_os("PAASGEN_IMAGE").map(PathBuf::from))
+            {
                 Some(image) => image,
                 None => bake()?,
             };

@@ -112,10 +112,7 @@ impl Drop for LabGuard {
         if std::thread::panicking() {
             save_journals();
         }
-        let _ = lab()
-            .arg("down")
-            .stdin(Stdio::null())
-            .status();
+        let _ = lab().arg("down").stdin(Stdio::null()).status();
     }
 }
 

@@ -18,8 +18,13 @@ pub fn write_seed(
     check: bool,
     instance_id: &str,
 ) -> Result<()> {
-    let bytes = std::fs::read(user_data)
-        .with_context(|| format!("{}: reading its user-data {}", node.name, user_data.display()))?;
+    let bytes = std::fs::read(user_data).with_context(|| {
+        format!(
+            "{}: reading its user-data {}",
+            node.name,
+            user_data.display()
+        )
+    })?;
     if check {
         let got = sha256_hex(&bytes);
         if got != node.sha256 {
@@ -41,7 +46,11 @@ pub fn write_seed(
         }
     }
     if !bytes.starts_with(b"#cloud-config") {
-        bail!("{}: {} is not #cloud-config", node.name, user_data.display());
+        bail!(
+            "{}: {} is not #cloud-config",
+            node.name,
+            user_data.display()
+        );
     }
     let seed = root.join("var/lib/cloud/seed/nocloud");
     std::fs::create_dir_all(&seed)?;

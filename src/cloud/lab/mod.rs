@@ -99,7 +99,11 @@ impl Cloud for LabCloud {
                     let Some(sha) = disk::seed_sha256(&self.lab.root(node))? else {
                         continue;
                     };
-                    let status = if self.running(node) { "ACTIVE" } else { "SHUTOFF" };
+                    let status = if self.running(node) {
+                        "ACTIVE"
+                    } else {
+                        "SHUTOFF"
+                    };
                     (status, Some(sha))
                 }
             };

@@ -22,8 +22,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The port the remote host's stand-in answers on (with the address it sees).
 const REMOTE_PORT: &str = "8080";
 /// Namespaces that are not nodes, for `exec`.
-const FABRIC_NAMESPACES: [(&str, &str); 3] =
-    [("remote", "plab-remote"), ("internet", "plab-inet"), ("net", "plab-net")];
+const FABRIC_NAMESPACES: [(&str, &str); 3] = [
+    ("remote", "plab-remote"),
+    ("internet", "plab-inet"),
+    ("net", "plab-net"),
+];
 
 pub struct UpOptions {
     /// A render output (manifest.json and the user-data files).
@@ -102,7 +105,8 @@ impl Lab {
             image.strip_suffix(".tar").unwrap_or(&image)
         ));
         if !lower.join(".unpacked").exists() {
-            self.host.run("unpack", &[&image, &lower.to_string_lossy()])?;
+            self.host
+                .run("unpack", &[&image, &lower.to_string_lossy()])?;
         }
         let lab = LabState {
             cluster: manifest.cluster.clone(),
@@ -555,8 +559,10 @@ impl Lab {
             .host
             .leader(node)
             .map_or_else(|| "-".to_string(), |l| l.to_string());
-        self.host
-            .run("kill-node", &[node, &lab.cgroup_root.to_string_lossy(), &leader])
+        self.host.run(
+            "kill-node",
+            &[node, &lab.cgroup_root.to_string_lossy(), &leader],
+        )
     }
 
     fn power_off(&self, n: &LabNode) -> Result<()> {
@@ -576,7 +582,11 @@ impl Lab {
             ],
         };
         let name = &n.node.name;
-        let interface = if address == "-" { "-" } else { &net.private_interface };
+        let interface = if address == "-" {
+            "-"
+        } else {
+            &net.private_interface
+        };
         let mut args = vec![name.as_str(), name.as_str(), interface, address, via];
         args.extend(ports.iter().map(String::as_str));
         self.host.run("standin", &args)
@@ -617,8 +627,13 @@ impl Lab {
             ]);
         }
         args.extend(
-            ["--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=pipe"]
-                .map(String::from),
+            [
+                "--resolv-conf=off",
+                "--timezone=off",
+                "--link-journal=no",
+                "--console=pipe",
+            ]
+            .map(String::from),
         );
         let console = OpenOptions::new()
             .create(true)
@@ -666,7 +681,8 @@ fn is_kubernetes(n: &LabNode) -> bool {
 }
 
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 /// `ip -4 -o addr show scope global` through `prefix` (a netns or nsenter), as
@@ -727,8 +743,10 @@ fn lock_holders(lock: &Path) -> Vec<i32> {
             let pid: i32 = p.file_name().to_str()?.parse().ok()?;
             let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            (cmdline.starts_with("flock -x -w ") && cmdline.contains(&want) && !children(pid).is_empty())
-                .then_some(pid)
+            (cmdline.starts_with("flock -x -w ")
+                && cmdline.contains(&want)
+                && !children(pid).is_empty())
+            .then_some(pid)
         })
         .collect()
 }
@@ -765,7 +783,10 @@ fn raise_inotify_limits() -> Result<()> {
         let path = Path::new("/proc/sys").join(key);
         let now: u64 = std::fs::read_to_string(&path)?.trim().parse()?;
         if now < want {
-            log(format!("raising {} from {now} to {want}", key.replace('/', ".")));
+            log(format!(
+                "raising {} from {now} to {want}",
+                key.replace('/', ".")
+            ));
             std::fs::write(&path, want.to_string())?;
         }
     }

@@ -59,7 +59,11 @@ impl LabState {
     }
 
     pub fn save(&self, dir: &Path) -> Result<()> {
-        write_atomic(&dir.join(Self::FILE), &serde_json::to_vec_pretty(self)?, 0o600)
+        write_atomic(
+            &dir.join(Self::FILE),
+            &serde_json::to_vec_pretty(self)?,
+            0o600,
+        )
     }
 
     pub fn node(&self, name: &str) -> Result<&LabNode> {
