@@ -12,8 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "elector-test-token-0123456789";
-const ETCD_PORT: u16 = 34379;
-const API_PORT: u16 = 34443;
 const SELECTOR: &str = "app=mariadb";
 
 /// A process in its own group, killed with it on drop.
@@ -73,20 +71,21 @@ impl Api {
         )
         .unwrap();
         let d = |f: &str| dir.join(f).display().to_string();
+        let (etcd_port, api_port) = (listen_port(379), listen_port(443));
         let etcd = spawn(
             &bin.join("etcd"),
             &[
                 format!("--data-dir={}", d("etcd")),
-                format!("--listen-client-urls=http://127.0.0.1:{ETCD_PORT}"),
-                format!("--advertise-client-urls=http://127.0.0.1:{ETCD_PORT}"),
-                format!("--listen-peer-urls=http://127.0.0.1:{}", ETCD_PORT + 1),
+                format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{}", etcd_port + 1),
                 format!(
                     "--initial-advertise-peer-urls=http://127.0.0.1:{}",
-                    ETCD_PORT + 1
+                    etcd_port + 1
                 ),
                 format!(
                     "--initial-cluster=default=http://127.0.0.1:{}",
-                    ETCD_PORT + 1
+                    etcd_port + 1
                 ),
             ],
             &dir.join("etcd.log"),
@@ -96,8 +95,8 @@ impl Api {
         let apiserver = spawn(
             &bin.join("kube-apiserver"),
             &[
-                format!("--etcd-servers=http://127.0.0.1:{ETCD_PORT}"),
-                format!("--secure-port={API_PORT}"),
+                format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+                format!("--secure-port={api_port}"),
                 "--bind-address=127.0.0.1".into(),
                 "--endpoint-reconciler-type=none".into(),
                 format!("--cert-dir={}", d("certs")),
@@ -113,7 +112,7 @@ impl Api {
         );
         let api = Api {
             kubectl: format!(
-                "{} --server=https://127.0.0.1:{API_PORT} --insecure-skip-tls-verify --token={TOKEN}",
+                "{} --server=https://127.0.0.1:{api_port} --insecure-skip-tls-verify --token={TOKEN}",
                 bin.join("kubectl").display()
             ),
             _etcd: etcd,
@@ -217,7 +216,12 @@ impl Pod {
             "--restart=Never",
         ]);
         Pod {
-            node: Node::new(root, &name, 34040 + ordinal, u32::from(ordinal) + 1),
+            node: Node::new(
+                root,
+                &name,
+                listen_port(40 + ordinal),
+                u32::from(ordinal) + 1,
+            ),
             elector: None,
         }
     }
@@ -343,7 +347,8 @@ fn the_electors_make_one_primary_and_replace_a_lost_one_with_the_replica_that_re
     // A client writes through "the write Service": to the pod labelled primary.
     let writer = Writer::start(Some(p0.node.port));
     writer.wait_flowing(30);
-    let port_of = |pod: &str| 34040 + pod.trim_start_matches("mariadb-").parse::<u16>().unwrap();
+    let port_of =
+        |pod: &str| listen_port(40) + pod.trim_start_matches("mariadb-").parse::<u16>().unwrap();
     // Pod 0's machine is gone: its node and its elector.
     p0.node.kill();
     p0.elector = None;

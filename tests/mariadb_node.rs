@@ -13,7 +13,7 @@ fn replicas_seed_from_a_backup_stream_and_resume_from_their_gtid_position() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let primary = new_primary(tmp.path(), 34010);
+    let primary = new_primary(tmp.path(), listen_port(10));
     let mut rows: Vec<u64> = (0..5)
         .map(|i| insert(&primary, &format!("before-{i}")))
         .collect();
@@ -26,7 +26,7 @@ fn replicas_seed_from_a_backup_stream_and_resume_from_their_gtid_position() {
         "binlogs not purged: {first_binlog}"
     );
 
-    let (mut replica, seeded) = new_replica(tmp.path(), "node-1", 34011, 2, &primary);
+    let (mut replica, seeded) = new_replica(tmp.path(), "node-1", listen_port(11), 2, &primary);
     assert!(
         seeded.contains("seeded from a backup at GTID 0-1-"),
         "{seeded}"
@@ -73,7 +73,7 @@ fn a_fenced_primary_refuses_writes_until_it_is_told_it_is_primary_again() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let primary = new_primary(tmp.path(), 34030);
+    let primary = new_primary(tmp.path(), listen_port(30));
     insert(&primary, "before");
     primary.desire("fenced");
     primary.wait_role("fenced");
@@ -95,10 +95,10 @@ fn a_lost_primary_is_replaced_by_the_replica_that_received_most_and_no_acknowled
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let mut primary = new_primary(tmp.path(), 34020);
+    let mut primary = new_primary(tmp.path(), listen_port(20));
     let replicas = [
-        new_replica(tmp.path(), "node-1", 34021, 2, &primary).0,
-        new_replica(tmp.path(), "node-2", 34022, 3, &primary).0,
+        new_replica(tmp.path(), "node-1", listen_port(21), 2, &primary).0,
+        new_replica(tmp.path(), "node-2", listen_port(22), 3, &primary).0,
     ];
 
     // A client writes without pause, to whichever node is primary.

@@ -22,6 +22,29 @@ pub fn prerequisites() -> bool {
         .all(|p| super::have(p))
 }
 
+/// The first port the MariaDB tests listen on. Fixed ports must lie below the kernel's
+/// ephemeral range: a port there can be taken at any moment as the local end of some
+/// other process's connection (CI lost a run to that: 34030 was in use when mariadbd
+/// bound it).
+const PORT_BASE: u16 = 24000;
+
+/// Port `PORT_BASE + offset`, checked to be outside this host's ephemeral range.
+pub fn listen_port(offset: u16) -> u16 {
+    let port = PORT_BASE + offset;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .expect("the ephemeral port range is readable");
+    let low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .expect("ip_local_port_range starts with a number");
+    assert!(
+        port < low,
+        "port {port} is inside this host's ephemeral range (from {low}): pick a lower PORT_BASE"
+    );
+    port
+}
+
 /// One node: its directories, port, and `node.sh run` while it runs.
 pub struct Node {
     pub name: String,
@@ -59,7 +82,10 @@ impl Node {
             .env("MARIADB_REPLICATION_PASSWORD", REPLICATION_PASSWORD)
             // Short, so that the writes made while a replica is down do not each wait
             // long; the chart's default is 30 s.
-            .env("SEMI_SYNC_TIMEOUT_MS", "3000");
+            .env("SEMI_SYNC_TIMEOUT_MS", "3000")
+            // A pod listens on every address; a test only on loopback (the later
+            // option wins).
+            .env("MARIADB_ARGS", "--bind-address=127.0.0.1");
         c
     }
 
