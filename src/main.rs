@@ -45,9 +45,8 @@ enum Command {
     Render {
         #[command(flatten)]
         paths: Paths,
-        /// Wait for another writer of the state dir instead of failing.
-        #[arg(long)]
-        wait_lock: bool,
+        #[command(flatten)]
+        lock: WaitLock,
         /// Replace the documents of another cluster found in the output dir.
         #[arg(long)]
         force: bool,
@@ -83,9 +82,8 @@ enum Command {
         replace_failed: bool,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
-        /// Wait for another writer of the state dir instead of failing.
-        #[arg(long)]
-        wait_lock: bool,
+        #[command(flatten)]
+        lock: WaitLock,
     },
     /// Replace one node by a fresh server with fresh user-data (same port and address);
     /// an etcd node is swapped in etcd's membership first, a gateway hands the VIPs to
@@ -178,9 +176,8 @@ enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
-        /// Wait for another writer of the state dir instead of failing.
-        #[arg(long)]
-        wait_lock: bool,
+        #[command(flatten)]
+        lock: WaitLock,
     },
     /// Unified diff, per node, of the user-data launched against what render gives now.
     Diff {
@@ -237,12 +234,26 @@ struct CloudOpts {
     /// The cloud provider.
     #[arg(long, value_enum, default_value_t = CloudProvider::Openstack)]
     cloud: CloudProvider,
+    #[command(flatten)]
+    access: CloudAccess,
+}
+
+/// Which cloud of clouds.yaml, and how long to wait for its APIs.
+#[derive(clap::Args)]
+struct CloudAccess {
     /// Cloud of clouds.yaml to use [default: $OS_CLOUD, else the OS_* environment].
     #[arg(long)]
     os_cloud: Option<String>,
-    /// Seconds to wait for a connection and for each answer of the cloud's APIs.
+    /// Seconds to wait for a connection and for each answer (or stream message) of
+    /// the cloud's APIs.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: u64,
+}
+
+impl CloudAccess {
+    fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout)
+    }
 }
 
 impl CloudOpts {
@@ -252,11 +263,19 @@ impl CloudOpts {
             file: &self.paths.file,
             out: &self.paths.out,
             state_dir: self.paths.state_dir.as_deref(),
-            os_cloud: self.os_cloud.as_deref(),
+            os_cloud: self.access.os_cloud.as_deref(),
             wait_lock,
-            timeout: std::time::Duration::from_secs(self.timeout),
+            timeout: self.access.timeout(),
         }
     }
+}
+
+/// `--wait-lock`, taken by every verb that writes the state dir.
+#[derive(clap::Args, Clone, Copy)]
+struct WaitLock {
+    /// Wait for another writer of the state dir instead of failing.
+    #[arg(long)]
+    wait_lock: bool,
 }
 
 /// How `rebuild` and `upgrade` replace a node.
@@ -268,9 +287,8 @@ struct ReplaceOpts {
     /// Seconds each replacement may take to be healthy.
     #[arg(long, default_value_t = 900)]
     wait: u64,
-    /// Wait for another writer of the state dir instead of failing.
-    #[arg(long)]
-    wait_lock: bool,
+    #[command(flatten)]
+    lock: WaitLock,
 }
 
 impl ReplaceOpts {
@@ -291,12 +309,9 @@ struct BackupOpts {
     file: PathBuf,
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Cloud of clouds.yaml for Swift (else OS_CLOUD, else the OS_* environment).
-    #[arg(long)]
-    os_cloud: Option<String>,
-    /// Seconds to wait for a connection and for each answer (or stream message).
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    timeout: u64,
+    // The cloud whose Swift holds the copies.
+    #[command(flatten)]
+    access: CloudAccess,
 }
 
 #[derive(Subcommand)]
@@ -309,18 +324,16 @@ enum BackupCommand {
         /// Where etcd's members are reached, by their names (SNI) [default: public VIP:2379].
         #[arg(long)]
         etcd_via: Option<std::net::SocketAddr>,
-        /// Wait for another writer of the state dir instead of failing.
-        #[arg(long)]
-        wait_lock: bool,
+        #[command(flatten)]
+        lock: WaitLock,
     },
     /// Prepare the Swift container of etcd.swift_backups (versioned, with a TempURL key
     /// only paasgen holds); etcd nodes rendered afterwards upload there.
     Setup {
         #[command(flatten)]
         opts: BackupOpts,
-        /// Wait for another writer of the state dir instead of failing.
-        #[arg(long)]
-        wait_lock: bool,
+        #[command(flatten)]
+        lock: WaitLock,
     },
     /// List the backups, oldest first, and the copies in Swift.
     List {
@@ -353,12 +366,8 @@ enum ImageCommand {
         /// Image name [default: paasgen-node-<recipe sha12>].
         #[arg(long)]
         name: Option<String>,
-        /// Cloud of clouds.yaml to use [default: $OS_CLOUD, else the OS_* environment].
-        #[arg(long)]
-        os_cloud: Option<String>,
-        /// Seconds to wait for a connection and for each answer of Glance.
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-        timeout: u64,
+        #[command(flatten)]
+        access: CloudAccess,
     },
 }
 
@@ -538,14 +547,14 @@ fn main() -> ExitCode {
         Command::Validate { file } => commands::validate(&file),
         Command::Render {
             paths,
-            wait_lock,
+            lock,
             force,
             check,
         } => commands::render(&commands::RenderArgs {
             file: &paths.file,
             out: &paths.out,
             state_dir: paths.state_dir.as_deref(),
-            wait_lock,
+            wait_lock: lock.wait_lock,
             force,
             check,
         }),
@@ -560,14 +569,14 @@ fn main() -> ExitCode {
             parallel,
             replace_failed,
             output,
-            wait_lock,
+            lock,
         } => {
             let opts = paasgen::cloud::apply::Options {
                 parallel,
                 replace_failed,
                 ..Default::default()
             };
-            commands::cloud::launch(&cloud.args(wait_lock), &opts, dry_run, output.into())
+            commands::cloud::launch(&cloud.args(lock.wait_lock), &opts, dry_run, output.into())
         }
         Command::Rebuild {
             node,
@@ -576,7 +585,7 @@ fn main() -> ExitCode {
             replace,
         } => commands::rebuild::rebuild(
             &commands::rebuild::RebuildArgs {
-                cloud: cloud.args(replace.wait_lock),
+                cloud: cloud.args(replace.lock.wait_lock),
                 node: &node,
                 with: replace.with(force),
             },
@@ -590,7 +599,7 @@ fn main() -> ExitCode {
             replace,
         } => commands::recover::recover(
             &commands::recover::RecoverArgs {
-                cloud: cloud.args(replace.wait_lock),
+                cloud: cloud.args(replace.lock.wait_lock),
                 from: from.as_deref(),
                 with: replace.with(force),
                 etcd_only,
@@ -606,7 +615,7 @@ fn main() -> ExitCode {
             replace,
         } => commands::upgrade::upgrade(
             &commands::upgrade::UpgradeArgs {
-                cloud: cloud.args(replace.wait_lock),
+                cloud: cloud.args(replace.lock.wait_lock),
                 versions: day2::upgrade::NewVersions {
                     kubernetes: to.as_deref(),
                     etcd: etcd.as_deref(),
@@ -623,45 +632,43 @@ fn main() -> ExitCode {
                 BackupCommand::Now {
                     opts,
                     etcd_via,
-                    wait_lock,
+                    lock,
                 },
         } => commands::backup::backup_now(&commands::backup::BackupArgs {
             file: &opts.file,
             state_dir: opts.state_dir.as_deref(),
-            os_cloud: opts.os_cloud.as_deref(),
+            os_cloud: opts.access.os_cloud.as_deref(),
             etcd_via,
-            timeout: std::time::Duration::from_secs(opts.timeout),
-            wait_lock,
+            timeout: opts.access.timeout(),
+            wait_lock: lock.wait_lock,
         }),
         Command::Backup {
-            command: BackupCommand::Setup { opts, wait_lock },
+            command: BackupCommand::Setup { opts, lock },
         } => commands::backup::setup(&commands::backup::SetupArgs {
             file: &opts.file,
             state_dir: opts.state_dir.as_deref(),
-            os_cloud: opts.os_cloud.as_deref(),
-            timeout: std::time::Duration::from_secs(opts.timeout),
-            wait_lock,
+            os_cloud: opts.access.os_cloud.as_deref(),
+            timeout: opts.access.timeout(),
+            wait_lock: lock.wait_lock,
         }),
         Command::Backup {
             command: BackupCommand::Prune { opts },
         } => commands::backup::prune(
             &opts.file,
-            opts.os_cloud.as_deref(),
-            std::time::Duration::from_secs(opts.timeout),
+            opts.access.os_cloud.as_deref(),
+            opts.access.timeout(),
         ),
         Command::Backup {
             command: BackupCommand::List { opts },
         } => commands::backup::backup_list(
             &opts.file,
             opts.state_dir.as_deref(),
-            opts.os_cloud.as_deref(),
-            std::time::Duration::from_secs(opts.timeout),
+            opts.access.os_cloud.as_deref(),
+            opts.access.timeout(),
         ),
-        Command::Destroy {
-            cloud,
-            yes,
-            wait_lock,
-        } => commands::cloud::destroy(&cloud.args(wait_lock), yes),
+        Command::Destroy { cloud, yes, lock } => {
+            commands::cloud::destroy(&cloud.args(lock.wait_lock), yes)
+        }
         Command::Diff { cloud } => commands::cloud::diff(&cloud.args(false)),
         Command::Lab { command } => commands::lab::lab(command.into()),
         Command::Image {
@@ -674,18 +681,12 @@ fn main() -> ExitCode {
             &[],
         ),
         Command::Image {
-            command:
-                ImageCommand::Upload {
-                    file,
-                    name,
-                    os_cloud,
-                    timeout,
-                },
+            command: ImageCommand::Upload { file, name, access },
         } => commands::image::upload(&commands::image::UploadArgs {
             file: file.as_deref(),
             name: name.as_deref(),
-            os_cloud: os_cloud.as_deref(),
-            timeout: std::time::Duration::from_secs(timeout),
+            os_cloud: access.os_cloud.as_deref(),
+            timeout: access.timeout(),
         }),
         Command::Pki {
             command:
@@ -731,5 +732,15 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own check of the definitions (duplicate names, flattened options that
+    /// clash, defaults its parser refuses), which otherwise shows only when a verb runs.
+    #[test]
+    fn the_command_line_definitions_are_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

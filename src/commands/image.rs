@@ -18,30 +18,10 @@ pub struct UploadArgs<'a> {
     pub timeout: Duration,
 }
 
-/// The path images/qcow2 prints last (building the disk when its recipe changed).
-fn build_qcow2() -> Result<PathBuf> {
-    let script = crate::day2::setup::script_path("images/qcow2")?;
-    let out = std::process::Command::new(&script)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !out.status.success() {
-        bail!("images/qcow2 failed ({})", out.status);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let path = text
-        .lines()
-        .last()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .ok_or_else(|| anyhow!("images/qcow2 printed no path"))?;
-    Ok(PathBuf::from(path))
-}
-
 pub fn upload(args: &UploadArgs) -> Result<()> {
     let qcow2 = match args.file {
         Some(f) => f.to_path_buf(),
-        None => build_qcow2()?,
+        None => super::built_path("images/qcow2")?,
     };
     let manifest_path = PathBuf::from(format!("{}.json", qcow2.display()));
     let manifest: Value = serde_json::from_slice(

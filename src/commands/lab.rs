@@ -5,8 +5,7 @@ use crate::cloud::lab::{Lab, UpOptions};
 use crate::day2::setup::script_path;
 use anyhow::{bail, Context, Result};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// One lab step, as the command line names it.
@@ -49,7 +48,7 @@ pub fn lab(step: LabStep) -> Result<()> {
             let image = match image.or_else(|| std::env::var_os("PAASGEN_IMAGE").map(PathBuf::from))
             {
                 Some(image) => image,
-                None => bake()?,
+                None => super::built_path("images/bake")?,
             };
             if !image.is_file() {
                 bail!("image {} not found", image.display());
@@ -92,23 +91,5 @@ pub fn lab(step: LabStep) -> Result<()> {
         }
         LabStep::Remove(node) => lab.remove(&node),
         LabStep::Replace(node, user_data) => lab.replace(&node, &user_data),
-    }
-}
-
-/// The baked image: images/bake prints its path last (and bakes it when the recipe
-/// changed).
-fn bake() -> Result<PathBuf> {
-    let bake = script_path("images/bake")?;
-    let out = Command::new(&bake)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {}", bake.display()))?;
-    if !out.status.success() {
-        bail!("{} failed ({})", bake.display(), out.status);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    match text.lines().last() {
-        Some(line) => Ok(Path::new(line.trim()).to_path_buf()),
-        None => bail!("{} printed no image", bake.display()),
     }
 }

@@ -19,7 +19,7 @@ use crate::pki::{describe_all, Pki};
 use crate::render::{self, base64_len, RenderOptions};
 use crate::spec::{self, Problem, Spec};
 use anyhow::{bail, Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub fn init(file: &Path, force: bool, workers: Option<usize>) -> Result<()> {
     if file.exists() && !force {
@@ -194,6 +194,24 @@ pub fn run_script(relative: &str, args: &[String]) -> Result<()> {
         bail!("{relative} {} failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// What an image script (images/bake, images/qcow2) built: the path it prints last
+/// (it builds only when its recipe changed).
+pub fn built_path(relative: &str) -> Result<PathBuf> {
+    let script = script_path(relative)?;
+    let out = std::process::Command::new(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!("{relative} failed ({})", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.lines().last().map(str::trim).filter(|l| !l.is_empty()) {
+        Some(path) => Ok(PathBuf::from(path)),
+        None => bail!("{relative} printed no path"),
+    }
 }
 
 /// Days before its expiry from which a certificate is warned of (`upgrade`'s default
