@@ -6,7 +6,7 @@
 use super::output::{ManifestNetwork, ManifestNode};
 use super::Templates;
 use crate::spec::Role;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -23,31 +23,26 @@ struct NetworkConfig<'a> {
 /// The node's `network-config`: its private NIC, and on a gateway the public NIC with
 /// the default route through the public network's gateway.
 pub fn network_config(net: &ManifestNetwork, node: &ManifestNode) -> Result<String> {
-    let private_prefix = prefix_len(&net.private_cidr, "network.private_cidr")?;
     let mut ctx = NetworkConfig {
         node: &node.name,
         private_interface: &net.private_interface,
-        private_address: format!("{}/{private_prefix}", node.private_ip),
+        private_address: net.on_private(&node.private_ip)?,
         dns_servers: &net.dns_servers,
         public_interface: None,
         public_address: None,
         public_gateway: None,
     };
     if node.role == Role::Gateway {
-        let (Some(cidr), Some(gateway), Some(interface), Some(ip)) = (
-            &net.public_cidr,
-            &net.public_gateway,
-            &net.public_interface,
-            &node.public_ip,
-        ) else {
+        let (Some(gateway), Some(interface), Some(ip)) =
+            (&net.public_gateway, &net.public_interface, &node.public_ip)
+        else {
             bail!(
                 "{}: a gateway's NoCloud seed needs a fixed public address (network.public: fixed)",
                 node.name
             );
         };
-        let public_prefix = prefix_len(cidr, "network.public_cidr")?;
         ctx.public_interface = Some(interface);
-        ctx.public_address = Some(format!("{ip}/{public_prefix}"));
+        ctx.public_address = Some(net.on_public(ip)?);
         ctx.public_gateway = Some(gateway);
     }
     Templates::load()?.render_value("lab/network-config.yaml.tera", &ctx)
@@ -62,11 +57,4 @@ pub fn meta_data(node: &str, instance_id: &str) -> Result<String> {
         instance_id: &'a str,
     }
     Templates::load()?.render_value("lab/meta-data.tera", &MetaData { node, instance_id })
-}
-
-fn prefix_len(cidr: &str, field: &str) -> Result<u8> {
-    let net: ipnet::Ipv4Net = cidr
-        .parse()
-        .with_context(|| format!("{field}: {cidr:?} is not an IPv4 CIDR"))?;
-    Ok(net.prefix_len())
 }

@@ -53,6 +53,29 @@ pub struct ManifestNode {
     pub bytes: usize,
 }
 
+impl ManifestNetwork {
+    /// `ip` with the private network's prefix length ("10.0.0.5/24").
+    pub fn on_private(&self, ip: &str) -> Result<String> {
+        with_prefix(ip, &self.private_cidr, "network.private_cidr")
+    }
+
+    /// `ip` with the public network's prefix length; an error when the render has no
+    /// fixed public network.
+    pub fn on_public(&self, ip: &str) -> Result<String> {
+        let Some(cidr) = &self.public_cidr else {
+            bail!("the render has no fixed public network (network.public: fixed)");
+        };
+        with_prefix(ip, cidr, "network.public_cidr")
+    }
+}
+
+fn with_prefix(ip: &str, cidr: &str, field: &str) -> Result<String> {
+    let net: ipnet::Ipv4Net = cidr
+        .parse()
+        .with_context(|| format!("{field}: {cidr:?} is not an IPv4 CIDR"))?;
+    Ok(format!("{ip}/{}", net.prefix_len()))
+}
+
 fn fixed() -> String {
     "fixed".into()
 }

@@ -73,16 +73,16 @@ impl Cloud for LabCloud {
                 // --kubernetes): servers as if launched with the render `lab up` used.
                 state::Kind::StandIn => {
                     let copy = self.lab.host.node_dir(node).join("user-data");
-                    let rendered = std::fs::read(&copy)
-                        .with_context(|| format!("reading {}", copy.display()))?;
-                    let sha = crate::render::config_sha256(&String::from_utf8_lossy(&rendered));
+                    let sha = disk::user_data_sha256(&copy)?
+                        .with_context(|| format!("{} is missing", copy.display()))?;
                     ("ACTIVE", Some(sha))
                 }
                 state::Kind::Booted => {
                     if self.lab.removed(node) {
                         continue; // deleted
                     }
-                    let Some(sha) = disk::seed_sha256(&self.lab.root(node))? else {
+                    let seed = disk::seed_user_data(&self.lab.root(node));
+                    let Some(sha) = disk::user_data_sha256(&seed)? else {
                         continue;
                     };
                     let status = if self.running(node) {
@@ -155,10 +155,6 @@ impl Cloud for LabCloud {
     }
 
     async fn stop_server(&self, id: &str) -> Result<()> {
-        let lab = self.lab.state()?;
-        if lab.kind(lab.node(id)?) == state::Kind::StandIn {
-            bail!("{id} is a stand-in of this lab: it has no system to shut down");
-        }
         self.lab.shutdown(id)
     }
 

@@ -61,12 +61,12 @@ pub fn write_seed(
     write_atomic(&seed.join("network-config"), net.as_bytes(), 0o600)
 }
 
-/// The sha256 `launch` records for a seed's user-data.
-pub fn seed_sha256(root: &Path) -> Result<Option<String>> {
-    match std::fs::read(seed_user_data(root)) {
+/// The sha256 `launch` records for the user-data in `path` (none when it is absent).
+pub fn user_data_sha256(path: &Path) -> Result<Option<String>> {
+    match std::fs::read(path) {
         Ok(bytes) => Ok(Some(config_sha256(&String::from_utf8_lossy(&bytes)))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
 

@@ -27,7 +27,7 @@ impl Lab {
         match lab.kind(n) {
             Kind::Booted => {
                 let _lock = self.lock_node(node)?;
-                self.power_off(n)
+                self.power_off(&lab, n)
             }
             Kind::StandIn => self.host.run("standin-stop", &[node]),
         }
@@ -110,7 +110,7 @@ impl Lab {
                 SHUTDOWN_TIMEOUT.as_secs()
             ));
         }
-        self.power_off(n)
+        self.power_off(&lab, n)
     }
 
     /// What deleting a server does: the node is gone, and so is its disk.
@@ -119,11 +119,11 @@ impl Lab {
         let lab = self.state()?;
         let n = lab.booted(node)?;
         let _lock = self.lock_node(node)?;
-        self.remove_locked(n)
+        self.remove_locked(&lab, n)
     }
 
-    pub(super) fn remove_locked(&self, n: &LabNode) -> Result<()> {
-        self.power_off(n)?;
+    pub(super) fn remove_locked(&self, lab: &LabState, n: &LabNode) -> Result<()> {
+        self.power_off(lab, n)?;
         self.host.run("drop-disk", &[&n.node.name])?;
         File::create(self.host.node_dir(&n.node.name).join("removed"))?;
         Ok(())
@@ -140,7 +140,7 @@ impl Lab {
         }
         let _lock = self.lock_node(node)?;
         if !self.removed(node) {
-            self.remove_locked(n)?;
+            self.remove_locked(&lab, n)?;
         }
         self.plug(&lab, n)?;
         self.mount(&lab, node)?;
@@ -152,7 +152,7 @@ impl Lab {
         let iid = format!("iid-{}-{node}-{nanos}", lab.cluster);
         let root = self.root(node);
         write_seed(&lab, &root, &n.node, &kept, false, &iid)?;
-        if is_kubernetes(n) {
+        if n.runs_kubernetes() {
             write_kubernetes_lab_files(&root)?;
         }
         std::fs::remove_file(self.host.node_dir(node).join("removed"))?;
@@ -219,9 +219,8 @@ impl Lab {
         )
     }
 
-    pub(super) fn power_off(&self, n: &LabNode) -> Result<()> {
-        let lab = self.state()?;
-        self.kill(&lab, &n.node.name)?;
+    pub(super) fn power_off(&self, lab: &LabState, n: &LabNode) -> Result<()> {
+        self.kill(lab, &n.node.name)?;
         self.host
             .run("node-net-down", &[&n.node.name, &n.index.to_string()])
     }
@@ -275,7 +274,7 @@ impl Lab {
                 args.push(format!("--network-interface={public}"));
             }
         }
-        let legacy = is_kubernetes(n);
+        let legacy = n.runs_kubernetes();
         if legacy {
             let containerd = self.host.data.join(name).join("containerd");
             std::fs::create_dir_all(&containerd)?;
@@ -334,8 +333,4 @@ impl Lab {
         }
         bail!("{node}: container did not start")
     }
-}
-
-pub(super) fn is_kubernetes(n: &LabNode) -> bool {
-    matches!(n.node.role, Role::Master | Role::Worker)
 }

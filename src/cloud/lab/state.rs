@@ -31,6 +31,13 @@ pub struct LabNode {
     pub node: ManifestNode,
 }
 
+impl LabNode {
+    /// Masters and workers: what runs kubeadm, containerd and the kubelet.
+    pub fn runs_kubernetes(&self) -> bool {
+        matches!(self.node.role, Role::Master | Role::Worker)
+    }
+}
+
 /// How a node takes part in the lab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -74,10 +81,10 @@ impl LabState {
     }
 
     pub fn kind(&self, node: &LabNode) -> Kind {
-        match node.node.role {
-            Role::Etcd | Role::Gateway => Kind::Booted,
-            Role::Master | Role::Worker if self.kubernetes => Kind::Booted,
-            Role::Master | Role::Worker => Kind::StandIn,
+        if node.runs_kubernetes() && !self.kubernetes {
+            Kind::StandIn
+        } else {
+            Kind::Booted
         }
     }
 

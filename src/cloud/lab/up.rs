@@ -3,7 +3,6 @@
 
 use super::disk::{write_kubernetes_lab_files, write_seed};
 use super::host::{children, detached, need_root, signal};
-use super::power::is_kubernetes;
 use super::state::{Kind, LabNode, LabState};
 use super::{log, Lab};
 use crate::render::read_manifest;
@@ -97,12 +96,11 @@ impl Lab {
             lab.booted(name)?;
         }
         lab.save(&self.host.dir)?;
-        let (Some(gateway), Some(cidr)) = (&lab.network.public_gateway, &lab.network.public_cidr)
-        else {
+        let Some(gateway) = &lab.network.public_gateway else {
             bail!("the lab needs fixed public addresses (network.public: fixed)");
         };
-        let prefix = cidr.split('/').nth(1).unwrap_or("24");
-        self.host.run("fabric", &[&format!("{gateway}/{prefix}")])?;
+        self.host
+            .run("fabric", &[&lab.network.on_public(gateway)?])?;
         self.host
             .run("standin", &["remote", "@peer", "-", "-", "-", REMOTE_PORT])?;
         if let Some(m) = &o.mirror {
@@ -119,7 +117,7 @@ impl Lab {
                     let user_data = out.join(&n.node.user_data);
                     let iid = format!("iid-{}-{name}", lab.cluster);
                     write_seed(&lab, &root, &n.node, &user_data, true, &iid)?;
-                    if is_kubernetes(n) {
+                    if n.runs_kubernetes() {
                         write_kubernetes_lab_files(&root)?;
                     }
                     if o.stock.contains(name) {
@@ -131,8 +129,7 @@ impl Lab {
                     let dir = self.host.node_dir(name);
                     std::fs::create_dir_all(&dir)?;
                     std::fs::copy(out.join(&n.node.user_data), dir.join("user-data"))?;
-                    let prefix = lab.network.private_cidr.split('/').nth(1).unwrap_or("24");
-                    let address = format!("{}/{prefix}", n.node.private_ip);
+                    let address = lab.network.on_private(&n.node.private_ip)?;
                     self.start_standin(&lab, n, &address, &lab.network.private_vip)?;
                 }
             }
