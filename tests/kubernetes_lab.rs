@@ -1826,8 +1826,18 @@ fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &
         diagnostics(&["master-1", "master-2", "worker-1"])
     );
     std::thread::sleep(Duration::from_secs(3));
-    let (api_ok, api_failed, api_gap) = api.stop();
-    let (app_ok, app_failed, app_gap) = app.stop();
+    let Probed {
+        answers: api_ok,
+        failures: api_failed,
+        gap: api_gap,
+        ..
+    } = api.stop();
+    let Probed {
+        answers: app_ok,
+        failures: app_failed,
+        gap: app_gap,
+        ..
+    } = app.stop();
     println!("k8s-lab: upgrade run again:\n{}", said.join("\n"));
     assert!(
         !said.iter().any(|l| l.contains("master-1")),

@@ -379,8 +379,20 @@ pub fn paasgen_in_internet(paasgen: &str, dir: &Path, args: &[&str]) -> Command 
 #[allow(dead_code)]
 pub struct Probe(Option<std::process::Child>);
 
-/// The probe: `GET URL` every 100 ms; on stdin's end it prints
-/// `answers failures longest-gap-seconds` and exits.
+/// A probe's count: answers, failed requests (of which `bad_answers` got an HTTP answer
+/// other than 200), the longest time without an answer (s).
+#[allow(dead_code)]
+pub struct Probed {
+    pub answers: usize,
+    pub failures: usize,
+    pub bad_answers: usize,
+    pub gap: f64,
+}
+
+/// The probe: `GET URL` every 100 ms, one at a time; on stdin's end it prints
+/// `answers failures bad-answers longest-gap-seconds` and exits. A bad answer is a
+/// failure that got an HTTP answer other than 200 (the service answered, wrongly); the
+/// other failures are at the connection (refused, reset, closed with nothing, timeout).
 const PROBE: &str = r#"
 import socket, ssl, sys, threading, time, urllib.parse
 url = urllib.parse.urlsplit(sys.argv[1])
@@ -392,7 +404,7 @@ ctx.verify_mode = ssl.CERT_NONE
 request = ("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (url.path or "/", url.hostname)).encode()
 done = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
-ok = failed = 0
+ok = failed = bad = 0
 gap = 0.0
 last = time.monotonic()
 while not done.is_set():
@@ -409,6 +421,7 @@ while not done.is_set():
                     break
                 answer += chunk
         if not answer.startswith(b"HTTP/1.1 200") and not answer.startswith(b"HTTP/1.0 200"):
+            bad += 1 if answer else 0
             raise OSError(answer[:60])
         now = time.monotonic()
         gap = max(gap, now - last)
@@ -418,7 +431,7 @@ while not done.is_set():
         failed += 1
         print("probe %s: failed at %s: %r" % (sys.argv[1], time.strftime("%H:%M:%S"), e), file=sys.stderr, flush=True)
     time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
-print(ok, failed, "%.2f" % max(gap, time.monotonic() - last), flush=True)
+print(ok, failed, bad, "%.2f" % max(gap, time.monotonic() - last), flush=True)
 "#;
 
 #[allow(dead_code)]
@@ -440,19 +453,20 @@ impl Probe {
         Probe(Some(child))
     }
 
-    /// Answers, failures, longest time without an answer (s).
-    pub fn stop(mut self) -> (usize, usize, f64) {
+    /// What the probe saw.
+    pub fn stop(mut self) -> Probed {
         let mut child = self.0.take().expect("a running probe");
         drop(child.stdin.take());
         let out = child.wait_with_output().expect("the probe's result");
         let said = text(&out.stdout);
         let f: Vec<&str> = said.split_whitespace().collect();
-        assert_eq!(f.len(), 3, "the probe said: {said}");
-        (
-            f[0].parse().unwrap(),
-            f[1].parse().unwrap(),
-            f[2].parse().unwrap(),
-        )
+        assert_eq!(f.len(), 4, "the probe said: {said}");
+        Probed {
+            answers: f[0].parse().unwrap(),
+            failures: f[1].parse().unwrap(),
+            bad_answers: f[2].parse().unwrap(),
+            gap: f[3].parse().unwrap(),
+        }
     }
 }
 
