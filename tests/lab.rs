@@ -620,7 +620,11 @@ fn check_failover(nodes: &[Node], vips: &Vips) -> Vec<(String, Duration)> {
     // off below must come back with its addresses all the same.
     exec_ok(
         &other,
-        &["sh", "-c", "rm /etc/systemd/network/10-cloud-init-*.network"],
+        &[
+            "sh",
+            "-c",
+            "rm /etc/systemd/network/10-cloud-init-*.network",
+        ],
     );
 
     // power the holder (now `other`) off
@@ -672,7 +676,10 @@ fn check_failover(nodes: &[Node], vips: &Vips) -> Vec<(String, Duration)> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let addresses = exec_ok(&other, &["ip", "-4", "-o", "addr", "show"]);
-        if wanted.iter().all(|ip| addresses.contains(&format!(" {ip}/"))) {
+        if wanted
+            .iter()
+            .all(|ip| addresses.contains(&format!(" {ip}/")))
+        {
             break;
         }
         assert!(
