@@ -551,6 +551,32 @@ fn wait_active(node: &str, unit: &str, secs: u64) {
     }
 }
 
+/// Waits until `node` has its private and public addresses (as `ip` inside it shows them).
+fn wait_addresses(node: &Node, secs: u64) {
+    let wanted: Vec<&String> = std::iter::once(&node.private_ip)
+        .chain(node.public_ip.as_ref())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let addresses = exec_ok(&node.name, &["ip", "-4", "-o", "addr", "show"]);
+        if wanted
+            .iter()
+            .all(|ip| addresses.contains(&format!(" {ip}/")))
+        {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{}: not all of {wanted:?} after {secs}s (cloud-init did not apply its network \
+                 config at this boot):\n{addresses}\n{}",
+                node.name,
+                diagnostics(&node.name)
+            );
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Watches for `dur`: every sample, exactly one gateway must hold both VIPs.
 fn watch_stable(gws: &[&Node], vips: &Vips, expect: &str, dur: Duration, what: &str) {
     let end = Instant::now() + dur;
@@ -670,26 +696,7 @@ fn check_failover(nodes: &[Node], vips: &Vips) -> Vec<(String, Duration)> {
         &bad[..bad.len().min(10)]
     );
     let rebooted = gws.iter().find(|g| g.name == other).unwrap();
-    let wanted: Vec<&String> = std::iter::once(&rebooted.private_ip)
-        .chain(rebooted.public_ip.as_ref())
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let addresses = exec_ok(&other, &["ip", "-4", "-o", "addr", "show"]);
-        if wanted
-            .iter()
-            .all(|ip| addresses.contains(&format!(" {ip}/")))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{other} rebooted without its network files and did not get {wanted:?} back \
-             (cloud-init did not apply its network config again):\n{addresses}\n{}",
-            diagnostics(&other)
-        );
-        thread::sleep(Duration::from_millis(500));
-    }
+    wait_addresses(rebooted, 60);
     println!(
         "lab: {other} rebooted (its network files removed first: cloud-init wrote them again); \
          {holder} kept both VIPs throughout"
