@@ -466,6 +466,147 @@ fn leaving_the_load_balancer_refuses_new_connections_only() {
     let _ = open.wait();
 }
 
+/// A command to haproxy's admin socket `sock`; its answer.
+fn haproxy_admin(sock: &Path, command: &str) -> String {
+    let (ok, out) = run(Command::new("python3").args([
+        "-c",
+        "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(sys.argv[2].encode()+b'\\n')\nprint(s.makefile().read())",
+        sock.to_str().unwrap(),
+        command,
+    ]));
+    assert!(ok, "haproxy's admin socket, {command}: {out}");
+    out
+}
+
+/// `field` of `proxy`/`server`'s row in haproxy's `show stat` CSV.
+fn haproxy_stat(stat: &str, proxy: &str, server: &str, field: &str) -> Option<String> {
+    let mut lines = stat.lines();
+    let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(',').collect();
+    let column = header.iter().position(|h| *h == field)?;
+    lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|row| row.first() == Some(&proxy) && row.get(1) == Some(&server))
+        .and_then(|row| row.get(column).map(|v| v.to_string()))
+}
+
+/// gw-1's rendered haproxy config run by Debian's haproxy in a namespace as gw-1
+/// (192.168.0.2), before worker-1 (192.168.0.30) and worker-2 (192.168.0.31), each
+/// serving the ingress NodePort. Once both are up, worker-1 stalls between two health
+/// checks (its checks paused through the admin socket, then every SYN to its NodePort
+/// dropped): each request to :80 is still answered, within 2.5 s, because haproxy
+/// passes over worker-1 after its connect timeout (and counts the redispatch) instead
+/// of making the client wait out the stall (with the old 5 s it timed out).
+#[test]
+fn haproxy_passes_over_a_stalled_worker_within_a_second() {
+    if !have("haproxy") || !have("nft") || !have("python3") || !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        return;
+    }
+    let (dir, cfg) = gateway_file("/etc/haproxy/haproxy.cfg");
+    // The admin socket in the test's directory (a node has /run/haproxy from the unit).
+    let sock = dir.path().join("admin.sock");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("/run/haproxy/admin.sock"), "{text}");
+    std::fs::write(
+        &cfg,
+        text.replace("/run/haproxy/admin.sock", sock.to_str().unwrap()),
+    )
+    .unwrap();
+
+    let tag = std::process::id();
+    let (lan, gw, w1, w2) = (
+        format!("pg-lan-{tag}"),
+        format!("pg-gw-{tag}"),
+        format!("pg-w1-{tag}"),
+        format!("pg-w2-{tag}"),
+    );
+    let ns = Namespaces(vec![gw.clone(), w1.clone(), w2.clone(), lan.clone()]);
+    let setup = format!(
+        "set -e
+        for n in {lan} {gw} {w1} {w2}; do ip netns add $n; ip -n $n link set lo up; done
+        ip -n {lan} link add br0 type bridge
+        ip -n {lan} link set br0 up
+        plug() {{
+          ip link add pgp$2{tag} netns {lan} type veth peer name ens3 netns $1
+          ip -n {lan} link set pgp$2{tag} master br0 up
+          ip -n $1 addr add $3/24 dev ens3
+          ip -n $1 link set ens3 up
+        }}
+        plug {gw} g 192.168.0.2
+        plug {w1} a 192.168.0.30
+        plug {w2} b 192.168.0.31
+        ip netns exec {gw} sysctl -qw net.ipv4.ip_nonlocal_bind=1"
+    );
+    let (ok, out) = run(Command::new("sh").arg("-c").arg(&setup));
+    assert!(ok, "{out}");
+    let serve = |ns: &str, addr: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-m", "http.server", "30080"])
+            .args(["--bind", addr])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map(Reaped)
+            .unwrap()
+    };
+    let _w1 = serve(&w1, "192.168.0.30");
+    let _w2 = serve(&w2, "192.168.0.31");
+    let _haproxy = Command::new("ip")
+        .args(["netns", "exec", &gw, "haproxy", "-db", "-f"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(Reaped)
+        .unwrap();
+    let up = |server: &str| {
+        sock.exists()
+            && haproxy_stat(
+                &haproxy_admin(&sock, "show stat"),
+                "workers_http",
+                server,
+                "status",
+            )
+            .is_some_and(|s| s == "UP")
+    };
+    let start = std::time::Instant::now();
+    while !(up("worker-1") && up("worker-2")) {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the workers never came up in haproxy's checks"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    haproxy_admin(&sock, "disable health workers_http/worker-1");
+    let (ok, out) = ns.exec(
+        &w1,
+        "printf 'table inet stall {\n chain input {\n  type filter hook input priority 0;\n  tcp dport 30080 drop\n }\n}\n' | nft -f -",
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = ns.exec(&gw, "curl -sS -m 1 -o /dev/null http://192.168.0.30:30080/");
+    assert!(!ok, "worker-1 does not stall: {out}");
+
+    for i in 0..6 {
+        let (ok, out) = ns.exec(
+            &gw,
+            "curl -sS -m 2.5 -o /dev/null -w '%{http_code} %{time_total}' http://127.0.0.1:80/",
+        );
+        assert!(
+            ok && out.starts_with("200 "),
+            "request {i} through :80: {out}"
+        );
+    }
+    let stat = haproxy_admin(&sock, "show stat");
+    let redispatched = haproxy_stat(&stat, "workers_http", "BACKEND", "wredis")
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    assert!(
+        redispatched >= 1,
+        "haproxy passed over worker-1 for none of the requests:\n{stat}"
+    );
+    println!("6 requests answered; {redispatched} passed over the stalled worker-1");
+}
+
 #[test]
 fn nft_accepts_the_leave_load_balancer_rules() {
     if !have("nft") || !is_root() {
