@@ -318,7 +318,7 @@ fn kubernetes_boots_from_rendered_user_data() {
             .args(["--image", &image, "--stock", "master-3", "--mirror"])
             .arg(&mirror),
     );
-    let _guard = LabGuard;
+    let _guard = LabGuard::new();
     let since = Instant::now();
     let all = [
         "gw-1", "gw-2", "etcd-1", "etcd-2", "etcd-3", "master-1", "master-2", "master-3",
@@ -1830,12 +1830,14 @@ fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &
         answers: api_ok,
         failures: api_failed,
         gap: api_gap,
+        failed: api_failures,
         ..
     } = api.stop();
     let Probed {
         answers: app_ok,
         failures: app_failed,
         gap: app_gap,
+        failed: app_failures,
         ..
     } = app.stop();
     println!("k8s-lab: upgrade run again:\n{}", said.join("\n"));
@@ -1949,7 +1951,7 @@ fn upgrade_kubernetes(dir: &Path, kubectl_bin: &Path, kubeconfig: &Path, from: &
     assert_eq!(
         (api_failed, app_failed),
         (0, 0),
-        "failed requests during the upgrade: /readyz {api_failed} (of {}), application {app_failed} (of {})",
+        "failed requests during the upgrade: /readyz {api_failed} (of {}), application {app_failed} (of {})\n/readyz: {api_failures:?}\napplication: {app_failures:?}",
         api_ok + api_failed,
         app_ok + app_failed
     );

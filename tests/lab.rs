@@ -957,7 +957,7 @@ fn lab_boots_rendered_platform() {
             .arg(&out_dir)
             .args(["--image", &image]),
     );
-    let _guard = LabGuard;
+    let _guard = LabGuard::new();
     let since = Instant::now();
 
     let boot = check_cloud_init(&booted, since);

@@ -492,7 +492,8 @@ fn etcd_member_is_rebuilt_from_scratch() {
     );
     assert!(
         failures <= vip_moves,
-        "the API through the VIP failed {failures} times during the upgrade, more than the {vip_moves} moves of the VIPs"
+        "the API through the VIP failed {failures} times during the upgrade, more than the {vip_moves} moves of the VIPs:\n{}",
+        probed.failed.join("\n")
     );
     assert!(gap < 5.0, "no answer for {gap:.2}s during the upgrade");
     for gw in ["gw-1", "gw-2"] {

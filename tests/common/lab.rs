@@ -103,17 +103,44 @@ impl Drop for TempDir {
 }
 
 /// `paasgen lab down` on drop: whatever happens, the lab is torn down. When the test
-/// failed, each running node's journal goes to `<target>/lab-journals/` first, and the
-/// lines that explain an outage (etcd elections and slow disks, haproxy's checks, the
-/// API server's readiness) are printed: CI keeps a failed test's output, not its files.
-pub struct LabGuard;
+/// failed, each running node's journal (and those the lab kept of removed nodes) goes
+/// to `<target>/lab-journals/` first, the lines that explain an outage (etcd elections
+/// and slow disks, haproxy's checks, the API server's readiness) are printed, and then
+/// the failure's message again: CI keeps a failed test's output, not its files, and
+/// shows its head and tail.
+pub struct LabGuard(());
+impl LabGuard {
+    pub fn new() -> LabGuard {
+        keep_panic_message();
+        LabGuard(())
+    }
+}
 impl Drop for LabGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
             save_journals();
+            if let Some(message) = FAILURE.lock().ok().and_then(|f| f.clone()) {
+                eprintln!("lab: the test failed: {message}");
+            }
         }
         let _ = lab().arg("down").stdin(Stdio::null()).status();
     }
+}
+
+/// The last panic's message, kept by the hook `keep_panic_message` installs.
+static FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn keep_panic_message() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Ok(mut failure) = FAILURE.lock() {
+                *failure = Some(info.to_string());
+            }
+            default(info);
+        }));
+    });
 }
 
 /// What a node's journal says about an outage: etcd leadership and slow disk or
@@ -194,6 +221,30 @@ fn save_journals() {
         );
         for l in &telling[telling.len().saturating_sub(40)..] {
             eprintln!("{node}| {l}");
+        }
+    }
+    // The journals the lab kept of the disks it removed (a replaced node's earlier life).
+    let nodes = std::env::var_os("PAASGEN_LAB_DIR")
+        .map_or_else(|| PathBuf::from("/run/paasgen-lab"), PathBuf::from)
+        .join("nodes");
+    for node in std::fs::read_dir(nodes).into_iter().flatten().flatten() {
+        for kept in std::fs::read_dir(node.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = kept.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("journal-") {
+                continue;
+            }
+            let node = node.file_name().to_string_lossy().into_owned();
+            let path = dir.join(format!("{node}.removed-{name}"));
+            if std::fs::copy(kept.path(), &path).is_ok() {
+                eprintln!(
+                    "--- {node}: the journal of a removed disk in {}",
+                    path.display()
+                );
+            }
         }
     }
 }
@@ -317,7 +368,7 @@ pub fn boot_lab_with(out_dir: &Path, extra: &[&std::ffi::OsStr]) -> LabGuard {
             .args(["--image", &image])
             .args(extra),
     );
-    let guard = LabGuard;
+    let guard = LabGuard::new();
     run_ok(lab().args(["wait", "600"]));
     guard
 }
@@ -380,19 +431,22 @@ pub fn paasgen_in_internet(paasgen: &str, dir: &Path, args: &[&str]) -> Command 
 pub struct Probe(Option<std::process::Child>);
 
 /// A probe's count: answers, failed requests (of which `bad_answers` got an HTTP answer
-/// other than 200), the longest time without an answer (s).
+/// other than 200), the longest time without an answer (s), and each failure's time of
+/// day and error (for the assertion's message: CI keeps a failed test's output, cut).
 #[allow(dead_code)]
 pub struct Probed {
     pub answers: usize,
     pub failures: usize,
     pub bad_answers: usize,
     pub gap: f64,
+    pub failed: Vec<String>,
 }
 
 /// The probe: `GET URL` every 100 ms, one at a time; on stdin's end it prints
-/// `answers failures bad-answers longest-gap-seconds` and exits. A bad answer is a
-/// failure that got an HTTP answer other than 200 (the service answered, wrongly); the
-/// other failures are at the connection (refused, reset, closed with nothing, timeout).
+/// `answers failures bad-answers longest-gap-seconds`, then a line per failure, and
+/// exits. A bad answer is a failure that got an HTTP answer other than 200 (the service
+/// answered, wrongly); the other failures are at the connection (refused, reset, closed
+/// with nothing, timeout).
 const PROBE: &str = r#"
 import socket, ssl, sys, threading, time, urllib.parse
 url = urllib.parse.urlsplit(sys.argv[1])
@@ -405,6 +459,7 @@ request = ("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (url.pat
 done = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
 ok = failed = bad = 0
+failures = []
 gap = 0.0
 last = time.monotonic()
 while not done.is_set():
@@ -429,9 +484,11 @@ while not done.is_set():
         ok += 1
     except Exception as e:
         failed += 1
-        print("probe %s: failed at %s: %r" % (sys.argv[1], time.strftime("%H:%M:%S"), e), file=sys.stderr, flush=True)
+        failures.append("%s (started %.2fs before): %r" % (time.strftime("%H:%M:%S"), time.monotonic() - started, e))
+        print("probe %s: failed at %s" % (sys.argv[1], failures[-1]), file=sys.stderr, flush=True)
     time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
-print(ok, failed, bad, "%.2f" % max(gap, time.monotonic() - last), flush=True)
+print(ok, failed, bad, "%.2f" % max(gap, time.monotonic() - last))
+print("\n".join(failures), flush=True)
 "#;
 
 #[allow(dead_code)]
@@ -459,13 +516,22 @@ impl Probe {
         drop(child.stdin.take());
         let out = child.wait_with_output().expect("the probe's result");
         let said = text(&out.stdout);
-        let f: Vec<&str> = said.split_whitespace().collect();
+        let mut lines = said.lines();
+        let f: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
         assert_eq!(f.len(), 4, "the probe said: {said}");
+        let failed: Vec<String> = lines.filter(|l| !l.is_empty()).map(String::from).collect();
+        let failures: usize = f[1].parse().unwrap();
+        assert_eq!(failed.len(), failures, "the probe said: {said}");
         Probed {
             answers: f[0].parse().unwrap(),
-            failures: f[1].parse().unwrap(),
+            failures,
             bad_answers: f[2].parse().unwrap(),
             gap: f[3].parse().unwrap(),
+            failed,
         }
     }
 }

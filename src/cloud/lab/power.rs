@@ -123,6 +123,7 @@ impl Lab {
     }
 
     pub(super) fn remove_locked(&self, lab: &LabState, n: &LabNode) -> Result<()> {
+        self.keep_journal(&n.node.name);
         self.power_off(lab, n)?;
         self.host.run("drop-disk", &[&n.node.name])?;
         File::create(self.host.node_dir(&n.node.name).join("removed"))?;
@@ -158,6 +159,38 @@ impl Lab {
         std::fs::remove_file(self.host.node_dir(node).join("removed"))?;
         self.boot(&lab, n)?;
         self.wait_leader(node)
+    }
+
+    /// A running node's journal, kept beside its state as `journal-K.log` before its disk
+    /// goes: what a failed test shows of a node's life before it was replaced. Best
+    /// effort (a node that cannot answer within 30 s leaves none): a delete never waits
+    /// on it longer.
+    fn keep_journal(&self, node: &str) {
+        let argv = [
+            "timeout",
+            "30",
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "short-precise",
+        ]
+        .map(String::from);
+        let Ok(mut journalctl) = self.host.in_node(node, &argv) else {
+            return; // not running
+        };
+        let dir = self.host.node_dir(node);
+        let kept = (1..)
+            .map(|k| dir.join(format!("journal-{k}.log")))
+            .find(|p| !p.exists())
+            .expect("an unused name");
+        match journalctl.stderr(Stdio::null()).output() {
+            Ok(out) if !out.stdout.is_empty() => {
+                if let Err(e) = std::fs::write(&kept, &out.stdout) {
+                    log(format!("{node}: cannot keep its journal: {e}"));
+                }
+            }
+            _ => log(format!("{node}: its journal could not be read; none kept")),
+        }
     }
 
     pub fn removed(&self, node: &str) -> bool {
