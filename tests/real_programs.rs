@@ -313,6 +313,18 @@ impl Drop for Reaped {
     }
 }
 
+/// Python's HTTP server on `addr:port` in network namespace `ns`, killed on drop.
+fn http_server(ns: &str, addr: &str, port: &str) -> Reaped {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-m", "http.server", port])
+        .args(["--bind", addr])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(Reaped)
+        .unwrap()
+}
+
 /// Network namespaces made by one test, removed (with every process in them) on drop.
 struct Namespaces(Vec<String>);
 
@@ -383,27 +395,8 @@ fn leaving_the_load_balancer_refuses_new_connections_only() {
     let (ok, out) = run(Command::new("sh").arg("-c").arg(&setup));
     assert!(ok, "{out}");
     // An HTTP server where the API server and the pod listen.
-    let serve = |ns: &str, addr: &str, port: &str| {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "python3",
-                "-m",
-                "http.server",
-                port,
-                "--bind",
-                addr,
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map(Reaped)
-            .unwrap()
-    };
-    let _api = serve(&node, "192.168.0.30", "6443");
-    let _web = serve(&pod, "10.244.1.2", "8080");
+    let _api = http_server(&node, "192.168.0.30", "6443");
+    let _web = http_server(&pod, "10.244.1.2", "8080");
     let get = |from: &str, port: u16| {
         ns.exec(
             &gw,
@@ -539,18 +532,8 @@ fn haproxy_passes_over_a_stalled_worker_within_a_second() {
     );
     let (ok, out) = run(Command::new("sh").arg("-c").arg(&setup));
     assert!(ok, "{out}");
-    let serve = |ns: &str, addr: &str| {
-        Command::new("ip")
-            .args(["netns", "exec", ns, "python3", "-m", "http.server", "30080"])
-            .args(["--bind", addr])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map(Reaped)
-            .unwrap()
-    };
-    let _w1 = serve(&w1, "192.168.0.30");
-    let _w2 = serve(&w2, "192.168.0.31");
+    let _w1 = http_server(&w1, "192.168.0.30", "30080");
+    let _w2 = http_server(&w2, "192.168.0.31", "30080");
     let _haproxy = Command::new("ip")
         .args(["netns", "exec", &gw, "haproxy", "-db", "-f"])
         .arg(&cfg)
